@@ -1,0 +1,148 @@
+"""Streaming compression and encryption, both directions.
+
+Backup direction is push: ``open_encoder(config, sink)`` returns a writer; every ``write`` pushes
+compressed (then encrypted) bytes into ``sink`` and ``close()`` flushes the trailers. Restore
+direction is pull: ``open_decoder(source, ...)`` returns a reader of the plain archive. Memory is a
+few MiB whatever the size of the stream: nothing here buffers a whole dump.
+
+Compression comes first (encrypted bytes do not compress); the stored object is a standard
+``.zst`` / ``.gz`` stream, optionally wrapped in a standard age file, so that
+``age -d -i key.txt X.dump.zst.age | zstd -d | pg_restore -d DB`` restores by hand.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Protocol
+
+import zstandard
+
+from backup.config import CodecConfig
+from backup.errors import IntegrityError
+from backup.storage.base import Readable
+
+COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+ENCRYPTION_SUFFIX = ".age"
+DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+class Encoder(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def object_suffix(compression: str, encrypted: bool) -> str:
+    """``.zst``, ``.gz.age``, ...: the suffix after ``.dump`` / ``.sql`` in an object key."""
+    return COMPRESSION_SUFFIX[compression] + (ENCRYPTION_SUFFIX if encrypted else "")
+
+
+class _Compressor:
+    """zstd or gzip (RFC 1952, so plain ``gzip -d`` opens it) into ``sink``."""
+
+    def __init__(self, compression: str, level: int | None, sink: Writable) -> None:
+        self.sink = sink
+        level = level or DEFAULT_LEVEL.get(compression, 0)
+        if compression == "zstd":
+            # write_content_size is unknown for a stream; the checksum lets zstd -d detect damage.
+            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+            self._obj = cctx.compressobj()
+            self._flush = lambda: self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        else:
+            self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
+            self._flush = self._obj.flush
+
+    def write(self, data: bytes) -> None:
+        out = self._obj.compress(data)
+        if out:
+            self.sink.write(out)
+
+    def close(self) -> None:
+        out = self._flush()
+        if out:
+            self.sink.write(out)
+        close = getattr(self.sink, "close", None)
+        if close:
+            close()
+
+
+class _Passthrough:
+    def __init__(self, sink: Writable) -> None:
+        self.sink = sink
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
+
+    def close(self) -> None:
+        close = getattr(self.sink, "close", None)
+        if close:
+            close()
+
+
+def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
+    """compress -> encrypt -> ``sink``. ``close()`` must be called to flush the trailers."""
+    target: Writable = sink
+    if config.encrypted:
+        from backup.encryption import open_encryptor
+
+        target = open_encryptor(config, sink)
+    if config.compression == "none":
+        return _Passthrough(target)
+    return _Compressor(config.compression, config.level, target)
+
+
+class _Decompressor:
+    """Pull-based decompression of ``source``; damage raises ``IntegrityError``."""
+
+    def __init__(self, compression: str, source: Readable) -> None:
+        self.source = source
+        self.compression = compression
+        if compression == "zstd":
+            self._obj = zstandard.ZstdDecompressor().decompressobj()
+        else:
+            self._obj = zlib.decompressobj(31)
+        self._buffer = b""
+        self._eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        want = READ_CHUNK_BYTES if size is None or size < 0 else size
+        while len(self._buffer) < want and not self._eof:
+            chunk = self.source.read(READ_CHUNK_BYTES)
+            if not chunk:
+                self._eof = True
+                self._check_complete()
+                break
+            try:
+                self._buffer += self._obj.decompress(chunk)
+            except (zstandard.ZstdError, zlib.error) as err:
+                raise IntegrityError(f"the {self.compression} stream is damaged: {err}") from err
+        out, self._buffer = self._buffer[:want], self._buffer[want:]
+        return out
+
+    def _check_complete(self) -> None:
+        if self.compression == "zstd":
+            finished = self._obj.eof
+        else:
+            finished = self._obj.eof
+        if not finished:
+            raise IntegrityError(f"the {self.compression} stream ends early: the object is truncated")
+
+
+def open_decoder(
+    source: Readable, compression: str, encrypted: bool, config: CodecConfig
+) -> Readable:
+    """``source`` (the stored object) -> decrypt -> decompress -> the plain archive."""
+    if encrypted:
+        from backup.encryption import open_decryptor
+
+        source = open_decryptor(config, source)
+    if compression == "none":
+        return source
+    if compression not in COMPRESSION_SUFFIX:
+        raise IntegrityError(f"unknown compression {compression!r} in the manifest")
+    return _Decompressor(compression, source)

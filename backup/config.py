@@ -1,0 +1,550 @@
+"""Configuration: the environment (and ``*_FILE`` secrets) parsed once into frozen dataclasses.
+
+``load(environ)`` reports every problem in one ``ConfigError`` naming each variable. Nothing
+else in the package reads ``os.environ``; each part receives only its slice of ``Config``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from backup.errors import ConfigError
+
+MIB = 1024 * 1024
+# B2 and S3 both refuse parts under 5 MB (except the last) and allow at most 10,000 parts:
+# https://www.backblaze.com/docs/cloud-storage-large-files
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+MIN_PART_SIZE_MB = 5
+MAX_PART_SIZE_MB = 5 * 1024
+# 16 MiB parts x 2 in flight x every destination stays well under 150 MB and still covers a
+# 160 GB compressed dump in 10,000 parts; raise it for bigger databases.
+DEFAULT_PART_SIZE_MB = 16
+
+
+class Secret:
+    """A secret string that never prints itself; ``reveal()`` is the only way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    host: str | None = None
+    port: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+    database: str | None = None
+    databases: tuple[str, ...] = ()
+    """Databases to back up; empty with ``all_databases`` means every non-template one."""
+    all_databases: bool = False
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """Other libpq variables (PGSSLMODE, PGSSLROOTCERT, ...) passed through to children."""
+
+    def libpq_env(self, database: str | None = None) -> dict[str, str]:
+        """Environment for a child process: libpq variables, password included (never argv)."""
+        env = dict(self.extra_env)
+        for name, value in (
+            ("PGHOST", self.host),
+            ("PGPORT", self.port),
+            ("PGUSER", self.user),
+            ("PGDATABASE", database or self.database),
+        ):
+            if value:
+                env[name] = value
+        if self.password:
+            env["PGPASSWORD"] = self.password.reveal()
+        return env
+
+    def with_database(self, database: str) -> PostgresConfig:
+        from dataclasses import replace
+
+        return replace(self, database=database)
+
+    @property
+    def display_host(self) -> str:
+        return f"{self.host or 'localhost'}:{self.port or '5432'}"
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    attempts: int = 5
+    max_seconds: float = 120.0
+    initial_backoff_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class B2Config:
+    key_id: str | None = None
+    application_key: Secret | None = None
+    bucket_name: str | None = None
+    sse_b2: bool = False
+
+
+@dataclass(frozen=True)
+class S3Config:
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    sse: str | None = None
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    destinations: tuple[str, ...]
+    part_size_bytes: int = DEFAULT_PART_SIZE_MB * MIB
+    parts_in_flight: int = 2
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    b2: B2Config = field(default_factory=B2Config)
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    compression: str = "zstd"
+    level: int | None = None
+    age_recipients: tuple[str, ...] = ()
+    age_passphrase: Secret | None = None
+    age_identity: Secret | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.age_recipients or self.age_passphrase)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    days: int = 30
+    keep_min: int = 3
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    telegram_bot_token: Secret | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    webhook_urls: tuple[Secret, ...] = ()
+    healthcheck_url: Secret | None = None
+    notify_on: str = "always"
+    alert_after_failures: int = 2
+    timeout_s: float = 10.0
+    attempts: int = 3
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    pushgateway_url: str | None = None
+    metrics_file: str | None = None
+    job_name: str = "pgbackup"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "INFO"
+    progress_interval_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    postgres: PostgresConfig
+    storage: StorageConfig
+    codec: CodecConfig
+    retention: RetentionPolicy
+    notify: NotifyConfig
+    metrics: MetricsConfig
+    log: LogConfig
+    verify: str = "none"
+    row_counts: str = "estimate"
+    verify_database_url: Secret | None = None
+    lock_dir: str = "/tmp"  # noqa: S108 - a lock file, not data; overridable by BACKUP_LOCK_DIR
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redaction filter."""
+        values: list[Secret | None] = [
+            self.postgres.password,
+            self.storage.b2.application_key,
+            self.storage.s3.secret_access_key,
+            self.storage.s3.session_token,
+            self.codec.age_passphrase,
+            self.codec.age_identity,
+            self.notify.telegram_bot_token,
+            self.notify.healthcheck_url,
+            self.verify_database_url,
+            *self.notify.webhook_urls,
+        ]
+        return [v.reveal() for v in values if v]
+
+
+SECRET_VARIABLES = (
+    "PGPASSWORD",
+    "DATABASE_URL",
+    "B2_APPLICATION_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "BACKUP_AGE_PASSPHRASE",
+    "BACKUP_AGE_IDENTITY",
+    "TELEGRAM_BOT_TOKEN",
+    "NOTIFY_WEBHOOK_URL",
+    "HEALTHCHECK_URL",
+    "VERIFY_DATABASE_URL",
+)
+
+# libpq variables passed through to pg_dump/pg_restore/psql as they are.
+LIBPQ_PASSTHROUGH = (
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGCONNECT_TIMEOUT",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGTARGETSESSIONATTRS",
+)
+
+
+class _Reader:
+    """Reads variables and collects every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = environ
+        self.problems: list[str] = []
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def secret(self, name: str) -> Secret | None:
+        """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
+        direct = self.env.get(name, "")
+        path = self.env.get(f"{name}_FILE", "").strip()
+        if direct and path:
+            self.problems.append(f"{name} and {name}_FILE are both set: keep one")
+            return None
+        if path:
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as err:
+                self.problems.append(f"{name}_FILE: cannot read {path}: {err.strerror}")
+                return None
+            if not value:
+                self.problems.append(f"{name}_FILE: {path} is empty")
+                return None
+            return Secret(value)
+        direct = direct.strip()
+        return Secret(direct) if direct else None
+
+    def int(
+        self, name: str, default: int | None, minimum: int = 0, maximum: int | None = None
+    ) -> int | None:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a whole number")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.problems.append(f"{name}={value} must be {bound}")
+            return default
+        return value
+
+    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a number")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name}={value} must be >= {minimum}")
+            return default
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        value = raw.lower()
+        if value not in choices:
+            self.problems.append(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        value = raw.lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={raw!r} must be true or false")
+        return default
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        raw = self.str(name) or ""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _postgres(r: _Reader) -> PostgresConfig:
+    host, port, user = r.str("PGHOST"), r.str("PGPORT"), r.str("PGUSER")
+    password, database = r.secret("PGPASSWORD"), r.str("PGDATABASE")
+    extra = {name: r.env[name] for name in LIBPQ_PASSTHROUGH if r.env.get(name)}
+    url = r.secret("DATABASE_URL")
+    if url:
+        parts = urlsplit(url.reveal())
+        if parts.scheme not in ("postgres", "postgresql"):
+            r.problems.append("DATABASE_URL must start with postgresql:// or postgres://")
+        else:
+            # The URL is split into libpq variables so the password travels in the child's
+            # environment, never in its argv.
+            try:
+                url_port = str(parts.port) if parts.port else None
+            except ValueError:
+                r.problems.append("DATABASE_URL has an invalid port")
+                url_port = None
+            host = unquote(parts.hostname) if parts.hostname else host
+            port = url_port or port
+            user = unquote(parts.username) if parts.username else user
+            if parts.password:
+                password = Secret(unquote(parts.password))
+            if parts.path.strip("/"):
+                database = unquote(parts.path.strip("/"))
+            for key, value in parse_qsl(parts.query):
+                env_name = {
+                    "sslmode": "PGSSLMODE",
+                    "sslrootcert": "PGSSLROOTCERT",
+                    "sslcert": "PGSSLCERT",
+                    "sslkey": "PGSSLKEY",
+                    "connect_timeout": "PGCONNECT_TIMEOUT",
+                    "application_name": "PGAPPNAME",
+                    "options": "PGOPTIONS",
+                }.get(key)
+                if env_name:
+                    extra[env_name] = value
+    if port is not None and not port.isdigit():
+        r.problems.append(f"PGPORT={port!r} is not a port number")
+    listed = r.csv("BACKUP_DATABASES")
+    all_databases = len(listed) == 1 and listed[0].lower() == "all"
+    if all_databases:
+        databases: tuple[str, ...] = ()
+    elif listed:
+        if any(name.lower() == "all" for name in listed):
+            r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
+        databases = tuple(dict.fromkeys(listed))
+    else:
+        # libpq's own default: the database named like the user.
+        default_db = database or user or os.environ.get("USER") or "postgres"
+        databases = (default_db,)
+    return PostgresConfig(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+        databases=databases,
+        all_databases=all_databases,
+        extra_env=tuple(sorted(extra.items())),
+    )
+
+
+def _storage(r: _Reader) -> StorageConfig:
+    bucket = r.str("B2_BUCKET_NAME")
+    destinations = r.csv("BACKUP_DESTINATIONS")
+    if not destinations:
+        destinations = (f"b2://{bucket}/backups/postgresql",) if bucket else ("file://./backups",)
+    from backup.storage.base import Destination
+
+    schemes = set()
+    for url in destinations:
+        try:
+            schemes.add(Destination.parse(url).scheme)
+        except ConfigError as err:
+            r.problems.extend(err.problems)
+    if len(set(destinations)) != len(destinations):
+        r.problems.append("BACKUP_DESTINATIONS lists the same destination twice")
+    b2 = B2Config(
+        key_id=r.str("B2_KEY_ID"),
+        application_key=r.secret("B2_APPLICATION_KEY"),
+        bucket_name=bucket,
+        sse_b2=r.bool("B2_SSE", False),
+    )
+    if "b2" in schemes:
+        for name, value in (("B2_KEY_ID", b2.key_id), ("B2_APPLICATION_KEY", b2.application_key)):
+            if not value:
+                r.problems.append(f"{name} is required for b2:// destinations")
+    s3 = S3Config(
+        access_key_id=r.str("AWS_ACCESS_KEY_ID"),
+        secret_access_key=r.secret("AWS_SECRET_ACCESS_KEY"),
+        session_token=r.secret("AWS_SESSION_TOKEN"),
+        region=r.str("AWS_REGION") or r.str("AWS_DEFAULT_REGION"),
+        endpoint_url=r.str("S3_ENDPOINT_URL"),
+        sse=r.str("S3_SSE"),
+    )
+    if s3.endpoint_url and not s3.endpoint_url.startswith(("http://", "https://")):
+        r.problems.append("S3_ENDPOINT_URL must start with http:// or https://")
+    part_mb = r.int("BACKUP_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB)
+    retry = RetryConfig(
+        attempts=r.int("BACKUP_RETRY_ATTEMPTS", 5, 1, 100) or 5,
+        max_seconds=r.float("BACKUP_RETRY_MAX_SECONDS", 120.0, 0.0),
+        initial_backoff_s=r.float("BACKUP_RETRY_BACKOFF_SECONDS", 1.0, 0.0),
+    )
+    return StorageConfig(
+        destinations=destinations,
+        part_size_bytes=(part_mb or DEFAULT_PART_SIZE_MB) * MIB,
+        retry=retry,
+        b2=b2,
+        s3=s3,
+    )
+
+
+def _codec(r: _Reader) -> CodecConfig:
+    compression = r.choice("BACKUP_COMPRESSION", "zstd", ("zstd", "gzip", "none"))
+    limits = {"zstd": (1, 22), "gzip": (1, 9), "none": (0, 0)}[compression]
+    level = r.int("BACKUP_COMPRESSION_LEVEL", None, limits[0], limits[1])
+    recipients = r.csv("BACKUP_AGE_RECIPIENTS")
+    recipients_file = r.str("BACKUP_AGE_RECIPIENTS_FILE")
+    if recipients_file:
+        try:
+            lines = Path(recipients_file).read_text(encoding="utf-8").splitlines()
+            recipients += tuple(
+                line.strip() for line in lines if line.strip() and not line.startswith("#")
+            )
+        except OSError as err:
+            r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: cannot read it: {err.strerror}")
+    passphrase = r.secret("BACKUP_AGE_PASSPHRASE")
+    if recipients and passphrase:
+        r.problems.append("BACKUP_AGE_RECIPIENTS and BACKUP_AGE_PASSPHRASE are both set: keep one")
+    for recipient in recipients:
+        if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
+            r.problems.append(
+                f"BACKUP_AGE_RECIPIENTS: {recipient[:12]}... is not an age or ssh public key"
+            )
+    return CodecConfig(
+        compression=compression,
+        level=level,
+        age_recipients=recipients,
+        age_passphrase=passphrase,
+        age_identity=r.secret("BACKUP_AGE_IDENTITY"),
+    )
+
+
+def _retention(r: _Reader) -> RetentionPolicy:
+    return RetentionPolicy(
+        days=r.int("BACKUP_RETENTION_DAYS", 30, 0) or 0,
+        keep_min=r.int("BACKUP_KEEP_MIN", 3, 1) or 1,
+        keep_daily=r.int("BACKUP_KEEP_DAILY", None, 0),
+        keep_weekly=r.int("BACKUP_KEEP_WEEKLY", None, 0),
+        keep_monthly=r.int("BACKUP_KEEP_MONTHLY", None, 0),
+    )
+
+
+def _notify(r: _Reader) -> NotifyConfig:
+    token = r.secret("TELEGRAM_BOT_TOKEN")
+    chat = r.str("TELEGRAM_CHAT_ID") or r.str("ADMIN_USER_ID")
+    if token and not chat:
+        r.problems.append("TELEGRAM_BOT_TOKEN is set but ADMIN_USER_ID / TELEGRAM_CHAT_ID is not")
+    webhooks = r.secret("NOTIFY_WEBHOOK_URL")
+    webhook_urls = tuple(
+        Secret(u.strip()) for u in (webhooks.reveal() if webhooks else "").split(",") if u.strip()
+    )
+    healthcheck = r.secret("HEALTHCHECK_URL")
+    api_url = r.str("TELEGRAM_API_URL", "https://api.telegram.org") or ""
+    for name, value in (
+        ("TELEGRAM_API_URL", api_url),
+        ("HEALTHCHECK_URL", healthcheck.reveal() if healthcheck else ""),
+        *(("NOTIFY_WEBHOOK_URL", u.reveal()) for u in webhook_urls),
+    ):
+        if value and not value.startswith(("http://", "https://")):
+            r.problems.append(f"{name} must be an http:// or https:// URL")
+    return NotifyConfig(
+        telegram_bot_token=token,
+        telegram_chat_id=chat,
+        telegram_api_url=api_url.rstrip("/"),
+        webhook_urls=webhook_urls,
+        healthcheck_url=healthcheck,
+        notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
+        alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1) or 2,
+        timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1),
+    )
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Parse the environment; raise one ``ConfigError`` listing every problem found."""
+    r = _Reader(os.environ if environ is None else environ)
+    postgres = _postgres(r)
+    storage = _storage(r)
+    codec = _codec(r)
+    retention = _retention(r)
+    notify = _notify(r)
+    pushgateway = r.str("PROMETHEUS_PUSHGATEWAY_URL")
+    if pushgateway and not pushgateway.startswith(("http://", "https://")):
+        r.problems.append("PROMETHEUS_PUSHGATEWAY_URL must be an http:// or https:// URL")
+    metrics = MetricsConfig(
+        pushgateway_url=pushgateway,
+        metrics_file=r.str("METRICS_FILE"),
+        job_name=r.str("PROMETHEUS_JOB_NAME", "pgbackup") or "pgbackup",
+    )
+    log = LogConfig(
+        format=r.choice("LOG_FORMAT", "text", ("text", "json")),
+        level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        progress_interval_s=r.float("BACKUP_PROGRESS_SECONDS", 30.0, 0.0),
+    )
+    verify = r.choice("BACKUP_VERIFY", "none", ("none", "restore"))
+    row_counts = r.choice("BACKUP_ROW_COUNTS", "estimate", ("exact", "estimate", "off"))
+    verify_url = r.secret("VERIFY_DATABASE_URL")
+    if verify_url and not verify_url.reveal().startswith(("postgres://", "postgresql://")):
+        r.problems.append("VERIFY_DATABASE_URL must start with postgresql://")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Config(
+        postgres=postgres,
+        storage=storage,
+        codec=codec,
+        retention=retention,
+        notify=notify,
+        metrics=metrics,
+        log=log,
+        verify=verify,
+        row_counts=row_counts,
+        verify_database_url=verify_url,
+        lock_dir=r.str("BACKUP_LOCK_DIR", "/tmp") or "/tmp",  # noqa: S108
+    )

@@ -1,0 +1,1 @@
+"""Notifiers: Telegram, webhooks, healthchecks pings; see ``base.py``."""

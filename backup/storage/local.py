@@ -1,0 +1,129 @@
+"""A local directory (or a mounted volume) as a destination.
+
+``put`` writes ``<key>.partial``, fsyncs it, renames it into place and fsyncs the directory, so
+a crash or a failed stream never leaves a file under the final name. ``list`` ignores
+``*.partial`` files; ``cleanup_incomplete`` removes ones left by a crashed run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from backup.errors import ObjectNotFound, StorageError
+from backup.storage.base import Destination, ObjectInfo, Readable
+
+if TYPE_CHECKING:
+    from backup.config import StorageConfig
+
+PARTIAL_SUFFIX = ".partial"
+CHUNK_BYTES = 1024 * 1024
+
+
+class LocalStorage:
+    def __init__(self, root: str | Path, url: str | None = None) -> None:
+        self.root = Path(root)
+        self.url = url or f"file://{self.root}"
+
+    @classmethod
+    def from_destination(cls, destination: Destination, config: StorageConfig) -> LocalStorage:
+        return cls(destination.prefix, destination.url)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in Path(key).parts:
+            raise StorageError(f"{self.url}: invalid object key {key!r}")
+        return self.root / key
+
+    def put(self, key: str, stream: Readable) -> int:
+        path = self._path(key)
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = 0
+            with open(partial, "wb") as out:
+                while chunk := stream.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+            _fsync_dir(path.parent)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            if isinstance(err, OSError):
+                raise StorageError(
+                    f"{self.url}: cannot write {key}: {err.strerror or err}",
+                    hint="check that the directory exists, is writable and has free space",
+                ) from err
+            raise
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError as err:
+            raise ObjectNotFound(f"{self.url}: no object {key}") from err
+        except OSError as err:
+            raise StorageError(f"{self.url}: cannot read {key}: {err.strerror}") from err
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        if not self.root.exists():
+            return []
+        objects = []
+        try:
+            for dirpath, _dirnames, filenames in os.walk(self.root):
+                for name in filenames:
+                    if name.endswith(PARTIAL_SUFFIX):
+                        continue
+                    full = Path(dirpath) / name
+                    key = full.relative_to(self.root).as_posix()
+                    if not key.startswith(prefix):
+                        continue
+                    stat = full.stat()
+                    modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+                    objects.append(ObjectInfo(key=key, size=stat.st_size, modified=modified))
+        except OSError as err:
+            raise StorageError(f"{self.url}: cannot list: {err.strerror}") from err
+        return sorted(objects, key=lambda o: o.key)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self._path(key).unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise StorageError(f"{self.url}: cannot delete {key}: {err.strerror}") from err
+
+    def cleanup_incomplete(self, prefix: str = "") -> int:
+        """Remove ``*.partial`` files a crashed run left behind; returns how many."""
+        if not self.root.exists():
+            return 0
+        removed = 0
+        for partial in self.root.rglob(f"*{PARTIAL_SUFFIX}"):
+            if partial.relative_to(self.root).as_posix().startswith(prefix):
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                    removed += 1
+        return removed
+
+    def free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.root if self.root.exists() else Path.cwd()).free
+        except OSError:
+            return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
