@@ -31,6 +31,7 @@ class DatabaseResult:
     destinations: tuple[DestinationResult, ...] = ()
     error: str | None = None
     hint: str | None = None
+    exit_code: int = 0
 
 
 @dataclass(frozen=True)
