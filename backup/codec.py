@@ -125,12 +125,10 @@ class _Decompressor:
         return out
 
     def _check_complete(self) -> None:
-        if self.compression == "zstd":
-            finished = self._obj.eof
-        else:
-            finished = self._obj.eof
-        if not finished:
-            raise IntegrityError(f"the {self.compression} stream ends early: the object is truncated")
+        if not self._obj.eof:
+            raise IntegrityError(
+                f"the {self.compression} stream ends early: the object is truncated"
+            )
 
 
 def open_decoder(

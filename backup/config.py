@@ -186,7 +186,8 @@ class Config:
     verify: str = "none"
     row_counts: str = "estimate"
     verify_database_url: Secret | None = None
-    lock_dir: str = "/tmp"  # noqa: S108 - a lock file, not data; overridable by BACKUP_LOCK_DIR
+    lock_dir: str = "/tmp"
+    pg_bin_dirs: tuple[str, ...] = ()
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
@@ -546,5 +547,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         verify=verify,
         row_counts=row_counts,
         verify_database_url=verify_url,
-        lock_dir=r.str("BACKUP_LOCK_DIR", "/tmp") or "/tmp",  # noqa: S108
+        lock_dir=r.str("BACKUP_LOCK_DIR", "/tmp") or "/tmp",
+        pg_bin_dirs=tuple(
+            d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
+        ),
     )

@@ -60,7 +60,9 @@ class IntegrityError(BackupError):
     """Checksum mismatch, truncated or undecryptable backup (exit 5)."""
 
     exit_code = 5
-    default_hint = "the stored object is damaged or the key is wrong: try another backup or destination"
+    default_hint = (
+        "the stored object is damaged or the key is wrong: try another backup or destination"
+    )
 
 
 class PartialError(BackupError):

@@ -1,0 +1,166 @@
+"""One byte stream, several destinations: hash, count and tee through bounded queues.
+
+``Fanout`` is the sink at the end of the encoder. Each destination's ``Storage.put`` runs in its
+own thread and reads from its own bounded queue; ``write`` blocks while any live destination's
+queue is full, so the slowest destination sets the pace and, through the pipe, pg_dump blocks
+too. Memory: ``QUEUE_CHUNKS`` chunks (about 1 MiB each) per destination, plus what each backend
+holds (part size x parts in flight).
+
+A destination that fails is dropped from the tee and reported; the others go on. ``commit()``
+ends every stream normally; ``abort(err)`` makes every reader raise, so each backend aborts its
+upload and leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from backup.errors import BackupError, StorageError
+from backup.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+QUEUE_CHUNKS = 8
+_POLL_S = 0.5
+
+
+class StreamAborted(Exception):
+    """Raised from a destination's reader when the dump failed: the upload must not commit."""
+
+
+_EOF = object()
+
+
+class _QueueReader:
+    """The readable a backend's ``put`` consumes; fed by ``Fanout``."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._buffer = memoryview(b"")
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        out = bytearray()
+        while len(out) < size:
+            if not self._buffer:
+                if self._done:
+                    break
+                item = self.queue.get()
+                if item is _EOF:
+                    self._done = True
+                    break
+                if isinstance(item, BaseException):
+                    self._done = True
+                    raise StreamAborted(str(item)) from item
+                self._buffer = memoryview(item)  # type: ignore[arg-type]
+            take = self._buffer[: size - len(out)]
+            out += take
+            self._buffer = self._buffer[len(take) :]
+        return bytes(out)
+
+
+@dataclass
+class DestinationUpload:
+    storage: Storage
+    key: str
+    reader: _QueueReader
+    thread: threading.Thread | None = None
+    size: int | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.size is not None
+
+
+class Fanout:
+    """Tee bytes to ``put(key, ...)`` on every storage; sha256 and byte count on the way."""
+
+    def __init__(self, targets: list[tuple[Storage, str]]) -> None:
+        self.uploads = [DestinationUpload(s, k, _QueueReader()) for s, k in targets]
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        for upload in self.uploads:
+            upload.thread = threading.Thread(
+                target=self._run, args=(upload,), name=f"upload-{upload.storage.url}", daemon=True
+            )
+            upload.thread.start()
+
+    def _run(self, upload: DestinationUpload) -> None:
+        try:
+            upload.size = upload.storage.put(upload.key, upload.reader)
+        except BaseException as err:  # reported per destination by commit()/abort()
+            upload.error = err
+
+    def _live(self) -> list[DestinationUpload]:
+        return [u for u in self.uploads if u.error is None]
+
+    def _offer(self, upload: DestinationUpload, item: object) -> None:
+        """Blocking put that gives up if the destination's thread died (no deadlock)."""
+        assert upload.thread is not None
+        while upload.error is None and upload.thread.is_alive():
+            try:
+                upload.reader.queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, data: bytes) -> int:
+        if not data:
+            return 0
+        self.sha256.update(data)
+        self.size += len(data)
+        live = self._live()
+        if not live:
+            failures = "; ".join(f"{u.storage.url}: {u.error}" for u in self.uploads)
+            raise StorageError(f"every destination failed: {failures}")
+        for upload in live:
+            self._offer(upload, data)
+        return len(data)
+
+    def close(self) -> None:
+        """The encoder closes its sink when it has flushed; committing is explicit."""
+
+    def commit(self) -> list[DestinationUpload]:
+        """End every stream normally and wait; returns every upload with its outcome."""
+        for upload in self._live():
+            self._offer(upload, _EOF)
+        self._join()
+        for upload in self.uploads:
+            if upload.error is None and upload.size != self.size:
+                upload.error = StorageError(
+                    f"{upload.storage.url}: stored {upload.size} bytes, expected {self.size}"
+                )
+        return self.uploads
+
+    def abort(self, reason: BaseException) -> None:
+        """Make every reader raise so each backend aborts its upload; wait for them."""
+        for upload in self.uploads:
+            # Drain what is queued so the error is seen at once, then post it.
+            while True:
+                try:
+                    upload.reader.queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._offer(upload, reason)
+        self._join()
+
+    def _join(self) -> None:
+        for upload in self.uploads:
+            assert upload.thread is not None
+            upload.thread.join()
+
+    @staticmethod
+    def describe(error: BaseException | None) -> str:
+        if isinstance(error, BackupError):
+            return error.message
+        return str(error) or type(error).__name__

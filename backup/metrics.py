@@ -1,0 +1,200 @@
+"""Every metric the job exports, defined once, and how they leave the process.
+
+The metrics live in a registry of their own (never prometheus-client's global one) and are
+filled once, when the run is over, from the run report and the state of each destination
+(``backup.state``): the last success time must survive across runs, and a one-shot job has no
+memory, so it comes from ``_state/status.json``. They are then pushed to a Pushgateway
+(PROMETHEUS_PUSHGATEWAY_URL) and/or written to a file for node_exporter's textfile collector
+(METRICS_FILE). A failure to push or write is logged, never raised.
+
+Every series is labelled by ``database`` and ``destination`` (the destination URL, which never
+holds credentials). A database that never reached a destination has a last success time of 0,
+so "no success in 26 h" alerts fire for it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import (
+    basic_auth_handler,
+    default_handler,
+    pushadd_to_gateway,
+    write_to_textfile,
+)
+
+from backup.notify.base import DatabaseResult, RunReport
+from backup.state import DatabaseState, State, stored_in
+
+if TYPE_CHECKING:
+    from backup.config import MetricsConfig
+
+log = logging.getLogger(__name__)
+
+LABELS = ("database", "destination")
+PUSH_TIMEOUT_S = 10.0
+
+# name -> help text; the only place metric names are spelled.
+DEFINITIONS: dict[str, str] = {
+    "pgbackup_last_success_timestamp_seconds": (
+        "Unix time of the last backup of the database that reached the destination (0: never)"
+    ),
+    "pgbackup_last_run_timestamp_seconds": "Unix time the last run finished",
+    "pgbackup_last_run_success": (
+        "1 if the last run's backup of the database reached the destination, else 0"
+    ),
+    "pgbackup_duration_seconds": "Duration of the database's backup in the last run",
+    "pgbackup_size_bytes": (
+        "Stored size of the last backup of the database that reached the destination"
+    ),
+    "pgbackup_consecutive_failures": (
+        "Runs in a row whose backup of the database did not reach the destination"
+    ),
+}
+
+
+def _timestamp(moment: datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials, for log lines."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _values(
+    report: RunReport, result: DatabaseResult | None, known: DatabaseState | None, destination: str
+) -> dict[str, float]:
+    """One (database, destination) series of every metric.
+
+    ``result`` is the database's result in this run (None: the run never reached it); ``known``
+    its state in the destination after the run (None: no state, this run alone counts).
+    """
+    finished = _timestamp(report.finished_at)
+    stored = result is not None and stored_in(result, destination)
+    last_success = max(
+        _timestamp(known.last_success_at) if known else 0.0, finished if stored else 0.0
+    )
+    if known is not None:
+        failures = known.consecutive_failures
+    else:
+        failures = 0 if stored else max(1, report.consecutive_failures)
+    if result is not None and stored:
+        size = result.size_bytes
+    else:
+        size = known.last_size_bytes if known else 0
+    return {
+        "pgbackup_last_success_timestamp_seconds": last_success,
+        "pgbackup_last_run_timestamp_seconds": finished,
+        "pgbackup_last_run_success": 1.0 if stored else 0.0,
+        "pgbackup_duration_seconds": result.duration_s if result else report.duration_s,
+        "pgbackup_size_bytes": size,
+        "pgbackup_consecutive_failures": failures,
+    }
+
+
+class Metrics:
+    """The job's metrics in a fresh registry; fill with ``from_report``, then publish."""
+
+    def __init__(self, grouping_key: Mapping[str, str] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.gauges: dict[str, Gauge] = {
+            name: Gauge(name, help_text, LABELS, registry=self.registry)
+            for name, help_text in DEFINITIONS.items()
+        }
+        self.grouping_key: dict[str, str] = dict(grouping_key or {})
+
+    def set(self, name: str, database: str, destination: str, value: float) -> None:
+        self.gauges[name].labels(database=database, destination=destination).set(value)
+
+    @classmethod
+    def from_report(cls, report: RunReport, states: Mapping[str, State] | None = None) -> Metrics:
+        """The metrics of one run.
+
+        ``states`` maps each destination URL to its state *after* this run, as returned by
+        ``backup.state.record``. The series cover every database of the report or of the states
+        (a database with no result this run counts as not backed up) and every destination.
+        The Pushgateway grouping key is ``instance=<report.host>``.
+        """
+        states = states or {}
+        metrics = cls(grouping_key={"instance": report.host})
+        results = {r.database: r for r in report.results}
+        databases = list(
+            dict.fromkeys([*results, *(d for s in states.values() for d in s.databases)])
+        )
+        destinations = list(dict.fromkeys([*states, *report.destinations]))
+        for database in databases or [""]:
+            for destination in destinations or [""]:
+                known = (
+                    states[destination].databases.get(database) if destination in states else None
+                )
+                values = _values(report, results.get(database), known, destination)
+                for name, value in values.items():
+                    metrics.set(name, database, destination, value)
+        return metrics
+
+    def text(self) -> str:
+        """The Prometheus text exposition of the registry."""
+        return generate_latest(self.registry).decode()
+
+    def push(self, url: str, job: str, timeout_s: float = PUSH_TIMEOUT_S) -> bool:
+        """POST (push-add) to the Pushgateway at ``url``; False (and a log line) on failure.
+
+        Only this job's group (``job`` and the grouping key) is touched: other jobs' series
+        stay. Credentials in the URL (``https://user:pass@host``) are sent as basic auth.
+        """
+        parts = urlsplit(url)
+        handler: Callable[..., Callable[[], None]] = default_handler
+        if parts.username:
+            username, password = parts.username, parts.password or ""
+
+            def handler(
+                url: str, method: str, timeout: float | None, headers: Any, data: bytes
+            ) -> Callable[[], None]:
+                return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        try:
+            pushadd_to_gateway(
+                url,
+                job=job,
+                registry=self.registry,
+                grouping_key=self.grouping_key,
+                timeout=timeout_s,
+                handler=handler,
+            )
+        except Exception as err:  # metrics must never fail the run
+            log.warning("metrics: push to %s failed: %s", _safe_url(url), err)
+            return False
+        log.info("metrics: pushed to %s (job %s)", _safe_url(url), job)
+        return True
+
+    def write(self, path: str) -> bool:
+        """Write the text exposition to ``path`` atomically (temporary file, then rename)."""
+        try:
+            write_to_textfile(path, self.registry)
+        except Exception as err:  # metrics must never fail the run
+            log.warning("metrics: cannot write %s: %s", path, err)
+            return False
+        log.info("metrics: written to %s", path)
+        return True
+
+    def publish(self, config: MetricsConfig) -> int:
+        """Push and/or write, as ``config`` says; returns how many of them failed."""
+        failed = 0
+        if config.pushgateway_url and not self.push(config.pushgateway_url, config.job_name):
+            failed += 1
+        if config.metrics_file and not self.write(config.metrics_file):
+            failed += 1
+        return failed

@@ -1,0 +1,98 @@
+"""The backup data path for one dump: child process -> encoder -> fanout -> destinations.
+
+``stream_dump`` returns only when pg_dump (or pg_dumpall) exited 0 and every live destination
+holds every byte; if anything fails first, every upload is aborted (nothing visible is left) and
+the error is raised. Committing manifests is the caller's job, after this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backup.codec import open_encoder
+from backup.config import CodecConfig
+from backup.errors import DatabaseError
+from backup.fanout import DestinationUpload, Fanout
+from backup.processes import ChildGroup
+from backup.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass
+class StreamResult:
+    raw_bytes: int
+    stored_bytes: int
+    sha256: str
+    seconds: float
+    uploads: list[DestinationUpload]
+
+
+class Progress:
+    """A log line every ``interval_s`` with bytes so far and throughput."""
+
+    def __init__(self, label: str, interval_s: float) -> None:
+        self.label = label
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self.next_at = self.started + interval_s if interval_s > 0 else float("inf")
+
+    def update(self, raw_bytes: int, stored_bytes: int) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval_s
+        elapsed = now - self.started
+        log.info(
+            "%s: %.1f MB dumped, %.1f MB stored, %.1f MB/s",
+            self.label,
+            raw_bytes / 1e6,
+            stored_bytes / 1e6,
+            raw_bytes / 1e6 / elapsed if elapsed else 0.0,
+            extra={"stage": "progress", "raw_bytes": raw_bytes, "stored_bytes": stored_bytes},
+        )
+
+
+def stream_dump(
+    argv: Sequence[str],
+    env: dict[str, str],
+    tool_name: str,
+    codec: CodecConfig,
+    targets: list[tuple[Storage, str]],
+    progress: Progress,
+) -> StreamResult:
+    started = time.monotonic()
+    fanout = Fanout(targets)
+    raw = 0
+    try:
+        with ChildGroup() as children:
+            dump = children.start(argv, env, tool_name)
+            encoder = open_encoder(codec, fanout)
+            while chunk := dump.stdout.read(READ_CHUNK_BYTES):
+                raw += len(chunk)
+                encoder.write(chunk)
+                progress.update(raw, fanout.size)
+            # The child's status is checked before any destination is told the stream ended.
+            children.finish()
+            encoder.close()
+            if raw == 0:
+                raise DatabaseError(
+                    f"{tool_name} exited 0 but produced no output",
+                    hint="an empty dump is never a backup: check the server's logs",
+                )
+    except BaseException as err:
+        fanout.abort(err)
+        raise
+    uploads = fanout.commit()
+    return StreamResult(
+        raw_bytes=raw,
+        stored_bytes=fanout.size,
+        sha256=fanout.sha256.hexdigest(),
+        seconds=time.monotonic() - started,
+        uploads=uploads,
+    )

@@ -1,0 +1,166 @@
+"""Checked child processes: start, stream, wait, and kill on failure.
+
+Every child gets an argv list (never a shell), an environment built from our config (the
+password travels there, never in argv) and a thread that drains its stderr into the log and
+keeps the last lines for the error message. ``ChildGroup`` is a context manager: leaving it
+with an exception kills and reaps every child it started; ``finish()`` waits for each and raises
+on a non-zero exit, so callers check the children *before* an upload is finalised.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from backup.errors import BackupError, DatabaseError
+
+log = logging.getLogger(__name__)
+
+# Only these are inherited from our own environment: enough to run the tools, nothing secret.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
+STDERR_LINES_KEPT = 20
+KILL_GRACE_S = 5.0
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k in _INHERITED if (v := os.environ.get(k)) is not None}
+    env.update(extra)
+    return env
+
+
+class Child:
+    """One running child process with its stderr drained by a thread."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        name: str,
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+        stdout: int | IO[bytes] | None = subprocess.PIPE,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
+        log.debug("starting %s: %s", name, " ".join(self.argv))
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=child_env(env),
+                close_fds=True,
+            )
+        except OSError as err:
+            raise DatabaseError(
+                f"cannot start {name}: {err.strerror}",
+                hint=f"is {self.argv[0]} installed? The image ships it; elsewhere install "
+                "the PostgreSQL client tools",
+            ) from err
+        self._drain = threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True)
+        self._drain.start()
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.popen.stdout is not None
+        return self.popen.stdout
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.popen.stdin is not None
+        return self.popen.stdin
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in self.popen.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.stderr_tail.append(line)
+                log.debug("%s: %s", self.name, line)
+
+    def wait(self) -> int:
+        code = self.popen.wait()
+        self._drain.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+        self.popen.wait()
+        for stream in (self.popen.stdout, self.popen.stdin, self.popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        self._drain.join(timeout=5)
+
+    def error_text(self) -> str:
+        """The child's last meaningful stderr lines, for the error message."""
+        lines = [line for line in self.stderr_tail if "error" in line.lower()] or list(
+            self.stderr_tail
+        )
+        return " / ".join(lines[-3:]) or "no error output"
+
+    def describe_exit(self, code: int) -> str:
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"{self.name} was killed by {signal.Signals(-code).name}"
+        return f"{self.name} exited with status {code}"
+
+
+ErrorFactory = Callable[[Child, int], BackupError]
+
+
+def _database_error(child: Child, code: int) -> BackupError:
+    return DatabaseError(f"{child.describe_exit(code)}: {child.error_text()}")
+
+
+class ChildGroup:
+    """Children started together; all are reaped whatever happens."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        name: str,
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+        stdout: int | IO[bytes] | None = subprocess.PIPE,
+    ) -> Child:
+        child = Child(argv, env, name, stdin=stdin, stdout=stdout)
+        self.children.append(child)
+        return child
+
+    def finish(self, error: ErrorFactory = _database_error) -> None:
+        """Wait for every child; raise for the first that failed (the others are killed)."""
+        for child in self.children:
+            code = child.wait()
+            if code != 0:
+                self.kill_all()
+                raise error(child, code)
+
+    def kill_all(self) -> None:
+        for child in self.children:
+            child.kill()
+
+    def __enter__(self) -> ChildGroup:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # On success finish() has already reaped everyone; on failure nobody may outlive us.
+        self.kill_all()
