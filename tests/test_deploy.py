@@ -1,0 +1,332 @@
+"""The deployment files: Dockerfile, docker-compose.yml, k8s/, railway.toml, GitHub workflows.
+
+Two kinds of test. The linters (hadolint, kubectl kustomize + kubernetes-validate --strict,
+yamllint) run through scripts/lint-deploy.sh, as `make test` and a developer run them, and are also
+shown to fail on a broken copy of the files. The promises that README makes about these files
+(schedule, concurrency, non-root, read-only root filesystem, entrypoint, multi-arch tags...) are
+checked on the parsed files. Building and running the image is `make image-test`
+(scripts/image-test.sh), not part of this suite: it needs podman and takes minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.prefix) / "bin"
+LINT = REPO / "scripts" / "lint-deploy.sh"
+DEPLOY_FILES = [
+    "Dockerfile",
+    ".dockerignore",
+    "docker-compose.yml",
+    "railway.toml",
+    ".yamllint",
+    "k8s",
+    ".github/workflows",
+    "scripts/lint-deploy.sh",
+]
+
+
+def _tool(name: str) -> str | None:
+    path = VENV_BIN / name
+    return str(path) if path.exists() else shutil.which(name)
+
+
+def _lint(*checks: str, repo: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(repo / "scripts" / "lint-deploy.sh"), *checks],
+        cwd=repo,
+        env={**os.environ, "VENV_BIN": str(VENV_BIN), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _require(*tools: str) -> None:
+    missing = [t for t in tools if _tool(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (pip install -e '.[test]')")
+
+
+def _copy_deploy_files(dest: Path) -> Path:
+    for name in DEPLOY_FILES:
+        src = REPO / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target)
+        else:
+            shutil.copy2(src, target)
+    return dest
+
+
+def _workflow(name: str) -> tuple[dict, dict]:
+    """A workflow and its triggers (YAML 1.1 reads the key `on` as True)."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text())
+    return workflow, workflow.get("on", workflow.get(True))
+
+
+def _load_all(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+# --------------------------------------------------------------------------- linters
+
+
+def test_hadolint_passes_on_dockerfile():
+    _require("hadolint")
+    result = _lint("hadolint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_k8s_kustomization_renders_and_validates_strictly():
+    _require("kubernetes-validate")
+    result = _lint("k8s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for resource in (
+        "configmap/pgbackup-config",
+        "cronjob/pgbackup",
+        "cronjob/pgbackup-verify",
+        "secret/pgbackup-secrets",
+    ):
+        assert f"passed for resource {resource}" in result.stdout, result.stdout
+
+
+def test_k8s_validates_without_kubectl_by_concatenating_resources():
+    _require("kubernetes-validate")
+    result = _lint("k8s", K8S_RENDER="concat")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "concatenating kustomization.yaml's resources" in result.stderr
+    assert "passed for resource cronjob/pgbackup-verify" in result.stdout
+
+
+def test_yamllint_passes_on_compose_workflows_and_k8s():
+    _require("yamllint")
+    result = _lint("yamllint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_lint_fails_on_broken_files(tmp_path):
+    _require("hadolint", "kubernetes-validate", "yamllint")
+    copy = _copy_deploy_files(tmp_path)
+
+    dockerfile = copy / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("WORKDIR /data", "WORKDIR data"))
+    assert _lint("hadolint", repo=copy).returncode != 0  # DL3000: relative WORKDIR
+
+    cronjob = copy / "k8s" / "cronjob-backup.yaml"
+    cronjob.write_text(
+        cronjob.read_text().replace("concurrencyPolicy: Forbid", "concurencyPolicy: Forbid")
+    )
+    result = _lint("k8s", repo=copy)
+    assert result.returncode != 0
+    assert "concurencyPolicy" in result.stdout
+
+    compose = copy / "docker-compose.yml"
+    compose.write_text(compose.read_text() + "\nvolumes:\n  other:\n")  # duplicate key
+    assert _lint("yamllint", repo=copy).returncode != 0
+
+
+def test_lint_reports_unknown_check():
+    assert _lint("nonsense").returncode == 2
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_contract():
+    text = (REPO / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "/app/entrypoint.py"]' in text
+    assert 'CMD ["backup"]' in text
+    assert re.search(r"^USER 10001(:10001)?$", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=debian:trixie-slim$", text, re.M)
+    assert re.search(r"^ARG PG_CLIENT_SOURCE=pgdg$", text, re.M)
+    assert 'ARG PG_MAJORS="14 15 16 17 18"' in text
+    assert "postgresql-client-${major}" in text
+    assert "apt.postgresql.org" in text
+    for package in ("zstd", "age", "python3"):
+        assert re.search(rf"install -y --no-install-recommends [^\n]*\b{package}\b", text)
+    # python must resolve to the venv the app is installed in
+    assert 'ENV PATH="/opt/venv/bin:${PATH}"' in text
+    for env in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "HOME="):
+        assert env in text
+    for label in ("title", "description", "licenses", "version", "revision", "created", "source"):
+        assert f"org.opencontainers.image.{label}=" in text
+
+
+def test_dockerignore_lets_in_only_what_the_image_needs():
+    lines = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    for needed in ("!pyproject.toml", "!entrypoint.py", "!backup/"):
+        assert needed in lines
+
+
+# --------------------------------------------------------------------------- docker compose
+
+
+def test_compose_services():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["postgres"]["image"] == "postgres:17"
+    assert "minio" in services["minio"]["image"]
+    assert "mc mb" in " ".join(services["minio-init"]["command"])
+
+    for name in ("backup", "restore-test"):
+        job = services[name]
+        assert job["build"]["context"] == "."
+        assert job["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert job["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+        env = job["environment"]
+        assert env["PGHOST"] == "postgres"
+        assert env["BACKUP_DESTINATIONS"].startswith("s3://backups/")
+        assert env["S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert job["read_only"] is True
+    assert services["backup"]["command"] == ["backup"]
+    assert services["restore-test"]["command"] == ["verify", "latest", "--restore-test"]
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+def _k8s_resources() -> dict[tuple[str, str], dict]:
+    kustomization = yaml.safe_load((REPO / "k8s" / "kustomization.yaml").read_text())
+    resources = {}
+    for name in kustomization["resources"]:
+        for doc in _load_all(REPO / "k8s" / name):
+            resources[(doc["kind"], doc["metadata"]["name"])] = doc
+    return resources
+
+
+def _pod(cronjob: dict) -> dict:
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("name", "schedule", "args"),
+    [
+        ("pgbackup", "0 3 * * *", ["backup"]),
+        ("pgbackup-verify", "30 5 * * 0", ["verify", "latest", "--restore-test"]),
+    ],
+)
+def test_k8s_cronjob(name, schedule, args):
+    cronjob = _k8s_resources()[("CronJob", name)]
+    spec = cronjob["spec"]
+    job = spec["jobTemplate"]["spec"]
+    pod = _pod(cronjob)
+    (container,) = pod["containers"]
+
+    assert spec["schedule"] == schedule
+    assert spec["concurrencyPolicy"] == "Forbid"
+    for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        assert isinstance(spec[key], int)
+    for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        assert isinstance(job[key], int)
+    assert pod["restartPolicy"] == "Never"
+    assert container["args"] == args
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+    refs = {
+        ("ConfigMap" if "configMapRef" in ref else "Secret"): (
+            ref.get("configMapRef") or ref.get("secretRef")
+        )["name"]
+        for ref in container["envFrom"]
+    }
+    assert refs == {"ConfigMap": "pgbackup-config", "Secret": "pgbackup-secrets"}
+
+
+def test_k8s_config_and_secret_example():
+    resources = _k8s_resources()
+    assert ("ConfigMap", "pgbackup-config") in resources
+    # the example Secret is never applied by `kubectl apply -k` (it would overwrite the real one)
+    assert not any(kind == "Secret" for kind, _ in resources)
+    (secret,) = _load_all(REPO / "k8s" / "secret.example.yaml")
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == "pgbackup-secrets"
+    assert {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
+    config = resources[("ConfigMap", "pgbackup-config")]["data"]
+    secret_names = {
+        "PGPASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "B2_APPLICATION_KEY",
+        "BACKUP_AGE_IDENTITY",
+        "TELEGRAM_BOT_TOKEN",
+    }
+    assert not secret_names & set(config), "secrets belong in the Secret, not the ConfigMap"
+
+
+# --------------------------------------------------------------------------- Railway, workflows
+
+
+def test_railway_cron_service():
+    config = tomllib.loads((REPO / "railway.toml").read_text())
+    assert config["build"]["builder"] == "DOCKERFILE"
+    assert config["deploy"]["cronSchedule"] == "0 3 * * *"
+    assert config["deploy"]["startCommand"] == "python /app/entrypoint.py backup"
+    assert config["deploy"]["restartPolicyType"] == "NEVER"
+
+
+def test_release_workflow_builds_multi_arch_on_tags():
+    workflow, on = _workflow("release.yml")
+    assert on["push"]["tags"] == ["v*"]
+    steps = workflow["jobs"]["image"]["steps"]
+    pushes = [s for s in steps if s.get("with", {}).get("push") is True]
+    assert len(pushes) == 1
+    assert pushes[0]["with"]["platforms"] == "linux/amd64,linux/arm64"
+    assert any("setup-buildx-action" in s.get("uses", "") for s in steps)
+    assert any("setup-qemu-action" in s.get("uses", "") for s in steps)
+
+
+def test_backup_workflow_runs_the_image_on_a_schedule():
+    workflow, on = _workflow("backup.yml")
+    crons = [entry["cron"] for entry in on["schedule"]]
+    assert crons == ["0 3 * * *", "30 5 * * 0"]
+    assert "workflow_dispatch" in on
+    script = workflow["jobs"]["run"]["steps"][-1]["run"]
+    assert "docker run --rm" in script
+
+
+# --------------------------------------------------------------------------- scripts and docs
+
+
+@pytest.mark.parametrize("script", ["image-test.sh", "lint-deploy.sh"])
+def test_scripts_parse(script):
+    subprocess.run(["bash", "-n", str(REPO / "scripts" / script)], check=True)
+
+
+def test_deployment_docs_show_the_commands():
+    text = (REPO / "docs" / "deployment.md").read_text()
+    for command in (
+        "docker compose run --rm backup",
+        "docker compose run --rm backup list",
+        "docker compose run --rm restore-test",
+        "kubectl apply -k k8s/",
+        "kubectl create secret generic pgbackup-secrets",
+        "railway.toml",
+        "OnCalendar=",
+        "0 3 * * *",
+    ):
+        assert command in text, command
