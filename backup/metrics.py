@@ -7,6 +7,9 @@ memory, so it comes from ``_state/status.json``. They are then pushed to a Pushg
 (PROMETHEUS_PUSHGATEWAY_URL) and/or written to a file for node_exporter's textfile collector
 (METRICS_FILE). A failure to push or write is logged, never raised.
 
+At the end of a run: ``metrics.publish(config.metrics, report, states)``, where ``states`` are
+the states ``backup.state.record`` returned, one per destination URL.
+
 Every series is labelled by ``database`` and ``destination`` (the destination URL, which never
 holds credentials). A database that never reached a destination has a last success time of 0,
 so "no success in 26 h" alerts fire for it too.
@@ -198,3 +201,21 @@ class Metrics:
         if config.metrics_file and not self.write(config.metrics_file):
             failed += 1
         return failed
+
+
+def publish(
+    config: MetricsConfig, report: RunReport, states: Mapping[str, State] | None = None
+) -> int:
+    """Build the run's metrics and push and/or write them as ``config`` says; never raises.
+
+    ``states``: destination URL -> state after this run (``backup.state.record``). Returns how
+    many of push/write failed (0 when neither is configured).
+    """
+    if not (config.pushgateway_url or config.metrics_file):
+        return 0
+    try:
+        metrics = Metrics.from_report(report, states)
+    except Exception as err:  # metrics must never fail the run
+        log.warning("metrics: cannot build them: %s: %s", type(err).__name__, err)
+        return 1
+    return metrics.publish(config)

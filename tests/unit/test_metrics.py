@@ -1,0 +1,268 @@
+"""Metrics from the report and the state, pushed to a real Pushgateway, written to a file."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from backup import metrics as metrics_module
+from backup import state
+from backup.config import MetricsConfig
+from backup.metrics import DEFINITIONS, Metrics
+from backup.notify.base import DatabaseResult, DestinationResult, RunReport
+from backup.storage.local import LocalStorage
+from tests.fixtures import http as http_fixtures
+from tests.fixtures import pushgateway as pushgateway_fixtures
+from tests.fixtures.http import RecordingServer
+from tests.fixtures.pushgateway import Pushgateway
+
+# The fixtures, made visible to this module (pytest_plugins belongs to the root conftest only).
+recording_server = http_fixtures.recording_server
+pushgateway = pushgateway_fixtures.pushgateway
+
+START = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
+HOST = "db.internal:5432"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str, **required: str) -> Samples:
+    """name + labels -> value, for the samples whose labels include ``required``."""
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if all(sample.labels.get(k) == v for k, v in required.items()):
+                labels = {
+                    k: v for k, v in sample.labels.items() if k in ("database", "destination")
+                }
+                found[(sample.name, frozenset(labels.items()))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, database: str, destination: str) -> float:
+    return found[(name, frozenset({"database": database, "destination": destination}.items()))]
+
+
+def run(
+    status: str,
+    at: datetime,
+    destinations: list[str],
+    failed: tuple[str, ...] = (),
+    size_bytes: int = 2_340_000,
+) -> RunReport:
+    ok = status != "failure"
+    result = DatabaseResult(
+        database="shop",
+        status=status,
+        name=f"shop-{at:%Y%m%dT%H%M%SZ}" if ok else None,
+        size_bytes=size_bytes if ok else 0,
+        duration_s=14.5,
+        destinations=tuple(DestinationResult(u, ok and u not in failed) for u in destinations),
+        error=None if ok else "pg_dump failed",
+    )
+    return RunReport(
+        command="backup",
+        status=status,
+        exit_code={"success": 0, "failure": 3, "partial": 6}[status],
+        started_at=at,
+        finished_at=at + timedelta(seconds=15),
+        host=HOST,
+        results=(result,),
+    )
+
+
+def record_all(storages: list[LocalStorage], report: RunReport) -> dict[str, state.State]:
+    return {s.url: state.record(s, report) for s in storages}
+
+
+@pytest.fixture
+def storages(tmp_path: Path) -> list[LocalStorage]:
+    return [LocalStorage(tmp_path / name, url=f"file://{tmp_path / name}") for name in ("a", "b")]
+
+
+def test_every_metric_is_defined_once_in_a_fresh_registry() -> None:
+    first, second = Metrics(), Metrics()  # a shared registry would refuse the second
+    assert first.registry is not second.registry
+    assert set(first.gauges) == set(DEFINITIONS)
+    assert set(DEFINITIONS) == {
+        "pgbackup_last_success_timestamp_seconds",
+        "pgbackup_last_run_timestamp_seconds",
+        "pgbackup_last_run_success",
+        "pgbackup_duration_seconds",
+        "pgbackup_size_bytes",
+        "pgbackup_consecutive_failures",
+    }
+    global_names = {family.name for family in REGISTRY.collect()}
+    assert not any(name.startswith("pgbackup") for name in global_names)
+
+
+def test_a_successful_run(storages: list[LocalStorage]) -> None:
+    urls = [s.url for s in storages]
+    report = run("success", START, urls)
+    found = samples(Metrics.from_report(report, record_all(storages, report)).text())
+    finished = (START + timedelta(seconds=15)).timestamp()
+    for url in urls:
+        assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", url) == finished
+        assert value(found, "pgbackup_last_run_timestamp_seconds", "shop", url) == finished
+        assert value(found, "pgbackup_last_run_success", "shop", url) == 1
+        assert value(found, "pgbackup_duration_seconds", "shop", url) == 14.5
+        assert value(found, "pgbackup_size_bytes", "shop", url) == 2_340_000
+        assert value(found, "pgbackup_consecutive_failures", "shop", url) == 0
+    assert len(found) == 6 * 2
+
+
+def test_the_last_success_survives_failed_runs(storages: list[LocalStorage]) -> None:
+    urls = [s.url for s in storages]
+    first = run("success", START, urls, size_bytes=1_000_000)
+    record_all(storages, first)
+    record_all(storages, run("failure", START + timedelta(days=1), urls))
+    last = run("failure", START + timedelta(days=2), urls)
+    found = samples(Metrics.from_report(last, record_all(storages, last)).text())
+    url = urls[0]
+    assert (
+        value(found, "pgbackup_last_success_timestamp_seconds", "shop", url)
+        == (START + timedelta(seconds=15)).timestamp()
+    )
+    assert (
+        value(found, "pgbackup_last_run_timestamp_seconds", "shop", url)
+        == (START + timedelta(days=2, seconds=15)).timestamp()
+    )
+    assert value(found, "pgbackup_last_run_success", "shop", url) == 0
+    assert value(found, "pgbackup_consecutive_failures", "shop", url) == 2
+    assert value(found, "pgbackup_size_bytes", "shop", url) == 1_000_000  # the last good one
+
+
+def test_a_partial_run_is_told_per_destination(storages: list[LocalStorage]) -> None:
+    good, bad = (s.url for s in storages)
+    record_all(storages, run("success", START, [good, bad]))
+    partial = run("partial", START + timedelta(days=1), [good, bad], failed=(bad,))
+    found = samples(Metrics.from_report(partial, record_all(storages, partial)).text())
+    assert value(found, "pgbackup_last_run_success", "shop", good) == 1
+    assert value(found, "pgbackup_last_run_success", "shop", bad) == 0
+    assert value(found, "pgbackup_consecutive_failures", "shop", good) == 0
+    assert value(found, "pgbackup_consecutive_failures", "shop", bad) == 1
+    assert (
+        value(found, "pgbackup_last_success_timestamp_seconds", "shop", bad)
+        == (START + timedelta(seconds=15)).timestamp()
+    )
+
+
+def test_never_succeeded_is_a_zero_timestamp_so_freshness_alerts_fire() -> None:
+    report = run("failure", START, ["file:///backups"])
+    found = samples(Metrics.from_report(report).text())
+    assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", "file:///backups") == 0
+    assert value(found, "pgbackup_consecutive_failures", "shop", "file:///backups") == 1
+
+
+def test_a_run_that_reached_no_database_still_reports_the_known_ones(
+    storages: list[LocalStorage],
+) -> None:
+    urls = [s.url for s in storages]
+    record_all(storages, run("success", START, urls))
+    early = RunReport(
+        command="backup",
+        status="failure",
+        exit_code=3,
+        started_at=START + timedelta(days=1),
+        finished_at=START + timedelta(days=1, seconds=2),
+        host=HOST,
+        error="could not connect",
+    )
+    found = samples(Metrics.from_report(early, record_all(storages, early)).text())
+    assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 0
+    assert value(found, "pgbackup_consecutive_failures", "shop", urls[0]) == 1
+    assert value(found, "pgbackup_duration_seconds", "shop", urls[0]) == 2
+
+
+def test_push_to_a_real_pushgateway(pushgateway: Pushgateway, storages: list[LocalStorage]) -> None:
+    urls = [s.url for s in storages]
+    report = run("success", START, urls)
+    metrics = Metrics.from_report(report, record_all(storages, report))
+    assert metrics.push(pushgateway.url, "pgbackup") is True
+    found = samples(pushgateway.metrics_text(), job="pgbackup", instance=HOST)
+    finished = (START + timedelta(seconds=15)).timestamp()
+    assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", urls[1]) == finished
+    assert value(found, "pgbackup_size_bytes", "shop", urls[0]) == 2_340_000
+    assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 1
+    assert len([key for key in found if key[0].startswith("pgbackup_")]) == 12
+
+
+def test_a_push_replaces_its_own_group_and_keeps_other_jobs(pushgateway: Pushgateway) -> None:
+    dest = "file:///backups"
+    Metrics.from_report(run("success", START, [dest])).push(pushgateway.url, "nightly")
+    Metrics.from_report(run("success", START, [dest], size_bytes=7)).push(pushgateway.url, "other")
+    Metrics.from_report(run("failure", START + timedelta(days=1), [dest])).push(
+        pushgateway.url, "nightly"
+    )
+    text = pushgateway.metrics_text()
+    nightly = samples(text, job="nightly")
+    other = samples(text, job="other")
+    assert value(nightly, "pgbackup_last_run_success", "shop", dest) == 0
+    assert value(other, "pgbackup_last_run_success", "shop", dest) == 1
+    assert value(other, "pgbackup_size_bytes", "shop", dest) == 7
+
+
+def test_push_sends_basic_auth_from_the_url_and_never_logs_it(
+    recording_server: RecordingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = recording_server.url.replace("http://", "http://pusher:s3cret-pw@")
+    assert Metrics.from_report(run("success", START, ["file:///b"])).push(url, "pgbackup")
+    (request,) = recording_server.requests
+    assert request.method == "POST"  # push-add: only this group's same-named metrics change
+    assert request.path.startswith("/metrics/job/pgbackup/instance/")
+    expected = base64.b64encode(b"pusher:s3cret-pw").decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert "s3cret-pw" not in caplog.text
+
+
+def test_a_failed_push_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics = Metrics.from_report(run("success", START, ["file:///b"]))
+    assert metrics.push(f"http://user:pw-secret@127.0.0.1:{port}", "pgbackup", timeout_s=2) is False
+    assert "metrics: push to http://127.0.0.1:" in caplog.text
+    assert "pw-secret" not in caplog.text
+
+
+def test_metrics_file_is_written_atomically_and_parses(tmp_path: Path) -> None:
+    path = tmp_path / "pgbackup.prom"
+    metrics = Metrics.from_report(run("success", START, ["file:///b"]))
+    assert metrics.write(str(path)) is True
+    assert [p.name for p in tmp_path.iterdir()] == ["pgbackup.prom"]  # no temporary file left
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert set(families) == set(DEFINITIONS)
+    assert families["pgbackup_size_bytes"].samples[0].value == 2_340_000
+    assert families["pgbackup_size_bytes"].type == "gauge"
+
+
+def test_a_failed_write_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics.from_report(run("success", START, ["file:///b"]))
+    assert metrics.write(str(tmp_path / "missing-dir" / "pgbackup.prom")) is False
+    assert "metrics: cannot write" in caplog.text
+
+
+def test_publish_pushes_and_writes_as_configured(
+    pushgateway: Pushgateway, tmp_path: Path, storages: list[LocalStorage]
+) -> None:
+    urls = [s.url for s in storages]
+    report = run("success", START, urls)
+    states = record_all(storages, report)
+    path = tmp_path / "out.prom"
+    config = MetricsConfig(pushgateway_url=pushgateway.url, metrics_file=str(path), job_name="job1")
+    assert metrics_module.publish(config, report, states) == 0
+    assert samples(pushgateway.metrics_text(), job="job1")
+    assert samples(path.read_text())
+    broken = MetricsConfig(metrics_file=str(tmp_path / "nope" / "x.prom"))
+    assert metrics_module.publish(broken, report, states) == 1
+    assert metrics_module.publish(MetricsConfig(), report, states) == 0
