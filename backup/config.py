@@ -203,7 +203,15 @@ class Config:
             self.verify_database_url,
             *self.notify.webhook_urls,
         ]
-        return [v.reveal() for v in values if v]
+        revealed = [v.reveal() for v in values if v]
+        # A webhook or ping URL's path is its secret (hooks.slack.com/services/T/B/XXXX); HTTP
+        # client debug lines print the path alone, so the paths are secrets too.
+        for url in (*self.notify.webhook_urls, self.notify.healthcheck_url):
+            if url:
+                path = urlsplit(url.reveal()).path
+                if len(path.strip("/")) >= 8:
+                    revealed.append(path)
+        return revealed
 
 
 SECRET_VARIABLES = (

@@ -25,6 +25,7 @@ from backup.errors import (
     ConfigError,
     DatabaseError,
     IntegrityError,
+    Interrupted,
     LockedError,
     PartialError,
     StorageError,
@@ -161,6 +162,8 @@ def backup_database(
                 [(t.storage, key) for t in targets],
                 Progress(f"backup {name}", config.log.progress_interval_s),
             )
+    except Interrupted:
+        raise
     except BackupError as err:
         log.error("backup of %s failed: %s", label, err.message, extra={"database": label})
         return DatabaseResult(

@@ -49,6 +49,9 @@ class Child:
         self.name = name
         self.argv = list(argv)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
+        # pg_restore follows each failed statement with "Command was: ..."; kept (bounded) so
+        # a caller can tell which statements failed.
+        self.failed_commands: list[str] = []
         log.debug("starting %s: %s", name, " ".join(self.argv))
         try:
             self.popen = subprocess.Popen(
@@ -84,6 +87,8 @@ class Child:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
                 self.stderr_tail.append(line)
+                if line.startswith("Command was:") and len(self.failed_commands) < 10_000:
+                    self.failed_commands.append(line.removeprefix("Command was:").strip())
                 log.debug("%s: %s", self.name, line)
 
     def wait(self) -> int:

@@ -171,6 +171,19 @@ def maintenance_db(pg: PostgresConfig, avoid: str) -> str:
     return "postgres" if avoid != "postgres" else "template1"
 
 
+def conninfo_dbname(database: str) -> str:
+    """``--dbname`` for a database name: as a conninfo string, so a name containing ``=`` or
+    spaces is never parsed as connection options."""
+    escaped = database.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
+def _is_clean_statement(command: str) -> bool:
+    """A statement of pg_restore's --clean phase (DROP ...; ALTER ... DROP ...)."""
+    upper = command.upper()
+    return upper.startswith("DROP ") or (upper.startswith("ALTER ") and " DROP " in upper)
+
+
 def run_pg_restore(
     tools: postgres.Tools,
     pg: PostgresConfig,
@@ -179,44 +192,59 @@ def run_pg_restore(
     verifying: VerifyingReader,
     extra_args: list[str],
     jobs: int,
+    clean: bool = False,
 ) -> None:
-    argv = [tools.path("pg_restore"), "--no-password", "--exit-on-error", *extra_args]
+    """pg_restore the archive stream into ``database``; stops at the first error.
+
+    With ``clean`` (``--in-place``), errors of the DROP phase are tolerated: pg_restore
+    --clean cannot drop some objects it recreates anyway (e.g. a partition's inherited
+    constraint); any other failed statement fails the restore."""
+    argv = [tools.path("pg_restore"), "--no-password", *extra_args]
+    argv += ["--clean", "--if-exists"] if clean else ["--exit-on-error"]
     env = pg.libpq_env(database)
-    env["PGDATABASE"] = database
+    spool = None
     if jobs > 1:
         # Parallel restore needs a seekable archive: the decoded archive goes to a temp file.
-        with tempfile.NamedTemporaryFile(prefix="pgbackup-restore-", suffix=".dump") as spool:
-            free = shutil.disk_usage(os.path.dirname(spool.name)).free
-            log.info(
-                "--jobs %d: spooling the archive to %s (%.1f GB free)", jobs, spool.name, free / 1e9
-            )
-            while chunk := archive.read(CHUNK_BYTES):
-                spool.write(chunk)
-            verifying.drain()
-            spool.flush()
-            with ChildGroup() as children:
-                children.start(
-                    [*argv, f"--jobs={jobs}", "--dbname", database, spool.name],
-                    env,
-                    "pg_restore",
-                    stdout=subprocess.DEVNULL,
-                )
-                children.finish(_archive_error)
-        return
-    with ChildGroup() as children:
-        restorer = children.start(
-            [*argv, "--dbname", database],
-            env,
-            "pg_restore",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+        spool = tempfile.NamedTemporaryFile(prefix="pgbackup-restore-", suffix=".dump")  # noqa: SIM115
+        free = shutil.disk_usage(os.path.dirname(spool.name)).free
+        log.info(
+            "--jobs %d: spooling the archive to %s (%.1f GB free)", jobs, spool.name, free / 1e9
         )
-        try:
-            pump(archive, restorer.stdin, verifying)
-        except BackupError:
-            children.kill_all()
-            raise
-        children.finish(_archive_error)
+        while chunk := archive.read(CHUNK_BYTES):
+            spool.write(chunk)
+        verifying.drain()
+        spool.flush()
+        argv += [f"--jobs={jobs}", spool.name]
+    try:
+        with ChildGroup() as children:
+            restorer = children.start(
+                [*argv, "--dbname", conninfo_dbname(database)],
+                env,
+                "pg_restore",
+                stdin=subprocess.DEVNULL if spool else subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+            )
+            if spool is None:
+                try:
+                    pump(archive, restorer.stdin, verifying)
+                except BackupError:
+                    children.kill_all()
+                    raise
+            code = restorer.wait()
+            if code != 0 and clean and restorer.failed_commands:
+                if all(_is_clean_statement(c) for c in restorer.failed_commands):
+                    log.warning(
+                        "pg_restore --clean could not drop %d object(s) first; they were "
+                        "recreated: %s",
+                        len(restorer.failed_commands),
+                        "; ".join(restorer.failed_commands[:3]),
+                    )
+                    return
+            if code != 0:
+                raise _archive_error(restorer, code)
+    finally:
+        if spool is not None:
+            spool.close()
 
 
 def restore_database(
@@ -334,8 +362,7 @@ def _restore_from(
             pass
         verifying.drain()
         verifying, archive = open_archive(config, storage, entry)
-        extra = ["--clean", "--if-exists"] + ([] if options.jobs > 1 else ["--single-transaction"])
-        run_pg_restore(tools, pg, target, archive, verifying, extra, options.jobs)
+        run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
         log.info(
             "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
         )

@@ -67,7 +67,7 @@ class LocalStorage:
     def open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+            return open(path, "rb")
         except FileNotFoundError as err:
             raise ObjectNotFound(f"{self.url}: no object {key}") from err
         except OSError as err:

@@ -1,0 +1,131 @@
+"""Shared fixtures: real PostgreSQL clusters, and running the job as users do (a subprocess)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.pgcluster import Cluster, find_bindir
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_SQL = (REPO / "tests" / "fixtures" / "sample.sql").read_text()
+_counter = itertools.count()
+
+# Variables of ours or of libpq that must not leak from the developer's shell into a test.
+_SCRUBBED_PREFIXES = (
+    "PG",
+    "BACKUP_",
+    "B2_",
+    "AWS_",
+    "S3_",
+    "TELEGRAM_",
+    "NOTIFY_",
+    "HEALTHCHECK",
+    "PROMETHEUS_",
+    "METRICS_",
+    "LOG_",
+    "DATABASE_URL",
+    "VERIFY_",
+    "ADMIN_USER_ID",
+    "ALERT_AFTER",
+)
+
+
+def clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+
+
+@dataclass
+class JobResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_job(
+    *args: str, env: dict[str, str], timeout: float = 300, input: str | None = None
+) -> JobResult:
+    """``python entrypoint.py ARGS`` with exactly ``env`` (plus PATH/HOME), as a user runs it."""
+    full_env = {**clean_environ(), "BACKUP_PROGRESS_SECONDS": "0", **env}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "entrypoint.py"), *args],
+        env=full_env,
+        cwd=env.get("_CWD", str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+    return JobResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _start(major: int) -> Cluster:
+    bindir = find_bindir(major)
+    if bindir is None:
+        pytest.fail(
+            f"PostgreSQL {major} binaries not found: run 'make test' (it installs them)",
+            pytrace=False,
+        )
+    return Cluster(bindir).start()
+
+
+@pytest.fixture(scope="session")
+def pg15():
+    cluster = _start(15)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg17():
+    cluster = _start(17)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg18():
+    cluster = _start(18)
+    yield cluster
+    cluster.stop()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def sample_db(pg15) -> str:
+    """A fresh database on PostgreSQL 15 filled with many kinds of objects."""
+    name = unique_name("shop")
+    pg15.create_database(name)
+    pg15.execute(name, SAMPLE_SQL)
+    return name
+
+
+@pytest.fixture
+def backup_dir(tmp_path) -> Path:
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def job_env(pg15, sample_db, backup_dir, tmp_path) -> dict[str, str]:
+    """The environment of a job backing ``sample_db`` up to a local directory."""
+    return pg15.env(
+        sample_db,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+    )
