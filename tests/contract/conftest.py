@@ -1,0 +1,174 @@
+"""The storage contract harness: one ``backend`` fixture, parametrized over every backend.
+
+Each ``Harness`` gives a fresh, empty destination (a new directory, S3 bucket or B2 bucket,
+under the prefix ``backups/pg``) plus the backend-specific probes the contract needs to check
+what ``list`` cannot see: unfinished uploads and every stored version of a key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup.config import MIB, RetryConfig, S3Config, Secret, StorageConfig
+from backup.storage.b2 import B2Storage
+from backup.storage.base import Destination
+from backup.storage.local import LocalStorage
+from backup.storage.s3 import S3Storage
+from tests.fixtures.b2sim import B2Sim, b2_sim, new_b2_sim  # noqa: F401 - fixtures
+from tests.fixtures.seaweed import S3Server, s3_server  # noqa: F401 - fixtures
+
+PREFIX = "backups/pg"
+# Fast retries: a test that exercises them should not sleep for seconds.
+FAST_RETRY = RetryConfig(attempts=4, max_seconds=10.0, initial_backoff_s=0.01)
+S3_PART_SIZE = 5 * MIB  # S3's minimum part size, which SeaweedFS enforces like AWS
+B2_SIM_PART_SIZE = 1000  # the simulator accepts parts from 200 bytes
+
+
+@dataclass
+class Harness:
+    """A fresh destination of one backend, and probes below the Storage interface."""
+
+    name: str
+    storage: Any
+    part_size: int
+    incomplete: Callable[[], int]
+    """How many unfinished uploads (multipart, large file, *.partial) exist under the prefix."""
+    versions: Callable[[str], int]
+    """How many stored versions of relative ``key`` exist, hidden or not."""
+    abandon_upload: Callable[[str], None]
+    """Leave an unfinished upload of ``key``, as a run killed mid-upload would."""
+    sibling: Callable[[str], Any]
+    """Another Storage on the same bucket/directory with a different prefix."""
+
+
+def local_harness(root: Path) -> Harness:
+    def storage_at(prefix: str) -> LocalStorage:
+        return LocalStorage(root / prefix)
+
+    storage = storage_at(PREFIX)
+
+    def abandon(key: str) -> None:
+        path = storage.root / f"{key}.partial"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a dump")
+
+    return Harness(
+        name="local",
+        storage=storage,
+        part_size=1 * MIB,
+        incomplete=lambda: (
+            len(list(storage.root.rglob("*.partial"))) if storage.root.exists() else 0
+        ),
+        versions=lambda key: int((storage.root / key).exists()),
+        abandon_upload=abandon,
+        sibling=storage_at,
+    )
+
+
+def s3_harness(server: S3Server, bucket: str) -> Harness:
+    # Creating a SeaweedFS bucket takes about 2 s (it grows volumes for it), so tests share
+    # one bucket and each gets its own top-level directory in it.
+    top = f"t-{uuid.uuid4().hex[:12]}"
+    prefix = f"{top}/{PREFIX}"
+    config = StorageConfig(
+        destinations=(f"s3://{bucket}/{prefix}",),
+        part_size_bytes=S3_PART_SIZE,
+        retry=FAST_RETRY,
+        s3=S3Config(
+            access_key_id=server.access_key,
+            secret_access_key=Secret(server.secret_key),
+            region=server.region,
+            endpoint_url=server.endpoint_url,
+        ),
+    )
+
+    def storage_at(prefix: str) -> S3Storage:
+        # Built the way the job builds it, from a destination URL and the parsed config.
+        return S3Storage.from_destination(
+            Destination.parse(f"s3://{bucket}/{top}/{prefix}"), config
+        )
+
+    storage = storage_at(PREFIX)
+    client = storage.client  # boto3 clients take 0.3 s to build: probe with the same one
+
+    def incomplete() -> int:
+        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+        return len(uploads)
+
+    def versions(key: str) -> int:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{key}")
+        return sum(1 for item in listed.get("Contents", []) if item["Key"] == f"{prefix}/{key}")
+
+    def abandon(key: str) -> None:
+        upload = client.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/{key}")
+        client.upload_part(
+            Bucket=bucket,
+            Key=f"{prefix}/{key}",
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * S3_PART_SIZE,
+        )
+
+    return Harness(
+        name="s3",
+        storage=storage,
+        part_size=S3_PART_SIZE,
+        incomplete=incomplete,
+        versions=versions,
+        abandon_upload=abandon,
+        sibling=storage_at,
+    )
+
+
+def b2_storage(sim: B2Sim, prefix: str = PREFIX, **kwargs: Any) -> B2Storage:
+    options: dict[str, Any] = {"part_size_bytes": B2_SIM_PART_SIZE, "retry": FAST_RETRY}
+    options.update(kwargs)
+    return B2Storage(
+        sim.api, sim.bucket_name, prefix, url=f"b2://{sim.bucket_name}/{prefix}", **options
+    )
+
+
+def b2_harness(sim: B2Sim) -> Harness:
+    def versions(key: str) -> int:
+        name = f"{PREFIX}/{key}"
+        return sum(1 for file_name, _action in sim.file_versions(name) if file_name == name)
+
+    def abandon(key: str) -> None:
+        sim.api.session.start_large_file(
+            sim.bucket.id_, f"{PREFIX}/{key}", "application/octet-stream", {}
+        )
+
+    return Harness(
+        name="b2",
+        storage=b2_storage(sim),
+        part_size=B2_SIM_PART_SIZE,
+        incomplete=lambda: len(sim.unfinished_large_files(PREFIX)),
+        versions=versions,
+        abandon_upload=abandon,
+        sibling=lambda prefix: b2_storage(sim, prefix),
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server: S3Server) -> str:  # noqa: F811 - the imported fixture
+    """One bucket shared by the S3 contract tests (each works under its own prefix)."""
+    return s3_server.create_bucket()
+
+
+@pytest.fixture(params=["local", "s3", "b2"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    """One fresh destination per test, for each backend in turn."""
+    if request.param == "local":
+        return local_harness(tmp_path / "dest")
+    if request.param == "s3":
+        # Only S3 tests start SeaweedFS (session-wide, once).
+        return s3_harness(
+            request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+        )
+    return b2_harness(new_b2_sim())
