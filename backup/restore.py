@@ -231,15 +231,18 @@ def run_pg_restore(
                     children.kill_all()
                     raise
             code = restorer.wait()
-            if code != 0 and clean and restorer.failed_commands:
-                if all(_is_clean_statement(c) for c in restorer.failed_commands):
-                    log.warning(
-                        "pg_restore --clean could not drop %d object(s) first; they were "
-                        "recreated: %s",
-                        len(restorer.failed_commands),
-                        "; ".join(restorer.failed_commands[:3]),
-                    )
-                    return
+            if (
+                code != 0
+                and clean
+                and restorer.failed_commands
+                and all(_is_clean_statement(c) for c in restorer.failed_commands)
+            ):
+                log.warning(
+                    "pg_restore --clean could not drop %d object(s) first; they were recreated: %s",
+                    len(restorer.failed_commands),
+                    "; ".join(restorer.failed_commands[:3]),
+                )
+                return
             if code != 0:
                 raise _archive_error(restorer, code)
     finally:

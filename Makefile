@@ -1,0 +1,35 @@
+# make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
+# make test: installs what the tests need (Debian and pip packages) and runs every test.
+.PHONY: demo test deps deps-runtime lint format bench image-test clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+deps-runtime:
+	scripts/install-deps.sh runtime
+
+deps:
+	scripts/install-deps.sh test
+
+demo: deps-runtime
+	$(PY) scripts/demo.py
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: deps
+	$(PY) bench/backup_vs_pg_dump.py
+
+image-test: deps
+	scripts/image-test.sh
+
+clean:
+	rm -rf .venv backups .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need on a fresh Debian machine of this kind:
+# Debian packages (only the missing ones), then the project and its test tools in .venv.
+# Usage: scripts/install-deps.sh [runtime|test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-test}"
+
+apt_packages=(zstd postgresql postgresql-client)
+if [ "$what" = test ]; then
+  apt_packages+=(age prometheus-pushgateway)
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+if [ "$what" = test ]; then
+  .venv/bin/pip install -q -e '.[test]'
+else
+  .venv/bin/pip install -q -e .
+fi
