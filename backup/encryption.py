@@ -49,8 +49,8 @@ READ_CHUNK_BYTES = MIB
 HEADER_LIMIT_BYTES = 64 * 1024
 """An age header larger than this is refused (ours are a few hundred bytes)."""
 ABORT_JOIN_TIMEOUT_S = 30.0
-# age's own work factor for `age -p` (2^18, 256 MiB for a moment at the start of the stream), and
-# the highest it accepts: https://github.com/C2SP/C2SP/blob/main/age.md#the-scrypt-recipient-type
+# age's own work factor for `age -p` (2^18: 256 MiB for a moment at the start of the stream) and
+# the highest it accepts (maxWorkFactor): https://github.com/FiloSottile/age/blob/main/scrypt.go
 SCRYPT_LOG_N = 18
 SCRYPT_MAX_LOG_N = 22
 
@@ -58,7 +58,6 @@ IDENTITY_HINT = "set BACKUP_AGE_IDENTITY or BACKUP_AGE_IDENTITY_FILE"
 PASSPHRASE_HINT = "set BACKUP_AGE_PASSPHRASE or BACKUP_AGE_PASSPHRASE_FILE"  # noqa: S105
 
 _VERSION_LINE = b"age-encryption.org/v1"
-_ARMOR_START = b"-----BEGIN AGE ENCRYPTED FILE-----"
 _X25519_LABEL = b"age-encryption.org/v1/X25519"
 _SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
 
@@ -392,6 +391,7 @@ class Decryptor:
     def __init__(self, source: Readable, identities: list[object]) -> None:
         self._pipe = _Pipe(PIPE_LIMIT_BYTES)
         self._outcome = _Outcome()
+        self._closed = False
         self._thread = threading.Thread(
             target=_decrypt_worker,
             args=(_Recorder(source), self._pipe, identities, self._outcome),
@@ -402,6 +402,8 @@ class Decryptor:
         weakref.finalize(self, self._pipe.break_, _Aborted("the decryptor was dropped"))
 
     def read(self, size: int = -1) -> bytes:
+        if self._closed:
+            raise ValueError("read from a closed age decryptor")
         if size == 0:
             return b""
         try:
@@ -414,6 +416,7 @@ class Decryptor:
         return data
 
     def close(self) -> None:
+        self._closed = True
         self._pipe.break_(_Aborted("the restore stopped reading"))
         self._thread.join(ABORT_JOIN_TIMEOUT_S)
 
@@ -427,8 +430,6 @@ class Decryptor:
         error = self._outcome.error
         if self._outcome.origin == "source":
             return error  # type: ignore[return-value]  # a storage error or checksum mismatch
-        if self._outcome.origin == "sink":
-            return ValueError("read from a closed age decryptor")
         if "no matching keys" in str(error).lower():
             return IntegrityError(
                 "no key in BACKUP_AGE_IDENTITY can decrypt this backup",
@@ -441,17 +442,17 @@ class _Prefixed:
     """``prefix``, then the rest of ``source``; never more bytes than asked (pyrage requires it)."""
 
     def __init__(self, prefix: bytes, source: Readable) -> None:
-        self._buffer = prefix
+        self._buffer = memoryview(prefix)
         self._source = source
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            out, self._buffer = self._buffer + bytes(self._source.read()), b""
+            out, self._buffer = bytes(self._buffer) + self._source.read(), memoryview(b"")
             return out
         if not self._buffer:
             # pyrage asks for 8 KiB at a time; fewer, larger reads suit network streams.
-            self._buffer = bytes(self._source.read(max(size, 64 * 1024)))
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._buffer = memoryview(bytes(self._source.read(max(size, 64 * 1024))))
+        out, self._buffer = bytes(self._buffer[:size]), self._buffer[size:]
         return out
 
 
@@ -703,9 +704,14 @@ def _unwrap_scrypt(header: _Header, passphrase: str) -> bytes:
     except ValueError:
         raise damaged from None
     log_n = int(log_n_text)
-    if len(salt) != 16 or log_n > SCRYPT_MAX_LOG_N:
+    if len(salt) != 16:
         raise damaged
-    file_key = _chacha_open(_scrypt(passphrase, salt, log_n), body)
+    if log_n > SCRYPT_MAX_LOG_N:
+        raise IntegrityError(
+            f"this backup's scrypt work factor 2^{log_n} is above age's limit 2^{SCRYPT_MAX_LOG_N}",
+            "it was not made by this tool or by age -p; decrypt it where it was made",
+        )
+    file_key = _chacha_open(_scrypt(passphrase, salt, log_n, IntegrityError), body)
     if file_key is None:
         raise IntegrityError(
             "BACKUP_AGE_PASSPHRASE does not decrypt this backup",
@@ -716,11 +722,26 @@ def _unwrap_scrypt(header: _Header, passphrase: str) -> bytes:
     return file_key
 
 
-def _scrypt(passphrase: str, salt: bytes, log_n: int) -> bytes:
+def _scrypt(
+    passphrase: str, salt: bytes, log_n: int, error: type[BackupError] = BackupError
+) -> bytes:
+    """The 32-byte wrap key; ``128 * r * 2^log_n`` bytes of memory while it runs."""
     n = 1 << log_n
-    return hashlib.scrypt(
-        passphrase.encode(), salt=_SCRYPT_LABEL + salt, n=n, r=8, p=1, maxmem=256 * 8 * n, dklen=32
-    )
+    try:
+        return hashlib.scrypt(
+            passphrase.encode(),
+            salt=_SCRYPT_LABEL + salt,
+            n=n,
+            r=8,
+            p=1,
+            maxmem=256 * 8 * n,
+            dklen=32,
+        )
+    except (ValueError, MemoryError) as err:  # OpenSSL's messages never quote the passphrase
+        raise error(
+            f"scrypt (work factor 2^{log_n}) needs {(1024 * n) >> 20} MiB of memory: {err}",
+            "give the job more memory, or use BACKUP_AGE_RECIPIENTS instead of a passphrase",
+        ) from err
 
 
 def _b64encode(data: bytes) -> bytes:
