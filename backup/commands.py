@@ -78,7 +78,7 @@ def verify(config: Config, args: argparse.Namespace) -> int:
     entries = catalog.resolve(targets, args.name, args.database, config.postgres.database)
     storages = {t.url: t.storage for t in targets}
     entry = entries[0]
-    tools = restore_module.local_tools(config)
+    tools = restore_module.archive_tools(config, entry.manifest.pg_dump_version)
     result = verify_module.verify(config, storages, entry, tools)
     if args.restore_test:
         verify_module.restore_test(config, storages, entry)

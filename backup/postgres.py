@@ -126,6 +126,35 @@ def choose_tools(server: ServerInfo, extra_dirs: Sequence[str] = ()) -> Tools:
     return newest
 
 
+def choose_restore_tools(
+    server: ServerInfo, dump_version: str, extra_dirs: Sequence[str] = ()
+) -> Tools:
+    """pg_restore able to read an archive made by pg_dump ``dump_version``: the server's major
+    when that is new enough, else the oldest major that is (closest to the server's SQL)."""
+    tools = installed_tools(extra_dirs)
+    if not tools:
+        raise DatabaseError(
+            "pg_restore is not installed", hint="install the PostgreSQL client tools"
+        )
+    dump_major = _major(dump_version) or 0
+    able = [t for t in tools if t.major >= dump_major]
+    if not able:
+        raise DatabaseError(
+            f"this backup was made by pg_dump {dump_version}; the newest pg_restore here is "
+            f"{tools[0].version} and cannot read it",
+            hint=f"install the PostgreSQL {dump_major} client tools (postgresql-client-{dump_major})",
+        )
+    for candidate in able:
+        if candidate.major == server.major:
+            return candidate
+    return min(able, key=lambda t: t.major)
+
+
+def _major(version: str) -> int | None:
+    match = re.match(r"(\d+)", version or "")
+    return int(match[1]) if match else None
+
+
 def connect_kwargs(pg: PostgresConfig, database: str | None = None) -> dict[str, str]:
     env = pg.libpq_env(database)
     kwargs = {_ENV_TO_KEYWORD[k]: v for k, v in env.items() if k in _ENV_TO_KEYWORD}

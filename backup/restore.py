@@ -165,10 +165,21 @@ def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) 
 
 
 def maintenance_db(pg: PostgresConfig, avoid: str) -> str:
-    """A database to connect to while creating, renaming and dropping ``avoid``."""
-    if pg.database and pg.database != avoid:
-        return pg.database
-    return "postgres" if avoid != "postgres" else "template1"
+    """A database to connect to while creating, renaming and dropping ``avoid``: ``postgres``,
+    else PGDATABASE, else ``template1`` (the first that exists and is not ``avoid``)."""
+    candidates = [d for d in dict.fromkeys(("postgres", pg.database, "template1")) if d]
+    candidates = [d for d in candidates if d != avoid]
+    last: BackupError | None = None
+    for database in candidates:
+        try:
+            with postgres.connect(pg, database):
+                return database
+        except DatabaseError as err:
+            if "does not exist" not in err.message:
+                raise
+            last = err
+    assert last is not None
+    raise last
 
 
 def conninfo_dbname(database: str) -> str:
@@ -269,7 +280,7 @@ def restore_database(
         server = postgres.server_info(conn)
         exists = postgres.database_exists(conn, target)
         owner = postgres.database_owner(conn, target) if exists else None
-    tools = postgres.choose_tools(server, config.pg_bin_dirs)
+    tools = postgres.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
     dump_major = _major(first.server_version)
     if dump_major and dump_major > server.major:
         log.warning(
@@ -412,22 +423,18 @@ def _major(version: str) -> int | None:
         return None
 
 
-def local_tools(config: Config, database: str | None = None) -> postgres.Tools:
-    """Client tools for reading archives: the source server's major when it answers,
-    else the newest installed (listing an archive needs no server)."""
-    try:
-        with postgres.connect(
-            config.postgres, database or maintenance_db(config.postgres, "")
-        ) as conn:
-            return postgres.choose_tools(postgres.server_info(conn), config.pg_bin_dirs)
-    except BackupError as err:
-        log.debug("no server to match tool versions (%s): using the newest tools", err)
+def archive_tools(config: Config, dump_version: str) -> postgres.Tools:
+    """pg_restore for reading an archive without a server: the newest installed, which must
+    be at least as new as the pg_dump that made it."""
     tools = postgres.installed_tools(config.pg_bin_dirs)
-    if not tools:
+    newest = tools[0] if tools else None
+    dump_major = _major(dump_version) or 0
+    if newest is None or newest.major < dump_major:
         raise DatabaseError(
-            "pg_restore is not installed", hint="install the PostgreSQL client tools"
+            f"this backup was made by pg_dump {dump_version}; no pg_restore here can read it",
+            hint=f"install the PostgreSQL {dump_major} client tools",
         )
-    return tools[0]
+    return newest
 
 
 def restore_globals(

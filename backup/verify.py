@@ -129,7 +129,7 @@ def restore_test(config: Config, storages: dict, entry: Entry) -> int:
     with postgres.connect(pg, admin_db) as conn:
         server = postgres.server_info(conn)
         postgres.create_database(conn, scratch)
-    tools = postgres.choose_tools(server, config.pg_bin_dirs)
+    tools = postgres.choose_restore_tools(server, m.pg_dump_version, config.pg_bin_dirs)
     log.info(
         "test restore of %s into scratch database %s on %s",
         m.name,

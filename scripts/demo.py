@@ -38,7 +38,7 @@ def main() -> None:
     try:
         print(f"PostgreSQL {cluster.version} on 127.0.0.1:{cluster.port}, data in {cluster.root}")
         cluster.create_database("shop")
-        cluster.execute("shop", (REPO / "tests/fixtures/sample.sql").read_text())
+        cluster.load_sample("shop")
         print("database 'shop' filled with sample data (schemas, enums, jsonb, partitions, ...)")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PG", "BACKUP_"))},

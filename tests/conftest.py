@@ -110,7 +110,7 @@ def sample_db(pg15) -> str:
     """A fresh database on PostgreSQL 15 filled with many kinds of objects."""
     name = unique_name("shop")
     pg15.create_database(name)
-    pg15.execute(name, SAMPLE_SQL)
+    pg15.load_sample(name)
     return name
 
 

@@ -331,10 +331,12 @@ class B2Storage:
             return err
         if isinstance(err, b2exc.FileNotPresent) and action == "download":
             return ObjectNotFound(f"{self.url}: no object {key}")
-        detail = f"{type(err).__name__}: {err}"
+        detail = f"{type(err).__name__}: {err}".replace("\n", "; ")
         for secret in self._secrets:
             detail = detail.replace(secret, "***")
         message = f"{self.url}: {action} {key} failed: {detail}"
+        if isinstance(err, b2exc.MaxRetriesExceeded) and err.exception_info_list:
+            err = err.exception_info_list[-1]  # the hint depends on why the tries failed
         if isinstance(err, b2exc.InvalidAuthToken | b2exc.RestrictedBucket):
             hint = KEY_HINT
         elif isinstance(err, b2exc.NonExistentBucket):

@@ -89,8 +89,8 @@ def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoCon
         # B2's S3 API, older MinIO and others reject the CRC headers botocore adds by default.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        # One attempt: retry.py retries each request and part, with the user's settings.
-        retries={"mode": "standard", "max_attempts": 1},
+        # One attempt in all: retry.py retries each request and part, with the user's settings.
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=120,
         # Every part in flight holds a connection, plus one for list/complete/abort.
