@@ -19,9 +19,10 @@
 ARG BASE_IMAGE=debian:trixie-slim
 
 # ---------------------------------------------------------------------------------------------
-# build: the app and its Python dependencies in a venv at /opt/venv (wheels only, no compiler)
+# deps: the Python dependencies in a venv at /opt/venv (wheels only, no compiler), from
+# pyproject.toml alone, so that a change to the code does not download them again
 # ---------------------------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS build
+FROM ${BASE_IMAGE} AS deps
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -34,13 +35,25 @@ RUN apt-get update \
  && python3 -m venv /opt/venv
 
 WORKDIR /src
-# .dockerignore lets in only pyproject.toml, README.md, LICENSE, entrypoint.py and backup/
-COPY . .
-
+COPY pyproject.toml ./
+# an empty package stands in for the code: only the dependencies stay installed
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && mkdir -p backup/storage backup/notify \
+ && touch backup/__init__.py backup/storage/__init__.py backup/notify/__init__.py entrypoint.py \
  && /opt/venv/bin/pip install --only-binary=:all: --no-binary=pgbackup-job . \
- && /opt/venv/bin/python -c "import backup.cli, psycopg, zstandard, pyrage, boto3, b2sdk"
+ && /opt/venv/bin/pip uninstall -y pgbackup-job \
+ && rm -rf /src/*
+
+# ---------------------------------------------------------------------------------------------
+# app: the app itself as a wheel
+# ---------------------------------------------------------------------------------------------
+FROM deps AS app
+# .dockerignore lets in only pyproject.toml, README.md, LICENSE, entrypoint.py and backup/
+COPY . .
+RUN --mount=type=secret,id=pip_cert \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------
 # runtime: Python, PostgreSQL client tools, zstd and age (for recovery by hand), a non-root user
@@ -49,19 +62,6 @@ FROM ${BASE_IMAGE}
 
 ARG PG_CLIENT_SOURCE=pgdg
 ARG PG_MAJORS="14 15 16 17 18"
-ARG VERSION=dev
-ARG REVISION=unknown
-ARG CREATED=unknown
-# The repository URL (the release workflow sets it, with the other labels, from the git context)
-ARG SOURCE_URL=""
-
-LABEL org.opencontainers.image.title="pgbackup-job" \
-      org.opencontainers.image.description="One-shot PostgreSQL backup job: pg_dump streamed through zstd and age into B2, S3 or a directory, with manifests, retention, restore and verification." \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE_URL}"
 
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
@@ -99,7 +99,12 @@ RUN groupadd --gid 10001 pgbackup \
  && install -d -o 10001 -g 10001 -m 0755 /data \
  && chmod 1777 /tmp
 
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=app /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-deps --no-index --no-cache-dir --disable-pip-version-check \
+      /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels \
+ && /opt/venv/bin/python -c "import backup.cli, psycopg, zstandard, pyrage, boto3, b2sdk"
 COPY entrypoint.py /app/entrypoint.py
 
 ENV PATH="/opt/venv/bin:${PATH}" \
@@ -113,6 +118,20 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # keep such backups (or set BACKUP_DESTINATIONS to s3:// or b2://).
 WORKDIR /data
 USER 10001:10001
+
+# Last, so that a new revision or date does not rebuild the layers above.
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+# The repository URL (the release workflow sets it, with the other labels, from the git context)
+ARG SOURCE_URL=""
+LABEL org.opencontainers.image.title="pgbackup-job" \
+      org.opencontainers.image.description="One-shot PostgreSQL backup job: pg_dump streamed through zstd and age into B2, S3 or a directory, with manifests, retention, restore and verification." \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE_URL}"
 
 ENTRYPOINT ["python", "/app/entrypoint.py"]
 CMD ["backup"]

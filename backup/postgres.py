@@ -142,7 +142,8 @@ def choose_restore_tools(
         raise DatabaseError(
             f"this backup was made by pg_dump {dump_version}; the newest pg_restore here is "
             f"{tools[0].version} and cannot read it",
-            hint=f"install the PostgreSQL {dump_major} client tools (postgresql-client-{dump_major})",
+            hint=f"install the PostgreSQL {dump_major} client tools "
+            f"(postgresql-client-{dump_major})",
         )
     for candidate in able:
         if candidate.major == server.major:

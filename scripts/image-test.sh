@@ -15,8 +15,10 @@
 #   4. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
 #      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
 #   5. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
-#      dropped, as Kubernetes runs it): check, backup, list, restore latest --force --target-db
-#      restored; then checks on the host with psql that the restored database has the data;
+#      dropped, as Kubernetes runs it): check, backup (the default command), list, list --json,
+#      verify latest, restore without --force (must refuse: exit 2), restore latest --force
+#      --target-db restored; then checks on the host with psql that the restored database has
+#      the data;
 #   6. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
 #
 # Environment: IMAGE (default localhost/pgbackup-job:image-test), CACHE_DIR, BASE_IMAGE,
@@ -163,37 +165,34 @@ if [ "$DO_RUN" = 0 ]; then exit 0; fi
 WORK=$(mktemp -d /tmp/pgbackup-image-test.XXXXXX)
 chmod 755 "$WORK"
 
-# Ports: free on 127.0.0.1; SeaweedFS also listens on port+10000 (gRPC) for each of its ports.
-read -r PG_PORT S3_PORT M_PORT V_PORT F_PORT W_PORT < <("$PYTHON" - <<'EOF'
-import random, socket
-def free(p):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            return False
-    return True
-picked = []
-while len(picked) < 6:
-    p = random.randint(20000, 45000)
-    if p not in picked and p + 10000 not in picked and free(p) and free(p + 10000):
-        picked.append(p)
-print(*picked)
+# Ports: distinct free ports on 127.0.0.1 (held open together while picked). SeaweedFS gets every
+# one of its listeners pinned: its defaults are fixed ports that a second instance would collide on.
+read -r PG_PORT S3_PORT S3_GRPC M_PORT M_GRPC V_PORT V_GRPC F_PORT F_GRPC W_PORT A_PORT A_GRPC \
+    < <("$PYTHON" - <<'EOF'
+import socket
+socks = []
+for _ in range(12):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
 EOF
 )
 
 t=$(date +%s.%N)
 PG_PASSWORD="pw-$RANDOM$RANDOM"
 PG_DATA="$WORK/pg"
-install -d -o postgres -g postgres -m 0700 "$PG_DATA" "$WORK/pgsock"
+install -d -o postgres -g postgres -m 0700 "$PG_DATA" "$WORK/pgsock" "$WORK/pglog"
 printf '%s\n' "$PG_PASSWORD" > "$WORK/pwfile"
 chown postgres "$WORK/pwfile"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth-local=trust \
     --auth-host=scram-sha-256 --pwfile="$WORK/pwfile" -E UTF8 --locale=C.UTF-8 --no-sync \
     >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; die "initdb failed"; }
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pg.log" -w \
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pglog/pg.log" -w \
     -o "-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
-    || { cat "$WORK/pg.log"; die "PostgreSQL did not start"; }
+    || { cat "$WORK/pglog/pg.log"; die "PostgreSQL did not start"; }
 log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($(elapsed "$t")s)"
 
 export PGHOST=127.0.0.1 PGPORT="$PG_PORT" PGUSER=postgres PGPASSWORD="$PG_PASSWORD"
@@ -215,9 +214,14 @@ cat > "$WORK/s3.json" <<EOF
 {"identities":[{"name":"t","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],
   "actions":["Admin","Read","Write","List","Tagging"]}]}
 EOF
-setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$S3_PORT" \
-    -s3.config="$WORK/s3.json" -admin.ui=false -master.port="$M_PORT" -volume.port="$V_PORT" \
-    -filer.port="$F_PORT" -webdav.port="$W_PORT" >"$WORK/weed.log" 2>&1 < /dev/null &
+# no telemetry (it would phone home), no Iceberg/Lance listeners, unix sockets in $WORK
+setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$WORK/s3.json" \
+    -admin.ui=false -master.telemetry=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -filer.localSocket="$WORK/filer.sock" -s3.localSocket="$WORK/s3.sock" \
+    -s3.port="$S3_PORT" -s3.port.grpc="$S3_GRPC" -master.port="$M_PORT" -master.port.grpc="$M_GRPC" \
+    -volume.port="$V_PORT" -volume.port.grpc="$V_GRPC" -filer.port="$F_PORT" -filer.port.grpc="$F_GRPC" \
+    -webdav.port="$W_PORT" -admin.port="$A_PORT" -admin.port.grpc="$A_GRPC" \
+    >"$WORK/weed.log" 2>&1 < /dev/null &
 WEED_PID=$!
 S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 S3_ENDPOINT="$S3_ENDPOINT" S3_KEY="$S3_KEY" S3_SECRET="$S3_SECRET" BUCKET="$BUCKET" "$PYTHON" - <<'EOF' \
@@ -242,8 +246,9 @@ EOF
 log "SeaweedFS S3 on $S3_ENDPOINT, bucket $BUCKET ($(elapsed "$t")s)"
 
 # ---------------------------------------------------------------------------- the job, in the image
+# job [ARGS...]: run the image with ARGS, expecting exit $EXPECT (default 0)
 job() {
-    local t rc
+    local t rc expect="${EXPECT:-0}"
     t=$(date +%s.%N)
     set +e
     podman run --rm --name "$CONTAINER_NAME" --network host \
@@ -259,7 +264,7 @@ job() {
     sed 's/^/    2| /' "$WORK/job.err"
     sed 's/^/    1| /' "$WORK/job.out"
     log "job ${*:-(no arguments: backup)} -> exit $rc ($(elapsed "$t")s)"
-    [ "$rc" = 0 ] || die "job ${*:-backup} exited $rc"
+    [ "$rc" = "$expect" ] || die "job ${*:-backup} exited $rc, expected $expect"
 }
 
 job check
@@ -269,6 +274,9 @@ grep -q 'shop-' "$WORK/job.out" || die "list does not show a shop backup"
 job list --json
 "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d and d[0]["database"]=="shop", d' \
     "$WORK/job.out" || die "list --json is not a JSON array with the shop backup"
+job verify latest
+# no terminal and no --force: restore refuses (usage error, exit 2) and touches nothing
+EXPECT=2 job restore latest --target-db restored
 job restore latest --force --target-db restored
 
 got=$(psql_q -d restored -At -c "SELECT count(*) || ':' || sum(total) FROM orders")
@@ -277,4 +285,4 @@ customers=$(psql_q -d restored -At -c "SELECT count(*) FROM customers")
 [ "$customers" = 5000 ] || die "restored customers: $customers, expected 5000"
 psql_q -d restored -At -c "SELECT count(*) FROM big_orders" >/dev/null || die "view missing after restore"
 log "restored database 'restored' matches: orders $got, customers $customers"
-[ -n "${BUILD_TIME:-}" ] && log "build time ${BUILD_TIME}s"
+if [ -n "${BUILD_TIME:-}" ]; then log "build time ${BUILD_TIME}s"; fi

@@ -51,7 +51,7 @@ def test_the_servers_major_is_chosen_among_several(pg15, pg17, pg18, backup_dir,
         env = _env(cluster, database, backup_dir, tmp_path, BACKUP_PG_BIN_DIRS=_dirs())
         result = run_job("backup", env=env)
         assert result.returncode == 0, result.output
-        record = [m for m in manifests(backup_dir) if m["database"] == database][0]
+        record = next(m for m in manifests(backup_dir) if m["database"] == database)
         assert record["pg_dump_version"].startswith(major + ".")
         assert record["server_version"].startswith(major + ".")
         target = unique_name("restored")
