@@ -74,7 +74,7 @@ RUN export DEBIAN_FRONTEND=noninteractive; \
     case "${PG_CLIENT_SOURCE}" in \
       pgdg) \
         key=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc; \
-        tmp="$(mktemp -d)"; \
+        tmp="$(mktemp -d)"; chown _apt "$tmp"; \
         (cd "$tmp" && apt-get download postgresql-common \
           && dpkg-deb --fsys-tarfile postgresql-common_*.deb | tar -x ".${key}"); \
         install -D -m 0644 "${tmp}${key}" "${key}"; \
