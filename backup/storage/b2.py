@@ -47,6 +47,8 @@ CONTENT_TYPE = "application/octet-stream"
 LIST_PAGE_SIZE = 1000
 # Size of one read() on the source stream while b2sdk fills a part buffer.
 READ_SIZE = 1 * MIB
+# A large file has at most 10,000 parts: https://www.backblaze.com/docs/cloud-storage-large-files
+B2_MAX_PARTS = 10_000
 KEY_HINT = "check B2_KEY_ID and B2_APPLICATION_KEY (the application key, not the master key id)"
 
 
@@ -123,7 +125,7 @@ class B2Storage:
         """
         name = self._name(key)
         bucket = self._get_bucket()
-        source = _CountingReader(stream)
+        source = _CountingReader(stream, self.part_size_bytes * B2_MAX_PARTS, self.url, key)
         try:
             version = bucket.upload_unbound_stream(
                 source,
@@ -361,20 +363,33 @@ class B2Storage:
 
 
 class _CountingReader:
-    """Passes reads through, counting bytes and remembering the source's own exception."""
+    """Passes reads through, counting bytes and remembering the source's own exception.
 
-    def __init__(self, stream: Readable) -> None:
+    Past ``limit_bytes`` (part size x B2's part limit) it raises ``StorageError`` itself, so
+    an oversized backup stops early with a useful hint instead of failing at part 10,001.
+    """
+
+    def __init__(self, stream: Readable, limit_bytes: int, url: str, key: str) -> None:
         self._stream = stream
+        self._limit_bytes = limit_bytes
+        self._url = url
+        self._key = key
         self.count = 0
         self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._stream.read(size)
+            self.count += len(data)
+            if self.count > self._limit_bytes:
+                raise StorageError(
+                    f"{self._url}: {self._key} needs more than {B2_MAX_PARTS} parts of "
+                    f"{self._limit_bytes // B2_MAX_PARTS // MIB} MiB",
+                    hint="raise BACKUP_PART_SIZE_MB",
+                )
         except BaseException as err:
             self.error = err
             raise
-        self.count += len(data)
         return data
 
 

@@ -172,3 +172,15 @@ def test_from_destination_without_credentials() -> None:
     with pytest.raises(StorageError) as raised:
         B2Storage.from_destination(Destination.parse("b2://b/p"), config)
     assert "B2_APPLICATION_KEY" in raised.value.hint
+
+
+def test_too_many_parts_stops_early_with_a_hint(
+    b2_sim: B2Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("backup.storage.b2.B2_MAX_PARTS", 3)
+    storage = b2_storage(b2_sim)
+    with pytest.raises(StorageError) as raised:
+        storage.put("huge.dump", io.BytesIO(b"h" * 3500))
+    assert "BACKUP_PART_SIZE_MB" in raised.value.hint
+    assert storage.list() == []
+    assert b2_sim.unfinished_large_files() == []

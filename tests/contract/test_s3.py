@@ -251,3 +251,27 @@ def test_session_token_and_secret_stay_out_of_errors(s3_server: S3Server, s3_buc
         storage.open("k")
     assert secret not in f"{raised.value} {raised.value.hint} {raised.value!r}"
     assert secret not in repr(storage.__dict__.get("url"))
+
+
+@pytest.mark.parametrize("size", [10, S3_PART_SIZE + 5])
+def test_s3_sse_is_requested(s3_server: S3Server, s3_bucket: str, size: int) -> None:
+    """S3_SSE=AES256 reaches PutObject and CreateMultipartUpload alike."""
+    storage = make_storage(s3_server, s3_bucket, sse="AES256")
+    storage.put("enc", io.BytesIO(b"e" * size))
+    head = storage.client.head_object(Bucket=s3_bucket, Key=f"{storage.prefix}/enc")
+    assert head.get("ServerSideEncryption") == "AES256"
+    with storage.open("enc") as stream:
+        assert stream.read() == b"e" * size
+
+
+def test_too_many_parts_aborts_with_a_hint(
+    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("backup.storage.s3.S3_MAX_PARTS", 2)
+    storage = make_storage(s3_server, s3_bucket)
+    with pytest.raises(StorageError) as raised:
+        storage.put("huge.dump", io.BytesIO(payload(S3_PART_SIZE * 2 + 1)))
+    assert "BACKUP_PART_SIZE_MB" in raised.value.hint
+    assert storage.list() == []
+    uploads = storage.client.list_multipart_uploads(Bucket=s3_bucket, Prefix=storage.prefix)
+    assert uploads.get("Uploads", []) == []
