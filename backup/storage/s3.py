@@ -29,17 +29,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
 import urllib3
+from botocore import exceptions as botoexc
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
 
 from backup.config import MIB, RetryConfig
 from backup.errors import ObjectNotFound, StorageError
@@ -51,10 +42,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# At most 10,000 parts per upload, every part but the last at least 5 MiB:
-# https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+# At most 10,000 parts per upload (and every part but the last at least 5 MiB, which
+# config.MIN_PART_SIZE_MB enforces): https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 S3_MAX_PARTS = 10_000
-S3_MIN_PART_SIZE_BYTES = 5 * MIB
 # DeleteObjects takes at most 1,000 keys per request:
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html
 DELETE_BATCH_SIZE = 1000
@@ -103,8 +93,8 @@ def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoCon
 def add_content_md5(request: Any, **_: Any) -> None:
     """botocore ``before-sign`` hook: give ``DeleteObjects`` the ``Content-MD5`` it needs.
 
-    AWS marks the header required, botocore >= 1.36 sends a CRC32 instead, and stores that
-    follow the older rule (MinIO before 2025, Ceph, some S3 gateways) refuse the request.
+    AWS documents the header as required; botocore >= 1.36 sends a CRC32 checksum instead, and
+    stores that still follow the documented rule refuse the request (``MissingContentMD5``).
     """
     body = request.body
     if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
@@ -294,12 +284,10 @@ class S3Storage:
             for upload in page.get("Uploads", []):
                 self._abort(upload["Key"], upload["UploadId"])
                 aborted += 1
-            if not page.get("IsTruncated"):
-                return aborted
-            markers = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
-            }
+            next_key = page.get("NextKeyMarker")
+            if not page.get("IsTruncated") or not next_key:
+                return aborted  # (a store that omits the markers would otherwise loop forever)
+            markers = {"KeyMarker": next_key, "UploadIdMarker": page.get("NextUploadIdMarker", "")}
 
     # -- multipart upload --------------------------------------------------------------------
 
@@ -448,13 +436,19 @@ class S3Storage:
         code = _code(err)
         if action == "download" and code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFound(f"{self.url}: no object {key}")
-        if isinstance(err, ClientError):
+        if isinstance(err, botoexc.ClientError):
             detail = f"{code}: {err.response.get('Error', {}).get('Message') or code}"
             hint = _hint_for_code(code, self.bucket)
-        elif isinstance(err, NoCredentialsError):
+        elif isinstance(err, botoexc.NoCredentialsError):
             detail = "no credentials"
             hint = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        elif isinstance(err, BotoConnectionError | HTTPClientError | IncompleteReadError | OSError):
+        elif isinstance(
+            err,
+            botoexc.ConnectionError
+            | botoexc.HTTPClientError
+            | botoexc.IncompleteReadError
+            | OSError,
+        ):
             detail = f"{type(err).__name__}: {err}"
             hint = "the endpoint was unreachable after retries: check S3_ENDPOINT_URL and network"
         else:
@@ -498,21 +492,23 @@ def _read_part(stream: Readable, size: int) -> bytearray:
 
 
 def _code(err: BaseException | None) -> str:
-    if isinstance(err, ClientError):
+    if isinstance(err, botoexc.ClientError):
         return str(err.response.get("Error", {}).get("Code", ""))
     return ""
 
 
 def is_permanent(err: BaseException) -> bool:
     """True for errors another attempt cannot fix (credentials, missing bucket, bad request)."""
-    if isinstance(err, ClientError):
+    if isinstance(err, botoexc.ClientError):
         code = _code(err)
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return not (code in TRANSIENT_CODES or status >= 500 or status in (408, 429))
-    if isinstance(err, BotoConnectionError | HTTPClientError | IncompleteReadError):
+    if isinstance(
+        err, botoexc.ConnectionError | botoexc.HTTPClientError | botoexc.IncompleteReadError
+    ):
         return False
-    if isinstance(err, BotoCoreError):
-        return True  # NoCredentialsError, ParamValidationError, ...
+    if isinstance(err, botoexc.BotoCoreError):
+        return True  # botoexc.NoCredentialsError, ParamValidationError, ...
     return not isinstance(err, OSError | urllib3.exceptions.HTTPError)
 
 
