@@ -236,7 +236,7 @@ def backup_database(
     good = [o for o in outcomes if o.ok]
     status = "success" if len(good) == len(outcomes) else "partial" if good else "failure"
     failed = [o for o in outcomes if not o.ok]
-    error_text = "; ".join(f"{o.url}: {o.error}" for o in failed) or None
+    hints = [u.error.hint for u in result.uploads if isinstance(u.error, BackupError)]
     return DatabaseResult(
         database=label,
         status=status,
@@ -245,10 +245,16 @@ def backup_database(
         raw_bytes=result.raw_bytes,
         duration_s=(finished_at - started_at).total_seconds() or result.seconds,
         destinations=tuple(outcomes),
-        error=error_text,
-        hint=None if not failed else StorageError.default_hint,
-        exit_code=0 if not failed else StorageError.exit_code,
+        error="; ".join(_with_url(o.url, o.error) for o in failed) or None,
+        hint=(hints[0] if hints else StorageError.default_hint) if failed else None,
+        exit_code=StorageError.exit_code if failed else 0,
     )
+
+
+def _with_url(url: str, error: str | None) -> str:
+    """``url: error``, unless the backend's message already names the destination."""
+    text = error or "failed"
+    return text if text.startswith(url) else f"{url}: {text}"
 
 
 def _describe(error: BaseException | None) -> str:
