@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.conftest import run_job, unique_name
-from tests.e2e.helpers import manifests, visible_files
+from tests.e2e.helpers import manifests
 from tests.fixtures import faulty_proxy as proxy_fixtures
 from tests.fixtures import seaweed as seaweed_fixtures
 from tests.fixtures.compare import fingerprint_db
