@@ -8,6 +8,7 @@ the error is raised. Committing manifests is the caller's job, after this return
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,15 +35,32 @@ class StreamResult:
 
 
 class Progress:
-    """A log line every ``interval_s`` with bytes so far and throughput."""
+    """A log line every ``interval_s`` with bytes so far and throughput; on a terminal, a
+    progress bar instead (tqdm, on stderr)."""
 
-    def __init__(self, label: str, interval_s: float) -> None:
+    def __init__(self, label: str, interval_s: float, terminal: bool | None = None) -> None:
         self.label = label
         self.interval_s = interval_s
         self.started = time.monotonic()
         self.next_at = self.started + interval_s if interval_s > 0 else float("inf")
+        if terminal is None:
+            terminal = sys.stderr.isatty()
+        self.bar = None
+        if terminal and interval_s > 0:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+        self._shown = 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def update(self, raw_bytes: int, stored_bytes: int) -> None:
+        if self.bar is not None:
+            self.bar.update(raw_bytes - self._shown)
+            self._shown = raw_bytes
+            return
         now = time.monotonic()
         if now < self.next_at:
             return
@@ -86,8 +104,10 @@ def stream_dump(
                     hint="an empty dump is never a backup: check the server's logs",
                 )
     except BaseException as err:
+        progress.close()
         fanout.abort(err)
         raise
+    progress.close()
     uploads = fanout.commit()
     return StreamResult(
         raw_bytes=raw,
