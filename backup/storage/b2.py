@@ -148,7 +148,9 @@ class B2Storage:
                 raise  # KeyboardInterrupt, SystemExit
             raise self._error(err, "upload", key) from err
         if version.size != source.count:
-            self.delete([key])
+            # Remove only this upload: an earlier version of the key may be a good one.
+            with contextlib.suppress(Exception):
+                bucket.delete_file_version(version.id_, name)
             raise StorageError(
                 f"{self.url}: upload of {key} stored {version.size} bytes, sent {source.count}",
                 hint="the upload was incomplete and has been deleted; run the backup again",
