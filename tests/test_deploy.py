@@ -318,7 +318,7 @@ def test_scripts_parse(script):
 
 
 def test_deployment_docs_show_the_commands():
-    text = (REPO / "docs" / "deployment.md").read_text()
+    text = (REPO / "README.md").read_text()
     for command in (
         "docker compose run --rm backup",
         "docker compose run --rm backup list",

@@ -46,7 +46,7 @@ def _result(result: DatabaseResult) -> dict[str, object]:
 
 
 def payload(report: RunReport) -> dict[str, object]:
-    """The JSON document POSTed for ``report`` (see docs/monitoring.md for an example)."""
+    """The JSON document POSTed for ``report`` (README, 'Webhooks', shows an example)."""
     text = format_message(report, html=False)
     names = [r.name for r in report.results if r.name]
     failed = sorted({d.url for r in report.results for d in r.destinations if not d.ok})
