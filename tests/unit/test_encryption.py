@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from backup import encryption
+from backup import age_header, encryption
 from backup.codec import open_decoder, open_encoder
 from backup.config import CodecConfig, Secret
 from backup.encryption import (
@@ -37,7 +38,7 @@ from backup.encryption import (
     open_encryptor,
     recipient_fingerprints,
 )
-from backup.errors import ConfigError, IntegrityError, StorageError
+from backup.errors import BackupError, ConfigError, IntegrityError, StorageError
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("age", "age-keygen", "zstd", "ssh-keygen")),
@@ -597,8 +598,13 @@ def test_fingerprints_never_hold_keys(tmp_path: Path, key: Key) -> None:
 def test_identity_matches(tmp_path: Path, key: Key) -> None:
     other = make_key(tmp_path, "other.txt")
     ed_path, ed_public = make_ssh_key(tmp_path, "ed25519")
-    pem_path, _ = make_ssh_key(tmp_path, "rsa", "-b", "2048", "-m", "PEM")
-    backup = recipient_fingerprints(CodecConfig(age_recipients=(key.recipient, ed_public)))
+    rsa_path, rsa_public = make_ssh_key(tmp_path, "rsa", "-b", "2048")
+    (tmp_path / "pem").mkdir()
+    (tmp_path / "locked").mkdir()
+    pem_path, _ = make_ssh_key(tmp_path / "pem", "rsa", "-b", "2048", "-m", "PEM")
+    locked_path, locked_public = make_ssh_key(tmp_path / "locked", "ed25519", "-N", "lock")
+    recipients = (key.recipient, ed_public, rsa_public, locked_public)
+    backup = recipient_fingerprints(CodecConfig(age_recipients=recipients))
 
     def matches(identity: str | None, fingerprints: list[str] = backup) -> bool | None:
         config = CodecConfig(age_identity=Secret(identity) if identity else None)
@@ -608,56 +614,115 @@ def test_identity_matches(tmp_path: Path, key: Key) -> None:
     assert matches(other.text + key.text) is True
     assert matches(other.text) is False
     assert matches(ed_path.read_text()) is True
+    assert matches(rsa_path.read_text()) is True
+    assert matches(ed_path.read_text(), [backup[0]]) is False
     assert matches(pem_path.read_text()) is None  # PEM: public half not derivable here
+    assert matches(locked_path.read_text()) is None  # passphrase-protected: cannot be used
     assert matches(None) is None
     assert matches(key.text, ["scrypt"]) is None
     assert matches("not a key") is None
 
 
-# --- the primitives behind the passphrase header swap (RFC test vectors) ----------------------
+# --- scrypt work factors and memory ----------------------------------------------------------
 
 
-def test_x25519_rfc7748_section_6_1() -> None:
-    alice = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
-    bob = bytes.fromhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
-    alice_public = encryption._x25519(alice, encryption._BASE_POINT)
-    bob_public = encryption._x25519(bob, encryption._BASE_POINT)
-    assert alice_public.hex() == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
-    assert bob_public.hex() == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
-    shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
-    assert encryption._x25519(alice, bob_public).hex() == shared
-    assert encryption._x25519(bob, alice_public).hex() == shared
+@pytest.mark.slow
+def test_we_open_passphrase_files_made_by_rage() -> None:
+    # rage picks its own work factor (about a second of scrypt: 2^17..2^20 and up, by machine).
+    encrypted = pyrage.passphrase.encrypt(b"rows\n" * 50_000, PASSPHRASE)
+    assert b"\n-> scrypt " in encrypted[:100]
+    assert decrypt(encrypted, CodecConfig(age_passphrase=Secret(PASSPHRASE))) == b"rows\n" * 50_000
 
 
-def test_chacha20_poly1305_rfc8439_section_2_8_2() -> None:
-    key = bytes(range(0x80, 0xA0))
-    nonce = bytes.fromhex("070000004041424344454647")
-    aad = bytes.fromhex("50515253c0c1c2c3c4c5c6c7")
-    plaintext = (
-        b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the "
-        b"future, sunscreen would be it."
-    )
-    sealed = encryption._chacha_seal(key, plaintext, nonce, aad)
-    assert sealed[:16].hex() == "d31a8d34648e60db7b86afbc53ef7ec2"
-    assert sealed[-16:].hex() == "1ae10b594f09e26a7e902ecbd0600691"
-    assert encryption._chacha_open(key, sealed, nonce, aad) == plaintext
-    tampered = sealed[:5] + bytes([sealed[5] ^ 1]) + sealed[6:]
-    assert encryption._chacha_open(key, tampered, nonce, aad) is None
+@pytest.mark.slow
+def test_scrypt_work_factors_up_to_ages_limit_are_derived(data: bytes, fast_scrypt: None) -> None:
+    # 2^20 needs 1 GiB: more than hashlib.scrypt accepts (maxmem < 2 GiB), within age's 2^22.
+    # One derivation: the factor is raised in the header, so the key derived is simply wrong.
+    config = CodecConfig(compression="none", age_passphrase=Secret(PASSPHRASE))
+    blob = encode(config, data[:1000]).replace(b" 12\n", b" 20\n", 1)
+    with pytest.raises(IntegrityError, match="does not decrypt this backup"):
+        decrypt(blob, config)
 
 
-def test_hkdf_sha256_rfc5869_case_1() -> None:
-    okm = encryption._hkdf(bytes([0x0B] * 22), bytes(range(13)), bytes(range(0xF0, 0xFA)))
-    assert okm.hex() == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+def test_scrypt_out_of_memory_says_so(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, fast_scrypt: None
+) -> None:
+    config = CodecConfig(compression="none", age_passphrase=Secret(PASSPHRASE))
+    blob = encode(config, data[:1000])
+
+    class NoMemoryScrypt:  # what cryptography's Scrypt raises when the allocation fails
+        def __init__(self, **params: object) -> None:
+            pass
+
+        def derive(self, key_material: bytes) -> bytes:
+            raise MemoryError("Not enough memory to derive key.")
+
+    monkeypatch.setattr(age_header, "Scrypt", NoMemoryScrypt)
+    with pytest.raises(BackupError, match="2\\^12\\) needs 4 MiB of memory") as made:
+        open_encryptor(config, Sink())
+    with pytest.raises(IntegrityError, match="needs 4 MiB of memory") as opened:
+        decrypt(blob, config)
+    for caught in (made, opened):
+        assert "BACKUP_AGE_RECIPIENTS" in caught.value.hint
+        assert_no_secret(caught.value, PASSPHRASE)
 
 
-def test_bech32_matches_pyrage_keys() -> None:
-    identity = pyrage.x25519.Identity.generate()
-    secret = encryption._bech32_decode(str(identity), "age-secret-key-")
-    public = encryption._bech32_decode(str(identity.to_public()), "age")
-    assert encryption._x25519(secret, encryption._BASE_POINT) == public
-    broken = str(identity.to_public())[:-1] + ("q" if str(identity.to_public())[-1] != "q" else "p")
-    with pytest.raises(ValueError, match="checksum"):
-        encryption._bech32_decode(broken, "age")
+# --- the age header and bech32: format code of our own (age_header) ---------------------------
+
+
+def test_bech32_decodes_bip173_vectors_and_age_keygen_keys(key: Key) -> None:
+    assert age_header.bech32_decode("A12UEL5L", "a") == b""
+    assert age_header.bech32_decode(
+        "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw", "abcdef"
+    ) == bytes.fromhex("00443214c74254b635cf84653a56d7c675be77df")
+    # A key pair from Go's age-keygen: the public key we derive from the decoded secret matches.
+    secret_line = next(line for line in key.text.splitlines() if line.startswith("AGE-SECRET"))
+    secret = age_header.bech32_decode(secret_line, "age-secret-key-")
+    public = age_header.bech32_decode(key.recipient, "age")
+    assert len(secret) == len(public) == 32
+    assert X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw() == public
+
+    last = key.recipient[-1]
+    for text, prefix, error in [
+        (key.recipient[:-1] + ("q" if last != "q" else "p"), "age", "checksum"),
+        (key.recipient, "age-secret-key-", "not a age-secret-key- bech32"),
+        (key.recipient[:10] + "b" + key.recipient[11:], "age", "substring not found"),  # no "b"
+        ("age1qqqqqq", "age", "checksum"),
+        ("age1qqqqq", "age", "not a age bech32"),  # shorter than a checksum
+    ]:
+        with pytest.raises(ValueError, match=error):
+            age_header.bech32_decode(text, prefix)
+
+
+def test_header_build_and_parse_round_trip() -> None:
+    file_key = bytes(range(16))
+    # A 48-byte body is exactly 64 base64 columns, so an empty line must end it.
+    stanzas = [([b"X25519", b"c2hhcmU"], bytes(32)), ([b"grease-x", b"a"], bytes(range(48)))]
+    raw = age_header.build_header(stanzas, file_key)
+    assert raw.startswith(b"age-encryption.org/v1\n-> X25519 c2hhcmU\n")
+    assert b"\n-> grease-x a\n" + age_header.b64encode(bytes(range(48))) + b"\n\n---" in raw
+    header = age_header.parse_header(raw + b"payload")
+    assert header is not None
+    assert header.stanzas == stanzas
+    assert age_header._mac_ok(header, file_key)
+    assert not age_header._mac_ok(header, bytes(16))
+
+    for broken in [
+        raw.replace(b"age-encryption.org/v1", b"age-encryption.org/v2"),
+        raw.replace(b"\n\n---", b"\n---"),  # a full 64-column line not followed by a short one
+        raw.replace(b"-> X25519", b"junk\n-> X25519"),
+        raw[:-2] + b"=\n",  # padded base64 in the MAC
+    ]:
+        assert age_header.parse_header(broken) is None
+    assert age_header.parse_header(raw[:-1]) is None  # no end of the MAC line yet
+
+
+def test_base64_is_canonical_and_unpadded() -> None:
+    assert age_header.b64encode(b"\xff\xfe") == b"//4"
+    assert age_header.b64decode(b"//4") == b"\xff\xfe"
+    for bad in (b"//4=", b"//5", b"/ /4", b"//4\r"):
+        with pytest.raises(ValueError):
+            age_header.b64decode(bad)
 
 
 def test_each_encryption_uses_a_fresh_file_key(key: Key, data: bytes) -> None:
