@@ -13,6 +13,9 @@ import pytest
 
 from tests.fixtures.pgcluster import Cluster, find_bindir
 
+# Session-scoped servers are defined once here, so every test directory shares one of each.
+pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.b2sim"]
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SQL = (REPO / "tests" / "fixtures" / "sample.sql").read_text()
 _counter = itertools.count()

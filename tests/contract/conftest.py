@@ -20,8 +20,8 @@ from backup.storage.b2 import B2Storage
 from backup.storage.base import Destination
 from backup.storage.local import LocalStorage
 from backup.storage.s3 import S3Storage
-from tests.fixtures.b2sim import B2Sim, b2_sim, new_b2_sim  # noqa: F401 - fixtures
-from tests.fixtures.seaweed import S3Server, s3_server  # noqa: F401 - fixtures
+from tests.fixtures.b2sim import B2Sim, new_b2_sim
+from tests.fixtures.seaweed import S3Server
 
 PREFIX = "backups/pg"
 # Fast retries: a test that exercises them should not sleep for seconds.
@@ -156,7 +156,7 @@ def b2_harness(sim: B2Sim) -> Harness:
 
 
 @pytest.fixture(scope="session")
-def s3_bucket(s3_server: S3Server) -> str:  # noqa: F811 - the imported fixture
+def s3_bucket(s3_server: S3Server) -> str:
     """One bucket shared by the S3 contract tests (each works under its own prefix)."""
     return s3_server.create_bucket()
 

@@ -10,10 +10,8 @@ import pytest
 from tests.conftest import run_job, unique_name
 from tests.e2e.helpers import manifests
 from tests.fixtures import faulty_proxy as proxy_fixtures
-from tests.fixtures import seaweed as seaweed_fixtures
 from tests.fixtures.compare import fingerprint_db
 
-s3_server = seaweed_fixtures.s3_server
 faulty_proxy_factory = proxy_fixtures.faulty_proxy_factory
 
 
