@@ -35,6 +35,19 @@ def list_entries(targets: list, globals_only: bool = False) -> list[Entry]:
     return sorted(entries, key=lambda e: e.manifest.created_at, reverse=True)
 
 
+def list_first_answering(targets: list, globals_only: bool = False) -> list[Entry]:
+    """The backups on the first destination that answers (``list``'s default); a destination
+    that cannot be listed is skipped with a warning, and all failing is a storage error."""
+    errors = []
+    for target in targets:
+        try:
+            return list_entries([target], globals_only)
+        except StorageError as err:
+            log.warning("cannot list %s (%s): trying the next destination", target.url, err)
+            errors.append(f"{target.url}: {err}")
+    raise StorageError("no destination could be listed: " + "; ".join(errors))
+
+
 def resolve(
     targets: list,
     name: str,

@@ -8,11 +8,11 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from backup import catalog, jobs, postgres, report
+from backup import archive, catalog, jobs, report
 from backup import restore as restore_module
 from backup import verify as verify_module
 from backup.config import Config
-from backup.errors import BackupError, ConfigError, StaleError, StorageError
+from backup.errors import ConfigError, StaleError
 
 log = logging.getLogger("backup")
 
@@ -22,8 +22,11 @@ def backup(config: Config, args: argparse.Namespace) -> int:
 
 
 def list(config: Config, args: argparse.Namespace) -> int:
-    targets = jobs.open_targets(config, args.destination)
-    entries = catalog.list_entries(targets, globals_only=args.globals)
+    if args.destination:
+        targets = jobs.open_targets(config, args.destination)
+        entries = catalog.list_entries(targets, globals_only=args.globals)
+    else:
+        entries = catalog.list_first_answering(jobs.open_targets(config), args.globals)
     if args.database:
         entries = [e for e in entries if e.manifest.database == args.database]
     if args.json:
@@ -78,7 +81,7 @@ def verify(config: Config, args: argparse.Namespace) -> int:
     entries = catalog.resolve(targets, args.name, args.database, config.postgres.database)
     storages = {t.url: t.storage for t in targets}
     entry = entries[0]
-    tools = restore_module.archive_tools(config, entry.manifest.pg_dump_version)
+    tools = archive.archive_tools(config, entry.manifest.pg_dump_version)
     result = verify_module.verify(config, storages, entry, tools)
     if args.restore_test:
         verify_module.restore_test(config, storages, entry)
@@ -125,7 +128,3 @@ def check(config: Config, args: argparse.Namespace) -> int:
         print(line)
     print("check: ok")
     return 0
-
-
-__all__ = ["backup", "check", "list", "postgres", "prune", "restore", "status", "verify"]
-_ = (BackupError, StorageError)

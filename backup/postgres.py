@@ -136,7 +136,7 @@ def choose_restore_tools(
         raise DatabaseError(
             "pg_restore is not installed", hint="install the PostgreSQL client tools"
         )
-    dump_major = _major(dump_version) or 0
+    dump_major = major_of(dump_version) or 0
     able = [t for t in tools if t.major >= dump_major]
     if not able:
         raise DatabaseError(
@@ -151,7 +151,8 @@ def choose_restore_tools(
     return min(able, key=lambda t: t.major)
 
 
-def _major(version: str) -> int | None:
+def major_of(version: str) -> int | None:
+    """12 of '12.4', 17 of '17.10 (Debian ...)'; None when unreadable."""
     match = re.match(r"(\d+)", version or "")
     return int(match[1]) if match else None
 

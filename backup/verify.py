@@ -14,19 +14,12 @@ from typing import IO
 from psycopg import sql
 
 from backup import postgres
+from backup.archive import CHUNK_BYTES, archive_error, open_archive, pump, run_pg_restore
 from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.processes import ChildGroup
-from backup.restore import (
-    CHUNK_BYTES,
-    _archive_error,
-    maintenance_db,
-    open_archive,
-    pump,
-    run_pg_restore,
-    suffixed,
-)
+from backup.restore import maintenance_db, suffixed
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +65,7 @@ def verify(config: Config, storages: dict, entry: Entry, tools: postgres.Tools) 
             out: list[bytes] = []
             reader = _collect(lister.stdout, out)
             pump(archive, lister.stdin, verifying)
-            children.finish(_archive_error)
+            children.finish(archive_error)
             reader.join()
             listing = b"".join(out).decode("utf-8", "replace")
         else:

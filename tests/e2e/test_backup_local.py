@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -440,3 +441,42 @@ def test_check_fails_on_an_unwritable_destination(job_env, tmp_path):
     result = run_job("check", env=env)
     assert result.returncode == 4, result.output
     assert os.path.isfile(blocked)
+
+
+def test_gfs_rules_keep_what_they_promise(job_env, backup_dir):
+    assert run_job("backup", env=job_env).returncode == 0
+    # Dailies for 20 days, then one every 3 days: 40 to 200 days old.
+    days = list(range(1, 21)) + list(range(40, 200, 3))
+    _age_backups(backup_dir, days)
+    env = {
+        **job_env,
+        "BACKUP_RETENTION_DAYS": "7",
+        "BACKUP_KEEP_MIN": "2",
+        "BACKUP_KEEP_WEEKLY": "4",
+        "BACKUP_KEEP_MONTHLY": "3",
+    }
+    dry = run_job("prune", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.output
+    assert "weekly" in dry.stderr and "monthly" in dry.stderr
+    assert "would delete" in dry.stderr
+    before = manifests(backup_dir)
+    assert run_job("prune", env=env).returncode == 0
+    kept = manifests(backup_dir)
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+    young = [m for m in before if m["created_at"] >= week_ago[:19]]
+    assert len(young) == 7  # the real backup and days 1 to 6
+    assert all(m in kept for m in young)
+    older_kept = [m for m in kept if m not in young]
+    assert 1 <= len(older_kept) <= 4 + 3  # only what the weekly and monthly rules keep
+    assert any(
+        m["created_at"] < (datetime.now(UTC) - timedelta(days=40)).isoformat() for m in older_kept
+    )  # a monthly one, beyond the weeklies
+    again = run_job("prune", "--dry-run", env=env)
+    assert "would delete" not in again.stderr  # idempotent
+
+
+def test_progress_lines_during_a_long_dump(pg15, big_db, job_env):
+    env = {**job_env, "PGDATABASE": big_db, "BACKUP_PROGRESS_SECONDS": "0.2"}
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert "MB dumped" in result.stderr and "MB/s" in result.stderr

@@ -190,3 +190,23 @@ def test_latest_is_right_past_1000_objects(pg15, sample_db, job_env, s3_server):
     restored = run_job("restore", "latest", "--target-db", target, "--force", env=env)
     assert restored.returncode == 0, restored.output
     assert real["name"] in restored.stderr
+
+
+def test_list_uses_the_first_destination_that_answers(job_env, backup_dir, s3_server):
+    bucket = s3_server.create_bucket()
+    good = {
+        **job_env,
+        **_s3_env(s3_server, bucket),
+        "BACKUP_DESTINATIONS": f"s3://{bucket}/pg,file://{backup_dir}",
+    }
+    assert run_job("backup", env=good).returncode == 0
+    down = {
+        **good,
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}",
+        "BACKUP_RETRY_ATTEMPTS": "1",
+    }
+    listing = run_job("list", "--json", env=down)
+    assert listing.returncode == 0, listing.output
+    [entry] = json.loads(listing.stdout)
+    assert entry["destination"] == f"file://{backup_dir}"
+    assert "trying the next destination" in listing.stderr
