@@ -1,0 +1,177 @@
+"""Configuration parsing, key naming and manifests: pure code, plain tests."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from backup import manifest
+from backup.codec import open_decoder, open_encoder
+from backup.config import CodecConfig, Secret, load
+from backup.errors import ConfigError, IntegrityError
+from backup.log import RedactingFilter
+from backup.storage.base import Destination
+
+
+def test_defaults():
+    config = load({"PGDATABASE": "shop"})
+    assert config.postgres.databases == ("shop",)
+    assert config.storage.destinations == ("file://./backups",)
+    assert config.codec.compression == "zstd"
+    assert (config.retention.days, config.retention.keep_min) == (30, 3)
+    assert config.notify.alert_after_failures == 2
+    assert (config.log.format, config.log.level) == ("text", "INFO")
+
+
+def test_b2_bucket_is_the_default_destination():
+    config = load({"B2_BUCKET_NAME": "acme", "B2_KEY_ID": "k", "B2_APPLICATION_KEY": "s"})
+    assert config.storage.destinations == ("b2://acme/backups/postgresql",)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "BACKUP_COMPRESSION": "lz4",
+                "BACKUP_RETENTION_DAYS": "-1",
+                "BACKUP_KEEP_MIN": "x",
+                "BACKUP_DESTINATIONS": "b2://bucket/p",
+                "TELEGRAM_BOT_TOKEN": "t",
+                "NOTIFY_ON": "sometimes",
+                "BACKUP_AGE_RECIPIENTS": "not-a-key",
+            }
+        )
+    text = "\n".join(caught.value.problems)
+    for name in (
+        "BACKUP_COMPRESSION",
+        "BACKUP_RETENTION_DAYS",
+        "BACKUP_KEEP_MIN",
+        "B2_KEY_ID",
+        "B2_APPLICATION_KEY",
+        "ADMIN_USER_ID",
+        "NOTIFY_ON",
+        "BACKUP_AGE_RECIPIENTS",
+    ):
+        assert name in text, name
+    assert caught.value.exit_code == 2
+
+
+def test_database_url_is_split_into_libpq_variables():
+    config = load({"DATABASE_URL": "postgresql://app:p%40ss@db.internal:6543/shop?sslmode=require"})
+    pg = config.postgres
+    assert (pg.host, pg.port, pg.user, pg.database) == ("db.internal", "6543", "app", "shop")
+    env = pg.libpq_env()
+    assert env["PGPASSWORD"] == "p@ss" and env["PGSSLMODE"] == "require"
+    assert "p@ss" not in repr(config)
+
+
+def test_secret_files(tmp_path):
+    (tmp_path / "pw").write_text("from-file\n")
+    config = load({"PGPASSWORD_FILE": str(tmp_path / "pw")})
+    assert config.postgres.password == Secret("from-file")
+    assert str(config.postgres.password) == "***"
+    with pytest.raises(ConfigError, match="PGPASSWORD and PGPASSWORD_FILE"):
+        load({"PGPASSWORD": "a", "PGPASSWORD_FILE": str(tmp_path / "pw")})
+
+
+def test_databases_all_and_lists():
+    assert load({"BACKUP_DATABASES": "all"}).postgres.all_databases
+    assert load({"BACKUP_DATABASES": "a, b,a"}).postgres.databases == ("a", "b")
+    with pytest.raises(ConfigError):
+        load({"BACKUP_DATABASES": "all,shop"})
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme", "bucket", "prefix"),
+    [
+        ("s3://bucket/some/prefix/", "s3", "bucket", "some/prefix"),
+        ("b2://bucket", "b2", "bucket", ""),
+        ("file:///var/backups", "file", "", "/var/backups"),
+        ("file://./backups", "file", "", "./backups"),
+    ],
+)
+def test_destinations(url, scheme, bucket, prefix):
+    parsed = Destination.parse(url)
+    assert (parsed.scheme, parsed.bucket, parsed.prefix) == (scheme, bucket, prefix)
+
+
+def test_destination_refusals():
+    for url in ("ftp://x/y", "s3://", "s3://key:secret@bucket/p"):
+        with pytest.raises(ConfigError):
+            Destination.parse(url)
+
+
+def test_key_scheme_and_name_encoding():
+    moment = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
+    assert manifest.object_key("shop", moment, ".zst") == "shop/shop-20251110T030000Z.dump.zst"
+    assert manifest.manifest_key("shop", moment) == "shop/shop-20251110T030000Z.manifest.json"
+    assert manifest.object_key(None, moment, ".zst.age") == (
+        "_globals/globals-20251110T030000Z.sql.zst.age"
+    )
+    assert manifest.encode_name("odd name/é") == "odd%20name%2F%C3%A9"
+    assert manifest.encode_name("_state") == "%5Fstate"  # never collides with _state/_globals
+    assert manifest.encode_name("a.b-c_d") == "a.b-c_d"
+
+
+def test_manifest_round_trip_and_damage():
+    moment = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
+    record = manifest.Manifest(
+        name="shop-20251110T030000Z",
+        kind="database",
+        database="shop",
+        created_at=moment,
+        finished_at=moment,
+        object_key="shop/shop-20251110T030000Z.dump.zst",
+        size_bytes=10,
+        sha256="0" * 64,
+        compression="zstd",
+        encryption=None,
+        pg_dump_version="15.18",
+        server_version="15.18",
+        duration_s=1.0,
+        job_version="0.1.0",
+    )
+    assert manifest.Manifest.from_json(record.to_json()) == record
+    with pytest.raises(IntegrityError):
+        manifest.Manifest.from_json(b"{not json")
+    with pytest.raises(IntegrityError, match="newer"):
+        manifest.Manifest.from_json(b'{"format_version": 99}')
+
+
+def test_redaction():
+    redactor = RedactingFilter(["hunter2-secret"])
+    line = (
+        "password=abc postgresql://app:pw@db/x token hunter2-secret "
+        "https://api.telegram.org/bot123456:ABCdefGhIJKlmnOPQrstUVwxyz/sendMessage "
+        "AGE-SECRET-KEY-1QQQQQQQQQQQQQQ"
+    )
+    out = redactor.redact(line)
+    for secret in ("abc", ":pw@", "hunter2-secret", "ABCdefGhIJKlmnOPQrstUVwxyz", "QQQQ"):
+        assert secret not in out
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+def test_codec_round_trip_and_truncation(compression):
+    data = b"".join(i.to_bytes(4, "big") * 64 for i in range(20000))
+
+    class Sink(io.BytesIO):
+        def close(self) -> None:  # the encoder closes its sink; keep the bytes
+            pass
+
+    sink = Sink()
+    encoder = open_encoder(CodecConfig(compression=compression), sink)
+    for start in range(0, len(data), 100_000):
+        encoder.write(data[start : start + 100_000])
+    encoder.close()
+    stored = sink.getvalue()
+    decoder = open_decoder(io.BytesIO(stored), compression, False, CodecConfig())
+    assert b"".join(iter(lambda: decoder.read(65536), b"")) == data
+    if compression != "none":
+        damaged = open_decoder(
+            io.BytesIO(stored[: len(stored) // 2]), compression, False, CodecConfig()
+        )
+        with pytest.raises(IntegrityError):
+            while damaged.read(65536):
+                pass
