@@ -7,10 +7,11 @@ file: ``age -d -i key.txt X.dump.zst.age`` opens it.
 
 Streaming. ``pyrage.encrypt_io`` / ``decrypt_io`` stream (8 KiB reads, 64 KiB age chunks) but
 *pull* from a reader, so each runs in one worker thread fed through a bounded byte pipe
-(``PIPE_LIMIT_BYTES``). Memory is that pipe plus rage's own buffers: a few MiB whatever the size of
-the stream. A failure on either side breaks the pipe, so the other side raises at once instead of
-blocking; the caller sees the first error in ``write`` / ``close`` / ``read``. pyrage ignores an
-error from the sink in its final buffer flush, so every sink error is recorded here and re-raised.
+(``PIPE_LIMIT_BYTES``); the threads, the pipe and the error bookkeeping are in ``age_stream.py``.
+Memory is that pipe plus rage's own buffers: a few MiB whatever the size of the stream. A failure
+on either side breaks the pipe, so the other side raises at once instead of blocking; the caller
+sees the first error in ``write`` / ``close`` / ``read``. pyrage ignores an error from the sink in
+its final buffer flush, so every sink error is recorded (``age_stream.Recorder``) and re-raised.
 
 Passphrases. pyrage 1.4 has no streaming passphrase (scrypt) mode, so rage streams to a throwaway
 X25519 key and ``backup.age_header`` swaps the age header for an scrypt one (and back to decrypt).
@@ -22,8 +23,6 @@ import hashlib
 import logging
 import threading
 import weakref
-from collections import deque
-from collections.abc import Callable
 
 import pyrage
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -31,6 +30,15 @@ from cryptography.hazmat.primitives import serialization
 
 from backup import age_header
 from backup.age_header import Prefixed, Readable, ScryptHeaderWriter, Writable
+from backup.age_stream import (
+    Aborted,
+    Outcome,
+    Pipe,
+    PipeBroken,
+    Recorder,
+    decrypt_worker,
+    encrypt_worker,
+)
 from backup.config import CodecConfig
 from backup.errors import BackupError, ConfigError, IntegrityError
 
@@ -120,140 +128,7 @@ def identity_matches(config: CodecConfig, fingerprints: list[str]) -> bool | Non
     return None if None in ours else False
 
 
-# --- the worker threads and the pipe between them ---------------------------------------------
-
-
-class _PipeBroken(Exception):
-    """The other end of a ``_Pipe`` failed or was aborted."""
-
-
-class _Aborted(Exception):
-    """The caller gave up on the stream."""
-
-
-class _Pipe:
-    """A bounded byte queue between two threads; either side can break it to wake the other."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self._cond = threading.Condition()
-        self._chunks: deque[memoryview] = deque()
-        self._size = 0
-        self._limit = limit_bytes
-        self._eof = False
-        self.error: BaseException | None = None
-
-    def write(self, data: bytes) -> int:
-        if not data:
-            return 0  # an empty read means end of stream to the reader: never queue one
-        with self._cond:
-            while self._size >= self._limit and self.error is None:
-                self._cond.wait()
-            if self.error is not None:
-                raise _PipeBroken from self.error
-            self._chunks.append(memoryview(data))
-            self._size += len(data)
-            self._cond.notify_all()
-        return len(data)
-
-    def read(self, size: int) -> bytes:
-        with self._cond:
-            while not self._chunks and not self._eof and self.error is None:
-                self._cond.wait()
-            if self.error is not None:
-                raise _PipeBroken from self.error
-            if not self._chunks:
-                return b""
-            head = self._chunks[0]
-            piece = bytes(head[:size])
-            if len(piece) == len(head):
-                self._chunks.popleft()
-            else:
-                self._chunks[0] = head[size:]
-            self._size -= len(piece)
-            self._cond.notify_all()
-            return piece
-
-    def flush(self) -> None:
-        """Nothing to flush: ``write`` hands every byte over at once."""
-
-    def finish(self) -> None:
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    def break_(self, error: BaseException) -> None:
-        with self._cond:
-            if self.error is None:
-                self.error = error
-            self._cond.notify_all()
-
-
-class _Recorder:
-    """Wraps a file-like end given to pyrage and remembers the first exception it raised.
-
-    pyrage turns those exceptions into strings, or drops them in its final flush.
-    """
-
-    def __init__(self, target: object) -> None:
-        self.target = target
-        self.error: BaseException | None = None
-
-    def read(self, size: int) -> bytes:
-        try:
-            data = self.target.read(size)  # type: ignore[attr-defined]
-        except BaseException as err:
-            self.error = self.error or err
-            raise
-        return bytes(data)
-
-    def write(self, data: bytes) -> int:
-        if self.error is not None:
-            raise self.error
-        try:
-            self.target.write(data)  # type: ignore[attr-defined]
-        except BaseException as err:
-            self.error = err
-            raise
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing: the sink is flushed and closed by ``Encryptor.close``."""
-
-
-class _Outcome:
-    """How a worker ended: its first error and where it came from."""
-
-    error: BaseException | None = None
-    origin: str = ""  # "source", "sink" or "age"
-
-    def record(self, error: BaseException, source: _Recorder, sink: _Recorder) -> BaseException:
-        if source.error is not None:
-            self.error, self.origin = source.error, "source"
-        elif sink.error is not None:
-            self.error, self.origin = sink.error, "sink"
-        else:
-            self.error, self.origin = error, "age"
-        return self.error
-
-
-def _encrypt_worker(
-    pipe: _Pipe,
-    output: _Recorder,
-    recipients: list[object],
-    outcome: _Outcome,
-    finish: Callable[[], None] | None,
-) -> None:
-    # Module-level (not a method) so the thread holds no reference to the Encryptor: if the caller
-    # drops it without close() or abort(), its finalizer breaks the pipe and this thread ends.
-    source = _Recorder(pipe)
-    try:
-        pyrage.encrypt_io(source, output, recipients)
-        if output.error is not None:
-            raise output.error
-        if finish is not None:
-            finish()
-    except BaseException as err:
-        pipe.break_(outcome.record(err, source, output))
+# --- the push and pull sides ------------------------------------------------------------------
 
 
 class Encryptor:
@@ -268,26 +143,26 @@ class Encryptor:
         self, recipients: list[object], sink: Writable, header: ScryptHeaderWriter | None = None
     ) -> None:
         self._sink = sink
-        self._pipe = _Pipe(PIPE_LIMIT_BYTES)
-        self._outcome = _Outcome()
+        self._pipe = Pipe(PIPE_LIMIT_BYTES)
+        self._outcome = Outcome()
         self._done = False
-        output = _Recorder(header or sink)
+        output = Recorder(header or sink)
         finish = header.finish if header else None
         self._thread = threading.Thread(
-            target=_encrypt_worker,
+            target=encrypt_worker,
             args=(self._pipe, output, recipients, self._outcome, finish),
             name="age-encrypt",
             daemon=True,
         )
         self._thread.start()
-        weakref.finalize(self, self._pipe.break_, _Aborted("the encryptor was dropped"))
+        weakref.finalize(self, self._pipe.break_, Aborted("the encryptor was dropped"))
 
     def write(self, data: bytes) -> int:
         if self._done:
             raise ValueError("write to a closed or aborted age encryptor")
         try:
             self._pipe.write(bytes(data))
-        except _PipeBroken:
+        except PipeBroken:
             self._thread.join()
             self._done = True
             raise self._failure() from None
@@ -309,7 +184,7 @@ class Encryptor:
     def abort(self) -> None:
         """Stop the worker without finishing the file; never raises, never closes ``sink``."""
         self._done = True
-        self._pipe.break_(_Aborted("the backup was aborted"))
+        self._pipe.break_(Aborted("the backup was aborted"))
         self._thread.join(ABORT_JOIN_TIMEOUT_S)
         if self._thread.is_alive():
             log.warning("the age encryption thread is still blocked in the sink after abort")
@@ -329,19 +204,6 @@ class Encryptor:
         return BackupError(f"age encryption failed: {self._outcome.error}")
 
 
-def _decrypt_worker(
-    source: _Recorder, pipe: _Pipe, identities: list[object], outcome: _Outcome
-) -> None:
-    output = _Recorder(pipe)
-    try:
-        pyrage.decrypt_io(source, output, identities)
-        if output.error is not None:
-            raise output.error
-        pipe.finish()
-    except BaseException as err:
-        pipe.break_(outcome.record(err, source, output))
-
-
 class Decryptor:
     """Pull side: ``read(n)`` returns up to ``n`` plain bytes, ``b""`` at the authenticated end.
 
@@ -350,17 +212,17 @@ class Decryptor:
     """
 
     def __init__(self, source: Readable, identities: list[object]) -> None:
-        self._pipe = _Pipe(PIPE_LIMIT_BYTES)
-        self._outcome = _Outcome()
+        self._pipe = Pipe(PIPE_LIMIT_BYTES)
+        self._outcome = Outcome()
         self._closed = False
         self._thread = threading.Thread(
-            target=_decrypt_worker,
-            args=(_Recorder(source), self._pipe, identities, self._outcome),
+            target=decrypt_worker,
+            args=(Recorder(source), self._pipe, identities, self._outcome),
             name="age-decrypt",
             daemon=True,
         )
         self._thread.start()
-        weakref.finalize(self, self._pipe.break_, _Aborted("the decryptor was dropped"))
+        weakref.finalize(self, self._pipe.break_, Aborted("the decryptor was dropped"))
 
     def read(self, size: int = -1) -> bytes:
         if self._closed:
@@ -369,7 +231,7 @@ class Decryptor:
             return b""
         try:
             data = self._pipe.read(READ_CHUNK_BYTES if size is None or size < 0 else size)
-        except _PipeBroken:
+        except PipeBroken:
             self._thread.join()
             raise self._failure() from None
         if not data:
@@ -378,7 +240,7 @@ class Decryptor:
 
     def close(self) -> None:
         self._closed = True
-        self._pipe.break_(_Aborted("the restore stopped reading"))
+        self._pipe.break_(Aborted("the restore stopped reading"))
         self._thread.join(ABORT_JOIN_TIMEOUT_S)
 
     def __enter__(self) -> Decryptor:

@@ -14,6 +14,8 @@ What B2 adds to the guarantees in ``base.py``:
   here, with a ranged request for the same file version.
 - An application key restricted to one bucket (and a name prefix) works: the bucket comes from
   the key's own ``allowed`` record, so the key needs no ``listBuckets`` capability.
+
+What each b2sdk error means to the user (the hint, the redaction) lives in ``b2_errors.py``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-import requests
-import urllib3
 from b2sdk.v2 import SSE_B2_AES, B2Api, Bucket, InMemoryAccountInfo, InMemoryCache
 from b2sdk.v2 import exception as b2exc
 
 from backup.config import MIB, RetryConfig
-from backup.errors import ObjectNotFound, StorageError
+from backup.errors import StorageError
+from backup.storage.b2_errors import is_body_error, storage_error
 from backup.storage.base import Destination, ObjectInfo, Readable, join_key
 from backup.storage.retry import ResumingReader
 
@@ -49,7 +50,6 @@ LIST_PAGE_SIZE = 1000
 READ_SIZE = 1 * MIB
 # A large file has at most 10,000 parts: https://www.backblaze.com/docs/cloud-storage-large-files
 B2_MAX_PARTS = 10_000
-KEY_HINT = "check B2_KEY_ID and B2_APPLICATION_KEY (the application key, not the master key id)"
 
 
 class B2Storage:
@@ -179,7 +179,7 @@ class B2Storage:
             self.retry,
             # b2sdk has retried every request already (B2Error); only a body that breaks while
             # being read (a transport error below b2sdk) is resumed here.
-            is_permanent=lambda err: not _is_body_error(err),
+            is_permanent=lambda err: not is_body_error(err),
             translate=lambda err: self._error(err, "download", key),
             what=f"{self.url}: download of {key}",
         )
@@ -331,37 +331,14 @@ class B2Storage:
 
     def _error(self, err: Exception, action: str, key: str) -> StorageError:
         """Translate a b2sdk error into ``StorageError``/``ObjectNotFound`` with a hint."""
-        if isinstance(err, StorageError):
-            return err
-        if isinstance(err, b2exc.FileNotPresent) and action == "download":
-            return ObjectNotFound(f"{self.url}: no object {key}")
-        detail = f"{type(err).__name__}: {err}".replace("\n", "; ")
-        for secret in self._secrets:
-            detail = detail.replace(secret, "***")
-        message = f"{self.url}: {action} {key} failed: {detail}"
-        if isinstance(err, b2exc.MaxRetriesExceeded) and err.exception_info_list:
-            err = err.exception_info_list[-1]  # the hint depends on why the tries failed
-        if isinstance(err, b2exc.InvalidAuthToken | b2exc.RestrictedBucket):
-            hint = KEY_HINT
-        elif isinstance(err, b2exc.NonExistentBucket):
-            hint = (
-                f"bucket {self.bucket_name!r} does not exist or the key cannot see it: check the "
-                "bucket in BACKUP_DESTINATIONS (or B2_BUCKET_NAME) and B2_KEY_ID"
-            )
-        elif isinstance(err, b2exc.Unauthorized):
-            hint = (
-                "the key in B2_KEY_ID lacks a capability or is restricted to another bucket or "
-                "prefix: it needs listFiles, readFiles, writeFiles and deleteFiles"
-            )
-        elif isinstance(err, b2exc.CapExceeded):
-            hint = "a B2 usage cap was reached: raise it in the Backblaze account's Caps & Alerts"
-        elif isinstance(err, b2exc.B2ConnectionError | b2exc.UnknownHost) or _is_transport_error(
-            err
-        ):
-            hint = "B2 was unreachable after retries: check network access to backblazeb2.com"
-        else:
-            hint = f"{KEY_HINT}, and the bucket in BACKUP_DESTINATIONS"
-        return StorageError(message, hint=hint)
+        return storage_error(
+            err,
+            url=self.url,
+            bucket_name=self.bucket_name,
+            action=action,
+            key=key,
+            secrets=self._secrets,
+        )
 
 
 class _CountingReader:
@@ -408,14 +385,6 @@ class _ResponseReader:
 
     def close(self) -> None:
         self._response.close()
-
-
-def _is_body_error(err: BaseException) -> bool:
-    return isinstance(err, OSError | requests.RequestException | urllib3.exceptions.HTTPError)
-
-
-def _is_transport_error(err: BaseException) -> bool:
-    return _is_body_error(err) or (isinstance(err, b2exc.B2Error) and err.should_retry_http())
 
 
 def _from_millis(millis: int | None) -> datetime | None:

@@ -15,6 +15,9 @@ What S3 adds to the guarantees in ``base.py``:
   which several of those stores still require.
 - ``delete`` removes the current version; on a bucket with versioning enabled, older versions
   stay until the bucket's lifecycle rules remove them.
+
+This module owns the client settings and the ``Storage`` methods; the part-by-part upload lives
+in ``s3_multipart.py`` and what each S3 error means (retry or not, which hint) in ``s3_errors.py``.
 """
 
 from __future__ import annotations
@@ -22,20 +25,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
-import urllib3
-from botocore import exceptions as botoexc
 from botocore.config import Config as BotoConfig
 
 from backup.config import MIB, RetryConfig
-from backup.errors import ObjectNotFound, StorageError
+from backup.errors import StorageError
 from backup.storage.base import Destination, ObjectInfo, Readable, join_key
 from backup.storage.retry import ResumingReader, retrying
+from backup.storage.s3_errors import hint_for_code, is_permanent, storage_error
+from backup.storage.s3_multipart import CONTENT_TYPE, MultipartUploads, read_part
 
 if TYPE_CHECKING:
     from backup.config import StorageConfig
@@ -51,26 +52,6 @@ DELETE_BATCH_SIZE = 1000
 # ListObjectsV2 returns at most 1,000 keys per page:
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
 LIST_PAGE_SIZE = 1000
-READ_SIZE = 1 * MIB
-CONTENT_TYPE = "application/octet-stream"
-
-# Error codes worth another attempt; any other 4xx is the caller's to fix.
-# https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
-TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",
-        "OperationAborted",
-        "RequestTimeout",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-    }
-)
-DEFAULT_HINT = (
-    "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_ENDPOINT_URL, AWS_REGION and the bucket "
-    "name in BACKUP_DESTINATIONS"
-)
 
 
 def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoConfig:
@@ -102,7 +83,7 @@ def add_content_md5(request: Any, **_: Any) -> None:
         request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-class S3Storage:
+class S3Storage(MultipartUploads):
     """An ``s3://bucket/prefix`` destination.
 
     Memory: ``put`` holds at most ``parts_in_flight`` parts of ``part_size_bytes`` (the one
@@ -171,7 +152,7 @@ class S3Storage:
         multipart upload has been aborted: nothing becomes visible.
         """
         name = self._name(key)
-        first = _read_part(stream, self.part_size_bytes)
+        first = read_part(stream, self.part_size_bytes)
         if len(first) < self.part_size_bytes:
             self._call(
                 "upload",
@@ -184,7 +165,7 @@ class S3Storage:
                 **self._sse,
             )
             return len(first)
-        return self._put_multipart(key, name, first, stream)
+        return self._put_multipart(key, name, first, stream, S3_MAX_PARTS)
 
     def open(self, key: str) -> BinaryIO:
         """A readable stream of ``key``; a body that breaks mid-way resumes from its offset."""
@@ -259,7 +240,7 @@ class S3Storage:
                 more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
                 raise StorageError(
                     f"{self.url}: could not delete {shown}{more}",
-                    hint=_hint_for_code(errors[0].get("Code", ""), self.bucket),
+                    hint=hint_for_code(errors[0].get("Code", ""), self.bucket),
                 )
 
     def cleanup_incomplete(self, prefix: str = "") -> int:
@@ -289,130 +270,6 @@ class S3Storage:
                 return aborted  # (a store that omits the markers would otherwise loop forever)
             markers = {"KeyMarker": next_key, "UploadIdMarker": page.get("NextUploadIdMarker", "")}
 
-    # -- multipart upload --------------------------------------------------------------------
-
-    def _put_multipart(self, key: str, name: str, first: bytearray, stream: Readable) -> int:
-        created = self._call(
-            "upload",
-            key,
-            self.client.create_multipart_upload,
-            Bucket=self.bucket,
-            Key=name,
-            ContentType=CONTENT_TYPE,
-            **self._sse,
-        )
-        upload_id: str = created["UploadId"]
-        state = _UploadState(self.parts_in_flight)
-        executor = ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
-        futures: list[Future[None]] = []
-        size = 0
-        try:
-            data = first
-            state.slots.acquire()  # the slot of the part already read
-            part_number = 1
-            while data:
-                if part_number > S3_MAX_PARTS:
-                    raise StorageError(
-                        f"{self.url}: {key} needs more than {S3_MAX_PARTS} parts of "
-                        f"{self.part_size_bytes // MIB} MiB",
-                        hint="raise BACKUP_PART_SIZE_MB",
-                    )
-                futures.append(
-                    executor.submit(
-                        self._upload_part, key, name, upload_id, part_number, data, state
-                    )
-                )
-                size += len(data)
-                part_number += 1
-                del data  # the worker holds the only reference now: memory stays bounded
-                state.slots.acquire()  # wait for a free part buffer before reading the next
-                state.raise_failure()
-                data = _read_part(stream, self.part_size_bytes)
-            state.slots.release()
-            for future in futures:
-                future.result()
-            state.raise_failure()
-            self._complete(key, name, upload_id, state.etags, size)
-        except BaseException:
-            state.stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            self._abort(name, upload_id)
-            raise  # the stream's own exception unchanged, or a StorageError from a part
-        finally:
-            executor.shutdown(wait=True)
-        return size
-
-    def _upload_part(
-        self, key: str, name: str, upload_id: str, number: int, data: bytearray, state: _UploadState
-    ) -> None:
-        try:
-            if state.stop.is_set():
-                return
-            response = retrying(
-                self.retry,
-                is_permanent,
-                what=f"upload of {key} part {number}",
-                stop_event=state.stop,
-            )(
-                self.client.upload_part,
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-            )
-            state.etags[number] = response["ETag"]
-        except Exception as err:
-            state.fail(self._error(err, "upload", key))
-        finally:
-            state.slots.release()
-
-    def _complete(
-        self, key: str, name: str, upload_id: str, etags: dict[int, str], size: int
-    ) -> None:
-        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
-        try:
-            self._call(
-                "upload",
-                key,
-                self.client.complete_multipart_upload,
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        except StorageError as err:
-            # A retried Complete whose first attempt succeeded unseen answers NoSuchUpload;
-            # the object is there if its size matches.
-            if _code(err.__cause__) != "NoSuchUpload" or self._size_of(name) != size:
-                raise
-
-    def _abort(self, name: str, upload_id: str) -> None:
-        """Abort a multipart upload; never raises (the original failure matters more)."""
-        try:
-            retrying(self.retry, is_permanent, what="abort of an unfinished upload")(
-                self.client.abort_multipart_upload,
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-            )
-        except Exception as err:
-            if _code(err) == "NoSuchUpload":
-                return
-            logger.warning(
-                "%s: could not abort the unfinished upload of %s (%s); "
-                "cleanup_incomplete() or a lifecycle rule removes it",
-                self.url,
-                name,
-                _code(err) or type(err).__name__,
-            )
-
-    def _size_of(self, name: str) -> int | None:
-        try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
-        except Exception:
-            return None
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _call(self, action: str, key: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -431,105 +288,6 @@ class S3Storage:
         return name[len(self.prefix) + 1 :] if self.prefix else name
 
     def _error(self, err: BaseException, action: str, key: str) -> StorageError:
-        if isinstance(err, StorageError):
-            return err
-        code = _code(err)
-        if action == "download" and code in ("NoSuchKey", "404", "NotFound"):
-            return ObjectNotFound(f"{self.url}: no object {key}")
-        if isinstance(err, botoexc.ClientError):
-            detail = f"{code}: {err.response.get('Error', {}).get('Message') or code}"
-            hint = _hint_for_code(code, self.bucket)
-        elif isinstance(err, botoexc.NoCredentialsError):
-            detail = "no credentials"
-            hint = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        elif isinstance(
-            err,
-            botoexc.ConnectionError
-            | botoexc.HTTPClientError
-            | botoexc.IncompleteReadError
-            | OSError,
-        ):
-            detail = f"{type(err).__name__}: {err}"
-            hint = "the endpoint was unreachable after retries: check S3_ENDPOINT_URL and network"
-        else:
-            detail = f"{type(err).__name__}: {err}"
-            hint = DEFAULT_HINT
-        for secret in self._secrets:
-            detail = detail.replace(secret, "***")
-        return StorageError(f"{self.url}: {action} {key} failed: {detail}", hint=hint)
-
-
-class _UploadState:
-    """Shared between the reading thread and the part uploaders of one multipart upload."""
-
-    def __init__(self, parts_in_flight: int) -> None:
-        self.slots = threading.Semaphore(parts_in_flight)
-        self.stop = threading.Event()
-        self.etags: dict[int, str] = {}
-        self._failure: StorageError | None = None
-        self._lock = threading.Lock()
-
-    def fail(self, err: StorageError) -> None:
-        with self._lock:
-            if self._failure is None:
-                self._failure = err
-        self.stop.set()
-
-    def raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-
-def _read_part(stream: Readable, size: int) -> bytearray:
-    """Read until ``size`` bytes or the end of the stream; the stream's errors pass unchanged."""
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = stream.read(min(READ_SIZE, size - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return buffer
-
-
-def _code(err: BaseException | None) -> str:
-    if isinstance(err, botoexc.ClientError):
-        return str(err.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def is_permanent(err: BaseException) -> bool:
-    """True for errors another attempt cannot fix (credentials, missing bucket, bad request)."""
-    if isinstance(err, botoexc.ClientError):
-        code = _code(err)
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return not (code in TRANSIENT_CODES or status >= 500 or status in (408, 429))
-    if isinstance(
-        err, botoexc.ConnectionError | botoexc.HTTPClientError | botoexc.IncompleteReadError
-    ):
-        return False
-    if isinstance(err, botoexc.BotoCoreError):
-        return True  # botoexc.NoCredentialsError, ParamValidationError, ...
-    return not isinstance(err, OSError | urllib3.exceptions.HTTPError)
-
-
-def _hint_for_code(code: str, bucket: str) -> str:
-    if code == "InvalidAccessKeyId":
-        return "the store does not know this key: check AWS_ACCESS_KEY_ID and S3_ENDPOINT_URL"
-    if code == "SignatureDoesNotMatch":
-        return "check AWS_SECRET_ACCESS_KEY: it does not match AWS_ACCESS_KEY_ID"
-    if code in ("InvalidToken", "ExpiredToken", "TokenRefreshRequired"):
-        return "check AWS_SESSION_TOKEN (temporary credentials expire)"
-    if code in ("NoSuchBucket", "InvalidBucketName"):
-        return (
-            f"bucket {bucket!r} does not exist at this endpoint: check the bucket name in "
-            "BACKUP_DESTINATIONS, S3_ENDPOINT_URL and AWS_REGION"
+        return storage_error(
+            err, url=self.url, bucket=self.bucket, action=action, key=key, secrets=self._secrets
         )
-    if code in ("AccessDenied", "AllAccessDisabled", "AccountProblem"):
-        return (
-            f"the key in AWS_ACCESS_KEY_ID may not do this on bucket {bucket!r}: it needs "
-            "s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject, s3:AbortMultipartUpload "
-            "and s3:ListBucketMultipartUploads"
-        )
-    if code in ("AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraint"):
-        return f"bucket {bucket!r} is in another region: check AWS_REGION and S3_ENDPOINT_URL"
-    return DEFAULT_HINT

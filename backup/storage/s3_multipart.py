@@ -1,0 +1,204 @@
+"""The multipart half of ``S3Storage.put``: a stream longer than one part, uploaded part by part.
+
+Owns the reading loop, the part uploaders running in parallel, ``CompleteMultipartUpload`` and
+the abort that follows any failure, so an unfinished upload never becomes an object.
+``MultipartUploads`` is a base class of ``S3Storage`` (``s3.py``), which supplies the client,
+the bucket, the settings, and ``_call`` / ``_error`` for single requests.
+
+Memory: at most ``parts_in_flight`` parts of ``part_size_bytes`` are held at once (the one being
+read from the stream counts as one): a semaphore slot is taken before each read and released
+when that part's upload ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from backup.config import MIB, RetryConfig
+from backup.errors import StorageError
+from backup.storage.base import Readable
+from backup.storage.retry import retrying
+from backup.storage.s3_errors import error_code, is_permanent
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 1 * MIB
+CONTENT_TYPE = "application/octet-stream"
+
+
+class MultipartUploads:
+    """Multipart upload and abort for ``S3Storage``; see the module docstring."""
+
+    client: Any
+    bucket: str
+    url: str
+    part_size_bytes: int
+    parts_in_flight: int
+    retry: RetryConfig
+    _sse: dict[str, str]
+
+    if TYPE_CHECKING:
+
+        def _call(self, action: str, key: str, fn: Callable[..., Any], **kwargs: Any) -> Any: ...
+
+        def _error(self, err: BaseException, action: str, key: str) -> StorageError: ...
+
+    def _put_multipart(
+        self, key: str, name: str, first: bytearray, stream: Readable, max_parts: int
+    ) -> int:
+        created = self._call(
+            "upload",
+            key,
+            self.client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=name,
+            ContentType=CONTENT_TYPE,
+            **self._sse,
+        )
+        upload_id: str = created["UploadId"]
+        state = _UploadState(self.parts_in_flight)
+        executor = ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
+        futures: list[Future[None]] = []
+        size = 0
+        try:
+            data = first
+            state.slots.acquire()  # the slot of the part already read
+            part_number = 1
+            while data:
+                if part_number > max_parts:
+                    raise StorageError(
+                        f"{self.url}: {key} needs more than {max_parts} parts of "
+                        f"{self.part_size_bytes // MIB} MiB",
+                        hint="raise BACKUP_PART_SIZE_MB",
+                    )
+                futures.append(
+                    executor.submit(
+                        self._upload_part, key, name, upload_id, part_number, data, state
+                    )
+                )
+                size += len(data)
+                part_number += 1
+                del data  # the worker holds the only reference now: memory stays bounded
+                state.slots.acquire()  # wait for a free part buffer before reading the next
+                state.raise_failure()
+                data = read_part(stream, self.part_size_bytes)
+            state.slots.release()
+            for future in futures:
+                future.result()
+            state.raise_failure()
+            self._complete(key, name, upload_id, state.etags, size)
+        except BaseException:
+            state.stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._abort(name, upload_id)
+            raise  # the stream's own exception unchanged, or a StorageError from a part
+        finally:
+            executor.shutdown(wait=True)
+        return size
+
+    def _upload_part(
+        self, key: str, name: str, upload_id: str, number: int, data: bytearray, state: _UploadState
+    ) -> None:
+        try:
+            if state.stop.is_set():
+                return
+            response = retrying(
+                self.retry,
+                is_permanent,
+                what=f"upload of {key} part {number}",
+                stop_event=state.stop,
+            )(
+                self.client.upload_part,
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+            state.etags[number] = response["ETag"]
+        except Exception as err:
+            state.fail(self._error(err, "upload", key))
+        finally:
+            state.slots.release()
+
+    def _complete(
+        self, key: str, name: str, upload_id: str, etags: dict[int, str], size: int
+    ) -> None:
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+        try:
+            self._call(
+                "upload",
+                key,
+                self.client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except StorageError as err:
+            # A retried Complete whose first attempt succeeded unseen answers NoSuchUpload;
+            # the object is there if its size matches.
+            if error_code(err.__cause__) != "NoSuchUpload" or self._size_of(name) != size:
+                raise
+
+    def _abort(self, name: str, upload_id: str) -> None:
+        """Abort a multipart upload; never raises (the original failure matters more)."""
+        try:
+            retrying(self.retry, is_permanent, what="abort of an unfinished upload")(
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+            )
+        except Exception as err:
+            if error_code(err) == "NoSuchUpload":
+                return
+            logger.warning(
+                "%s: could not abort the unfinished upload of %s (%s); "
+                "cleanup_incomplete() or a lifecycle rule removes it",
+                self.url,
+                name,
+                error_code(err) or type(err).__name__,
+            )
+
+    def _size_of(self, name: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
+        except Exception:
+            return None
+
+
+class _UploadState:
+    """Shared between the reading thread and the part uploaders of one multipart upload."""
+
+    def __init__(self, parts_in_flight: int) -> None:
+        self.slots = threading.Semaphore(parts_in_flight)
+        self.stop = threading.Event()
+        self.etags: dict[int, str] = {}
+        self._failure: StorageError | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, err: StorageError) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = err
+        self.stop.set()
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+
+def read_part(stream: Readable, size: int) -> bytearray:
+    """Read until ``size`` bytes or the end of the stream; the stream's errors pass unchanged."""
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = stream.read(min(READ_SIZE, size - len(buffer)))
+        if not chunk:
+            break
+        buffer += chunk
+    return buffer
