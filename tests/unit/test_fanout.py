@@ -1,0 +1,89 @@
+"""The tee to several destinations: backpressure, one destination failing, abort."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from backup.errors import StorageError
+from backup.fanout import QUEUE_CHUNKS, Fanout, StreamAborted
+from backup.storage.local import LocalStorage
+
+
+class GatedStorage(LocalStorage):
+    """A local directory whose uploads wait for a gate before reading."""
+
+    def __init__(self, root, gate: threading.Event) -> None:
+        super().__init__(root)
+        self.gate = gate
+
+    def put(self, key, stream):
+        self.gate.wait()
+        return super().put(key, stream)
+
+
+class BrokenStorage(LocalStorage):
+    def put(self, key, stream):
+        stream.read(10)
+        raise StorageError("disk on fire")
+
+
+def test_every_destination_gets_every_byte(tmp_path):
+    a, b = LocalStorage(tmp_path / "a"), LocalStorage(tmp_path / "b")
+    fanout = Fanout([(a, "k"), (b, "k")])
+    for i in range(50):
+        fanout.write(bytes([i]) * 10_000)
+    uploads = fanout.commit()
+    assert all(u.ok for u in uploads)
+    assert (tmp_path / "a" / "k").read_bytes() == (tmp_path / "b" / "k").read_bytes()
+    assert fanout.size == 500_000 and len(fanout.sha256.hexdigest()) == 64
+
+
+def test_the_slowest_destination_sets_the_pace(tmp_path):
+    gate = threading.Event()
+    fanout = Fanout([(GatedStorage(tmp_path / "slow", gate), "k")])
+    written = []
+
+    def producer():
+        for _ in range(QUEUE_CHUNKS * 4):
+            fanout.write(b"x" * 1000)
+            written.append(1)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.5)
+    # Blocked: the queue holds at most QUEUE_CHUNKS chunks while the destination is stalled.
+    assert len(written) <= QUEUE_CHUNKS + 1
+    gate.set()
+    thread.join(10)
+    assert len(written) == QUEUE_CHUNKS * 4
+    assert fanout.commit()[0].ok
+
+
+def test_one_failing_destination_leaves_the_others(tmp_path):
+    fanout = Fanout([(BrokenStorage(tmp_path / "bad"), "k"), (LocalStorage(tmp_path / "ok"), "k")])
+    for _ in range(100):
+        fanout.write(b"y" * 10_000)
+    bad, good = fanout.commit()
+    assert not bad.ok and "disk on fire" in str(bad.error)
+    assert good.ok and (tmp_path / "ok" / "k").stat().st_size == 1_000_000
+
+
+def test_every_destination_failing_stops_the_stream(tmp_path):
+    fanout = Fanout([(BrokenStorage(tmp_path / "bad"), "k")])
+    with pytest.raises(StorageError, match="every destination failed"):
+        for _ in range(1000):
+            fanout.write(b"z" * 10_000)
+    fanout.abort(RuntimeError("stop"))
+
+
+def test_abort_leaves_nothing_visible(tmp_path):
+    storage = LocalStorage(tmp_path / "a")
+    fanout = Fanout([(storage, "k")])
+    fanout.write(b"partial data")
+    fanout.abort(RuntimeError("pg_dump died"))
+    [upload] = fanout.uploads
+    assert isinstance(upload.error, StreamAborted)
+    assert storage.list() == [] and not list((tmp_path / "a").rglob("*.partial"))
