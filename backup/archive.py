@@ -83,6 +83,16 @@ def open_archive(config: Config, storage, entry: Entry) -> tuple[VerifyingReader
             f"{m.name} is encrypted and no key is configured",
             hint="set BACKUP_AGE_IDENTITY or BACKUP_AGE_IDENTITY_FILE (or BACKUP_AGE_PASSPHRASE)",
         )
+    if m.encrypted and m.encryption:
+        from backup.encryption import identity_matches
+
+        if identity_matches(config.codec, list(m.encryption.get("recipients", []))) is False:
+            raw.close()
+            raise IntegrityError(
+                f"{m.name} was encrypted to other keys than BACKUP_AGE_IDENTITY",
+                hint="use the private key of one of the recipients recorded in the manifest "
+                f"({', '.join(m.encryption.get('recipients', []))})",
+            )
     return verifying, open_decoder(verifying, m.compression, m.encrypted, config.codec)
 
 

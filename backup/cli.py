@@ -6,7 +6,6 @@ Each error is one ``error:`` line and one ``hint:`` line; the traceback goes to 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -19,8 +18,6 @@ from backup import log as log_module
 from backup.errors import BackupError, ConfigError, Interrupted
 
 log = logging.getLogger("backup")
-
-EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
@@ -151,8 +148,3 @@ def _report_error(err: BackupError) -> int:
         print(f"error: {message}", file=sys.stderr)
         print(f"hint: {hint}", file=sys.stderr)
     return err.exit_code
-
-
-def print_json(data: object) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")

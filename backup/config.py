@@ -77,11 +77,6 @@ class PostgresConfig:
             env["PGPASSWORD"] = self.password.reveal()
         return env
 
-    def with_database(self, database: str) -> PostgresConfig:
-        from dataclasses import replace
-
-        return replace(self, database=database)
-
     @property
     def display_host(self) -> str:
         return f"{self.host or 'localhost'}:{self.port or '5432'}"

@@ -19,7 +19,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from backup.errors import BackupError, StorageError
+from backup.errors import StorageError
 from backup.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,3 @@ class Fanout:
         for upload in self.uploads:
             assert upload.thread is not None
             upload.thread.join()
-
-    @staticmethod
-    def describe(error: BaseException | None) -> str:
-        if isinstance(error, BackupError):
-            return error.message
-        return str(error) or type(error).__name__

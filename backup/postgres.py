@@ -291,11 +291,6 @@ def rename_database(conn: psycopg.Connection, old: str, new: str) -> None:
     )
 
 
-def maintenance_database(conn_db: str | None) -> str:
-    """Where to connect to create, rename and drop other databases."""
-    return conn_db or "postgres"
-
-
 def check_identifier(name: str, variable: str) -> None:
     if not name or len(name.encode()) > 63:
         raise ConfigError(f"{variable}: {name!r} is not a valid database name (1 to 63 bytes)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,12 +112,6 @@ class LocalStorage:
                     partial.unlink()
                     removed += 1
         return removed
-
-    def free_bytes(self) -> int | None:
-        try:
-            return shutil.disk_usage(self.root if self.root.exists() else Path.cwd()).free
-        except OSError:
-            return None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -76,6 +76,7 @@ def test_wrong_identity_is_exit_5_and_creates_nothing(pg15, job_env, backup_dir,
     restore = run_job("restore", "--target-db", unique_name("nokey"), "--force", env=env)
     assert restore.returncode == 5, restore.output
     assert "hint:" in restore.stderr
+    assert "encrypted to other keys" in restore.stderr
     assert pg15.databases() == before
     assert "AGE-SECRET-KEY" not in verify.output + restore.output
 
