@@ -26,7 +26,7 @@ test: lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: deps
-	$(PY) bench/backup_vs_pg_dump.py
+	$(PY) bench/backup_vs_pg_dump.py --s3
 
 image-test: deps
 	scripts/image-test.sh
