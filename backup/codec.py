@@ -106,23 +106,31 @@ class _Decompressor:
             self._obj = zstandard.ZstdDecompressor().decompressobj()
         else:
             self._obj = zlib.decompressobj(31)
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._offset = 0
         self._eof = False
 
     def read(self, size: int = -1) -> bytes:
         want = READ_CHUNK_BYTES if size is None or size < 0 else size
-        while len(self._buffer) < want and not self._eof:
+        # One decompressed chunk can be many MiB: hand it out by offset, never re-copying the rest.
+        while len(self._buffer) - self._offset < want and not self._eof:
             chunk = self.source.read(READ_CHUNK_BYTES)
             if not chunk:
                 self._eof = True
                 self._check_complete()
                 break
             try:
-                self._buffer += self._obj.decompress(chunk)
+                out = self._obj.decompress(chunk)
             except (zstandard.ZstdError, zlib.error) as err:
                 raise IntegrityError(f"the {self.compression} stream is damaged: {err}") from err
-        out, self._buffer = self._buffer[:want], self._buffer[want:]
-        return out
+            if out:
+                del self._buffer[: self._offset]
+                self._offset = 0
+                self._buffer += out
+        end = min(self._offset + want, len(self._buffer))
+        piece = bytes(self._buffer[self._offset : end])
+        self._offset = end
+        return piece
 
     def _check_complete(self) -> None:
         if not self._obj.eof:
