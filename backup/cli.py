@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(f"received {signal.Signals(signum).name}")
 
 
@@ -122,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         return _report_error(err)
     log_module.setup(config.log.format, config.log.level, config.secrets())
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Both signals become Interrupted, a BackupError: the run stops its children, aborts its
+    # uploads, records and reports the interruption, and exits 130.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         from backup import commands
 

@@ -40,14 +40,8 @@ def backup_and_report(config: Config) -> int:
                 error = _verify_after_backup(config, targets, results)
             if error is None:
                 _retention(config, targets)
-        except BackupError as err:
+        except BackupError as err:  # SIGINT and SIGTERM arrive here as Interrupted
             error = err
-        except KeyboardInterrupt as err:
-            from backup.errors import Interrupted
-
-            error = Interrupted("interrupted (SIGINT)")
-            _tell(config, targets, previous, started_at, results, error)
-            raise error from err
         _tell(config, targets, previous, started_at, results, error)
         if error is not None:
             raise error
@@ -58,7 +52,7 @@ def backup_and_report(config: Config) -> int:
 def _verify_after_backup(
     config: Config, targets: list[jobs.Target], results: list[DatabaseResult]
 ) -> BackupError | None:
-    from backup import verify as restore
+    from backup import verify
 
     storages = {t.url: t.storage for t in targets}
     for result in results:
@@ -66,7 +60,7 @@ def _verify_after_backup(
             continue
         entries = catalog.resolve(targets, result.name, result.database, None)
         try:
-            restore.restore_test(config, storages, entries[0])
+            verify.restore_test(config, storages, entries[0])
         except BackupError as err:
             return IntegrityError(
                 f"BACKUP_VERIFY=restore: the new backup {result.name} failed its test restore: "

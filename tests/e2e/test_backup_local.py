@@ -291,11 +291,12 @@ def test_server_cutting_off_the_dump_commits_nothing(pg15, big_db, job_env, back
     assert not list(backup_dir.rglob("*.partial"))
 
 
-def test_sigterm_stops_children_and_leaves_nothing(pg15, big_db, job_env, backup_dir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_stop_children_and_leave_nothing(pg15, big_db, job_env, backup_dir, signum):
     env = {**job_env, "PGDATABASE": big_db, "BACKUP_COMPRESSION": "none"}
     job = _start_job(env)
     wait_for_copy(pg15, big_db)
-    job.send_signal(signal.SIGTERM)
+    job.send_signal(signum)
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 130, stderr
     assert visible_files(backup_dir) == []
