@@ -121,7 +121,11 @@ def archive_error(child, code: int) -> BackupError:
         )
     if "input file does not appear to be a valid archive" in text or "did not find magic" in text:
         return IntegrityError(f"{child.describe_exit(code)}: {text}")
-    return DatabaseError(f"{child.describe_exit(code)}: {text}")
+    return DatabaseError(
+        f"{child.describe_exit(code)}: {text}",
+        hint="pg_restore stopped at the first failing statement (--exit-on-error): the error "
+        "above names it",
+    )
 
 
 # ----------------------------------------------------------------------------- restore

@@ -162,6 +162,15 @@ def restore_database(
                 options,
             )
             return target
+        except DatabaseError as err:
+            if dump_major and dump_major > server.major:
+                raise DatabaseError(
+                    err.message,
+                    hint=f"this backup comes from PostgreSQL {first.server_version} and the "
+                    f"server runs {server.version}: restore into a server of major {dump_major} "
+                    "or newer, or edit a script made with 'pg_restore -f -' by hand",
+                ) from err
+            raise
         except StorageError as err:
             last_error = err
             continue
@@ -198,7 +207,17 @@ def _restore_from(
             pass
         verifying.drain()
         verifying, archive = open_archive(config, storage, entry)
-        run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
+        try:
+            run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
+        except BackupError:
+            # --in-place has no fresh copy to fall back on: say plainly what state it is in.
+            log.error(
+                "in-place restore of %s failed part way: %s may be partly restored; the backup "
+                "itself checked out, so fix the cause and run the restore again",
+                m.name,
+                target,
+            )
+            raise
         log.info(
             "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
         )
