@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def backup_and_report(config: Config) -> int:
     targets = jobs.open_targets(config)
     with jobs.job_lock(config):
-        started_at = jobs.now_utc()
+        started_at = datetime.now(UTC)
         notify_module.ping_start(config.notify)
         previous = {t.url: state.load(t.storage) for t in targets}
         log.info(
@@ -42,6 +42,18 @@ def backup_and_report(config: Config) -> int:
                 _retention(config, targets)
         except BackupError as err:  # SIGINT and SIGTERM arrive here as Interrupted
             error = err
+        if error is not None and not results:
+            # Failed before any dump (e.g. the server refused us): every database failed.
+            results = [
+                DatabaseResult(
+                    database=db,
+                    status="failure",
+                    error=error.message,
+                    hint=error.hint,
+                    exit_code=error.exit_code,
+                )
+                for db in config.postgres.databases
+            ]
         _tell(config, targets, previous, started_at, results, error)
         if error is not None:
             raise error
@@ -104,7 +116,7 @@ def _tell(
         status=status,
         exit_code=0 if error is None else error.exit_code,
         started_at=started_at,
-        finished_at=jobs.now_utc(),
+        finished_at=datetime.now(UTC),
         host=config.postgres.display_host,
         results=tuple(results),
         error=log_module.redact(error.message) if error else None,
