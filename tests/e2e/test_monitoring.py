@@ -116,3 +116,14 @@ def test_metrics_pushed_and_written(job_env, pushgateway, tmp_path, sample_db):
         assert name in families, name
     [success] = families["pgbackup_last_run_success"].samples
     assert success.value == 1 and success.labels["database"] == sample_db
+
+
+def test_a_run_refused_by_the_server_still_names_the_database(job_env, recording_server, sample_db):
+    env = _env(job_env, recording_server, PGPASSWORD="wrong-Pass-1")
+    result = run_job("backup", env=env)
+    assert result.returncode == 3
+    [message] = _telegram(recording_server)
+    assert "failed" in message and sample_db in message
+    assert "PGPASSWORD" in message and "wrong-Pass-1" not in message
+    [hook] = recording_server.requests_to("/hooks/secret-webhook-path")
+    assert hook.json()["database"] == sample_db and hook.json()["status"] == "failure"
