@@ -13,6 +13,7 @@ Compression comes first (encrypted bytes do not compress); the stored object is 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Protocol
 
 import zstandard
@@ -36,6 +37,8 @@ class Encoder(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 def object_suffix(compression: str, encrypted: bool) -> str:
     """``.zst``, ``.gz.age``, ...: the suffix after ``.dump`` / ``.sql`` in an object key."""
@@ -45,8 +48,15 @@ def object_suffix(compression: str, encrypted: bool) -> str:
 class _Compressor:
     """zstd or gzip (RFC 1952, so plain ``gzip -d`` opens it) into ``sink``."""
 
-    def __init__(self, compression: str, level: int | None, sink: Writable) -> None:
+    def __init__(
+        self,
+        compression: str,
+        level: int | None,
+        sink: Writable,
+        on_abort: Callable[[], None] | None = None,
+    ) -> None:
         self.sink = sink
+        self.on_abort = on_abort
         level = level or DEFAULT_LEVEL.get(compression, 0)
         if compression == "zstd":
             # write_content_size is unknown for a stream; the checksum lets zstd -d detect damage.
@@ -70,10 +80,16 @@ class _Compressor:
         if close:
             close()
 
+    def abort(self) -> None:
+        """Stop without flushing: an encryptor's worker thread ends, no trailer is written."""
+        if self.on_abort:
+            self.on_abort()
+
 
 class _Passthrough:
-    def __init__(self, sink: Writable) -> None:
+    def __init__(self, sink: Writable, on_abort: Callable[[], None] | None = None) -> None:
         self.sink = sink
+        self.on_abort = on_abort
 
     def write(self, data: bytes) -> None:
         self.sink.write(data)
@@ -83,17 +99,25 @@ class _Passthrough:
         if close:
             close()
 
+    def abort(self) -> None:
+        """Stop without flushing: an encryptor's worker thread ends, no trailer is written."""
+        if self.on_abort:
+            self.on_abort()
+
 
 def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
-    """compress -> encrypt -> ``sink``. ``close()`` must be called to flush the trailers."""
+    """compress -> encrypt -> ``sink``. ``close()`` flushes the trailers; ``abort()`` stops
+    after a failure without writing them."""
     target: Writable = sink
+    on_abort = None
     if config.encrypted:
         from backup.encryption import open_encryptor
 
-        target = open_encryptor(config, sink)
+        encryptor = open_encryptor(config, sink)
+        target, on_abort = encryptor, encryptor.abort
     if config.compression == "none":
-        return _Passthrough(target)
-    return _Compressor(config.compression, config.level, target)
+        return _Passthrough(target, on_abort)
+    return _Compressor(config.compression, config.level, target, on_abort)
 
 
 class _Decompressor:

@@ -86,11 +86,11 @@ def stream_dump(
 ) -> StreamResult:
     started = time.monotonic()
     fanout = Fanout(targets)
+    encoder = open_encoder(codec, fanout)
     raw = 0
     try:
         with ChildGroup() as children:
             dump = children.start(argv, env, tool_name)
-            encoder = open_encoder(codec, fanout)
             while chunk := dump.stdout.read(READ_CHUNK_BYTES):
                 raw += len(chunk)
                 encoder.write(chunk)
@@ -105,6 +105,7 @@ def stream_dump(
                 )
     except BaseException as err:
         progress.close()
+        encoder.abort()  # an encryptor's worker thread stops without writing a trailer
         fanout.abort(err)
         raise
     progress.close()

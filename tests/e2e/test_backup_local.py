@@ -117,6 +117,8 @@ def test_restore_refusals(pg15, sample_db, job_env):
     no_tty = run_job("restore", "--target-db", target, env=job_env)
     assert no_tty.returncode == 2
     assert "error:" in no_tty.stderr and "--force" in no_tty.stderr
+    dry = run_job("restore", "--target-db", target, "--dry-run", env=job_env)
+    assert dry.returncode == 0 and "dry run: nothing was changed" in dry.stdout
     unknown = run_job("restore", "nope-20200101T000000Z", "--force", env=job_env)
     assert unknown.returncode == 2 and "no complete backup named" in unknown.stderr
     assert target not in pg15.databases()

@@ -175,3 +175,21 @@ def test_codec_round_trip_and_truncation(compression):
         with pytest.raises(IntegrityError):
             while damaged.read(65536):
                 pass
+
+
+def test_an_aborted_encrypting_encoder_leaves_no_thread():
+    import threading
+
+    import pyrage
+
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    before = threading.active_count()
+    sink = io.BytesIO()
+    encoder = open_encoder(CodecConfig(compression="zstd", age_recipients=(recipient,)), sink)
+    encoder.write(b"some dump bytes" * 10_000)
+    encoder.abort()
+    for _ in range(50):
+        if threading.active_count() == before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() == before
