@@ -1,0 +1,104 @@
+"""README's configuration table lists every environment variable the code reads, and no other.
+
+The names are collected from the source of every ``backup/**/*.py`` file, wherever the parsing
+lives: the ``Reader`` calls (``r.str("NAME")``, ``r.secret("NAME")``, ...), the
+``LIBPQ_PASSTHROUGH`` tuple and direct ``env.get("NAME")`` reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "backup"
+README = REPO / "README.md"
+
+NAME = r"[A-Z][A-Z0-9_]*"
+READER_CALL = re.compile(
+    rf"\.(?P<method>str|secret|int|float|choice|bool|csv)\(\s*\"(?P<name>{NAME})\""
+)
+DIRECT_READ = re.compile(
+    rf"(?:\benv\.get\(|\benviron\.get\(|\bgetenv\(|\benv\[|\benviron\[)\s*\"(?P<name>{NAME})\""
+)
+PASSTHROUGH = re.compile(r"\bLIBPQ_PASSTHROUGH\b[^=\n]*=\s*\((?P<body>[^)]*)\)")
+STRING = re.compile(rf"\"({NAME})\"")
+
+# Documented in the table although the configuration never reads them: the reason is the row.
+NOT_CONFIGURATION = {"TMPDIR"}  # Python's tempfile (restore --jobs N); passed on to children
+
+
+def _sources() -> dict[Path, str]:
+    return {path: path.read_text(encoding="utf-8") for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def read_by_code() -> tuple[set[str], set[str]]:
+    """(every variable name the code reads, the subset read as secrets)."""
+    names: set[str] = set()
+    secrets: set[str] = set()
+    for text in _sources().values():
+        for match in READER_CALL.finditer(text):
+            names.add(match["name"])
+            if match["method"] == "secret":
+                secrets.add(match["name"])
+        names.update(match["name"] for match in DIRECT_READ.finditer(text))
+        for match in PASSTHROUGH.finditer(text):
+            names.update(STRING.findall(match["body"]))
+    return names, secrets
+
+
+def configuration_rows() -> list[list[str]]:
+    """The cells of each table row (header and separator excluded) of README's Configuration."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## Configuration\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end != -1 else len(text)]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] == "variable" or set(cells[0]) <= set("-: "):
+            continue
+        rows.append(cells)
+    return rows
+
+
+def documented() -> set[str]:
+    """The backquoted names in the first column (the variable column) of the table."""
+    return {name for cells in configuration_rows() for name in re.findall(rf"`({NAME})`", cells[0])}
+
+
+def test_the_scan_finds_the_configuration():
+    names, secrets = read_by_code()
+    assert len(names) >= 40, sorted(names)
+    assert {"BACKUP_DESTINATIONS", "PGPASSWORD", "BACKUP_LOCK_DIR", "PGSSLMODE"} <= names
+    assert {"PGPASSWORD", "DATABASE_URL", "B2_APPLICATION_KEY"} <= secrets
+
+
+def test_the_table_has_rows_with_a_default_column():
+    rows = configuration_rows()
+    assert len(rows) >= 30
+    assert all(len(cells) == 3 for cells in rows), [c for c in rows if len(c) != 3]
+
+
+def test_every_variable_read_is_in_the_table():
+    names, _ = read_by_code()
+    missing = sorted(names - documented())
+    assert not missing, f"read by backup/ but not in README's configuration table: {missing}"
+
+
+def test_every_variable_in_the_table_is_read():
+    names, secrets = read_by_code()
+    allowed = names | {f"{name}_FILE" for name in secrets} | NOT_CONFIGURATION
+    unknown = sorted(documented() - allowed)
+    assert not unknown, f"in README's configuration table but never read by backup/: {unknown}"
+
+
+def test_the_section_lists_every_secret():
+    _, secrets = read_by_code()
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## Configuration\n")
+    intro = text[start : text.index("\n|", start)]
+    missing = sorted(name for name in secrets if f"`{name}`" not in intro)
+    assert not missing, f"secrets (NAME_FILE accepted) not listed before the table: {missing}"
