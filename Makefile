@@ -17,6 +17,7 @@ demo: deps-runtime
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: deps
 	$(VENV)/bin/ruff format .

@@ -1,4 +1,4 @@
-"""Command line: argparse subcommands, and the one place errors become exit codes.
+"""Command line: the verbs of ``backup.commands``, and the one place errors become exit codes.
 
 Each error is one ``error:`` line and one ``hint:`` line; the traceback goes to the debug log.
 """
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from backup import __version__
+from backup import __version__, commands
 from backup import config as config_module
 from backup import log as log_module
 from backup.errors import BackupError, ConfigError, Interrupted
@@ -33,78 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pgbackup-job {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    sub.add_parser("backup", help="one backup run (the default command)")
-
-    p = sub.add_parser("list", help="complete backups of every database, newest first")
-    p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.add_argument("--database", help="only this database")
-    p.add_argument("--destination", metavar="URL", help="only this destination")
-    p.add_argument("--globals", action="store_true", help="list roles/tablespaces backups")
-
-    p = sub.add_parser(
-        "restore",
-        help="restore a backup (asks for YES; --force without a terminal)",
-        description="Restore into a fresh database, then swap names: the current database is "
-        "kept as <db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before "
-        "the new copy restored fully and its sha256 matched.",
-    )
-    p.add_argument("name", nargs="?", default="latest", help="backup name from 'list', or latest")
-    p.add_argument(
-        "--target-db",
-        metavar="DB",
-        help="database to restore into (default: the backed-up database's name)",
-    )
-    p.add_argument("--force", action="store_true", help="do not ask for confirmation")
-    p.add_argument(
-        "--in-place",
-        action="store_true",
-        help="restore into the existing database with --clean --if-exists (for roles "
-        "that may not create databases); the object is verified in full first",
-    )
-    p.add_argument(
-        "--drop-old",
-        action="store_true",
-        help="drop the previous database after the swap instead of keeping it",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="parallel pg_restore; needs a seekable file, so the decoded archive is "
-        "first downloaded to a temporary file in TMPDIR (needs that much disk)",
-    )
-    p.add_argument("--database", help="the database whose backup to restore (for latest)")
-    p.add_argument("--destination", metavar="URL", help="read from this destination first")
-    p.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
-    p.add_argument("--dry-run", action="store_true", help="show what would be done")
-
-    p = sub.add_parser("verify", help="check a backup: size, sha256, archive listing")
-    p.add_argument("name", nargs="?", default="latest")
-    p.add_argument(
-        "--restore-test",
-        action="store_true",
-        help="also restore into a scratch database and compare tables and row counts",
-    )
-    p.add_argument("--database")
-    p.add_argument("--destination", metavar="URL")
-
-    p = sub.add_parser("prune", help="apply retention alone")
-    p.add_argument("--dry-run", action="store_true", help="print what would go and why")
-
-    p = sub.add_parser("status", help="age of the newest complete backup; exit 1 when too old")
-    p.add_argument(
-        "--max-age",
-        type=float,
-        default=26.0,
-        metavar="HOURS",
-        help="older than this is stale (default 26)",
-    )
-    p.add_argument("--json", action="store_true")
-
-    sub.add_parser("check", help="config, database, pg_dump/server versions, destinations")
+    commands.add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser
 
 
@@ -115,7 +44,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = args.command or "backup"
+    command = commands.load(args.command or commands.DEFAULT)
     log_module.setup()
     try:
         config = config_module.load()
@@ -127,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        from backup import commands
-
-        return getattr(commands, command)(config, args)
+        return command.run(config, args)
     except BackupError as err:
         return _report_error(err)
     except KeyboardInterrupt:

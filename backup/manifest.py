@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup.errors import IntegrityError, ObjectNotFound, StorageError
-from backup.storage.base import Storage
+from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,13 @@
 
 The metrics live in a registry of their own (never prometheus-client's global one) and are
 filled once, when the run is over, from the run report and the state of each destination
-(``backup.state``): the last success time must survive across runs, and a one-shot job has no
+(``backup.history``): the last success time must survive across runs, and a one-shot job has no
 memory, so it comes from ``_state/status.json``. They are then pushed to a Pushgateway
 (PROMETHEUS_PUSHGATEWAY_URL) and/or written to a file for node_exporter's textfile collector
 (METRICS_FILE). A failure to push or write is logged, never raised.
 
 At the end of a run: ``metrics.publish(config.metrics, report, states)``, where ``states`` are
-the states ``backup.state.record`` returned, one per destination URL.
+the states ``backup.history.record`` returned, one per destination URL.
 
 Every series is labelled by ``database`` and ``destination`` (the destination URL, which never
 holds credentials). A database that never reached a destination has a last success time of 0,
@@ -31,8 +31,8 @@ from prometheus_client.exposition import (
     write_to_textfile,
 )
 
-from backup.notify.base import DatabaseResult, RunReport
-from backup.state import DatabaseState, State, stored_in
+from backup.history import DatabaseState, State, stored_in
+from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
     from backup.config import MetricsConfig
@@ -126,7 +126,7 @@ class Metrics:
         """The metrics of one run.
 
         ``states`` maps each destination URL to its state *after* this run, as returned by
-        ``backup.state.record``. The series cover every database of the report or of the states
+        ``backup.history.record``. The series cover every database of the report or of the states
         (a database with no result this run counts as not backed up) and every destination.
         The Pushgateway grouping key is ``instance=<report.host>``.
         """
@@ -208,7 +208,7 @@ def publish(
 ) -> int:
     """Build the run's metrics and push and/or write them as ``config`` says; never raises.
 
-    ``states``: destination URL -> state after this run (``backup.state.record``). Returns how
+    ``states``: destination URL -> state after this run (``backup.history.record``). Returns how
     many of push/write failed (0 when neither is configured).
     """
     if not (config.pushgateway_url or config.metrics_file):

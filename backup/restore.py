@@ -1,4 +1,4 @@
-"""Restore: destination -> sha256 check -> decrypt -> decompress -> pg_restore -> database.
+"""The restore engine: destination -> sha256 -> decrypt -> decompress -> pg_restore -> database.
 
 Restore never destroys data before the new copy is known good: it restores into a fresh
 database and swaps names only when pg_restore succeeded and the checksum matched (the old
@@ -18,16 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from backup import postgres
-from backup.archive import CHUNK_BYTES, open_archive, pump, run_pg_restore
 from backup.catalog import Entry
-from backup.config import Config, PostgresConfig
+from backup.config import Config
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
-from backup.processes import ChildGroup
+from backup.postgres import server as pg_server
+from backup.postgres import tools as pg_tools
+from backup.postgres.pg_restore import run_pg_restore
+from backup.postgres.processes import ChildGroup, pump
+from backup.storage import Storage
+from backup.stream.readback import CHUNK_BYTES, open_archive
 
 log = logging.getLogger(__name__)
-
-MAX_IDENTIFIER_BYTES = 63
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,6 @@ class RestoreOptions:
     drop_old: bool = False
     jobs: int = 1
     dry_run: bool = False
-
-
-def suffixed(name: str, suffix: str) -> str:
-    """``name + suffix`` within PostgreSQL's 63-byte identifier limit."""
-    room = MAX_IDENTIFIER_BYTES - len(suffix.encode())
-    base = name.encode()[:room].decode("utf-8", "ignore")
-    return base + suffix
 
 
 def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) -> None:
@@ -65,27 +59,9 @@ def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) 
         raise ConfigError("restore cancelled: the answer was not YES", hint="nothing was changed")
 
 
-def maintenance_db(pg: PostgresConfig, avoid: str) -> str:
-    """A database to connect to while creating, renaming and dropping ``avoid``: ``postgres``,
-    else PGDATABASE, else ``template1`` (the first that exists and is not ``avoid``)."""
-    candidates = [d for d in dict.fromkeys(("postgres", pg.database, "template1")) if d]
-    candidates = [d for d in candidates if d != avoid]
-    last: BackupError | None = None
-    for database in candidates:
-        try:
-            with postgres.connect(pg, database):
-                return database
-        except DatabaseError as err:
-            if "does not exist" not in err.message:
-                raise
-            last = err
-    assert last is not None
-    raise last
-
-
 def restore_database(
     config: Config,
-    storages: dict,
+    storages: dict[str, Storage],
     entries: list[Entry],
     options: RestoreOptions,
     confirm_fn: Callable[[list[str], bool], None] = confirm,
@@ -96,14 +72,14 @@ def restore_database(
     target = options.target_db or first.database
     if not target:
         raise ConfigError("--target-db is required to restore this backup")
-    postgres.check_identifier(target, "--target-db")
-    admin_db = maintenance_db(pg, target)
-    with postgres.connect(pg, admin_db) as conn:
-        server = postgres.server_info(conn)
-        exists = postgres.database_exists(conn, target)
-        owner = postgres.database_owner(conn, target) if exists else None
-    tools = postgres.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
-    dump_major = postgres.major_of(first.server_version)
+    pg_server.check_identifier(target, "--target-db")
+    admin_db = pg_server.maintenance_db(pg, target)
+    with pg_server.connect(pg, admin_db) as conn:
+        server = pg_server.server_info(conn)
+        exists = pg_server.database_exists(conn, target)
+        owner = pg_server.database_owner(conn, target) if exists else None
+    tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
+    dump_major = pg_tools.major_of(first.server_version)
     if dump_major and dump_major > server.major:
         log.warning(
             "this backup comes from PostgreSQL %s and the target server is %s: restoring into "
@@ -180,9 +156,9 @@ def restore_database(
 
 def _restore_from(
     config: Config,
-    storage,
+    storage: Storage,
     entry: Entry,
-    tools: postgres.Tools,
+    tools: pg_tools.Tools,
     target: str,
     exists: bool,
     owner: str | None,
@@ -202,11 +178,11 @@ def _restore_from(
     )
     if options.in_place:
         # Check the whole object before touching the only copy of the data.
-        verifying, archive = open_archive(config, storage, entry)
+        verifying, archive = open_archive(config.codec, storage, m)
         while archive.read(CHUNK_BYTES):
             pass
         verifying.drain()
-        verifying, archive = open_archive(config, storage, entry)
+        verifying, archive = open_archive(config.codec, storage, m)
         try:
             run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
         except BackupError:
@@ -222,28 +198,28 @@ def _restore_from(
             "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
         )
         return
-    fresh = suffixed(target, f"_restoring_{stamp}") if exists else target
-    with postgres.connect(pg, admin_db) as conn:
-        postgres.create_database(conn, fresh, owner)
+    fresh = pg_server.suffixed(target, f"_restoring_{stamp}") if exists else target
+    with pg_server.connect(pg, admin_db) as conn:
+        pg_server.create_database(conn, fresh, owner)
     try:
-        verifying, archive = open_archive(config, storage, entry)
+        verifying, archive = open_archive(config.codec, storage, m)
         run_pg_restore(tools, pg, fresh, archive, verifying, [], options.jobs)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
-        with contextlib.suppress(BackupError), postgres.connect(pg, admin_db) as conn:
-            postgres.drop_database(conn, fresh)
+        with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
+            pg_server.drop_database(conn, fresh)
         raise
     if exists:
-        old = suffixed(target, f"_pre_restore_{stamp}")
-        with postgres.connect(pg, admin_db) as conn:
-            postgres.rename_database(conn, target, old)
+        old = pg_server.suffixed(target, f"_pre_restore_{stamp}")
+        with pg_server.connect(pg, admin_db) as conn:
+            pg_server.rename_database(conn, target, old)
             try:
-                postgres.rename_database(conn, fresh, target)
+                pg_server.rename_database(conn, fresh, target)
             except BackupError:
-                postgres.rename_database(conn, old, target)
+                pg_server.rename_database(conn, old, target)
                 raise
             if options.drop_old:
-                postgres.drop_database(conn, old)
+                pg_server.drop_database(conn, old)
                 log.info("dropped the previous database (--drop-old)")
             else:
                 log.info("previous database kept as %s", old)
@@ -258,17 +234,17 @@ def _restore_from(
 
 
 def restore_globals(
-    config: Config, storages: dict, entries: list[Entry], force: bool, dry_run: bool
+    config: Config, storages: dict[str, Storage], entries: list[Entry], force: bool, dry_run: bool
 ) -> None:
     """Replay roles and tablespaces (``pg_dumpall --globals-only``) with psql. Roles that
     already exist produce errors that are reported and skipped, so the rest still applies."""
     pg = config.postgres
     entry = entries[0]
     m = entry.manifest
-    admin_db = maintenance_db(pg, "")
-    with postgres.connect(pg, admin_db) as conn:
-        server = postgres.server_info(conn)
-    tools = postgres.choose_tools(server, config.pg_bin_dirs)
+    admin_db = pg_server.maintenance_db(pg, "")
+    with pg_server.connect(pg, admin_db) as conn:
+        server = pg_server.server_info(conn)
+    tools = pg_tools.choose_tools(server, config.pg_bin_dirs)
     lines = [
         "⚠️  WARNING: ROLES AND TABLESPACES RESTORE",
         f"Server: {pg.display_host} (PostgreSQL {server.version})",
@@ -280,25 +256,16 @@ def restore_globals(
         print("dry run: nothing was changed")
         return
     confirm(lines, force)
-    verifying, archive = open_archive(config, storages[entry.destination], entry)
+    verifying, archive = open_archive(config.codec, storages[entry.destination], m)
     with ChildGroup() as children:
         psql = children.start(
-            [
-                tools.path("psql"),
-                "--no-password",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=0",
-                "--dbname",
-                admin_db,
-            ],
+            pg_tools.psql_script_argv(tools, admin_db),
             pg.libpq_env(admin_db),
             "psql",
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
-        pump(archive, psql.stdin, verifying)
+        pump(archive, psql.stdin, verifying.drain)
         children.finish()
     skipped = [line for line in psql.stderr_tail if "ERROR" in line]
     for line in skipped:

@@ -1,4 +1,4 @@
-"""verify: size, sha256 and a full decode of a stored backup, its archive listing, and
+"""The verify engine: size, sha256 and a full decode of a stored backup, its archive listing, and
 optionally a test restore into a scratch database checked table by table.
 """
 
@@ -11,15 +11,15 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from psycopg import sql
-
-from backup import postgres
-from backup.archive import CHUNK_BYTES, archive_error, open_archive, pump, run_pg_restore
 from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
 from backup.errors import BackupError, ConfigError, IntegrityError
-from backup.processes import ChildGroup
-from backup.restore import maintenance_db, suffixed
+from backup.postgres import server as pg_server
+from backup.postgres import tools as pg_tools
+from backup.postgres.pg_restore import archive_error, run_pg_restore
+from backup.postgres.processes import ChildGroup, pump
+from backup.storage import Readable, Storage
+from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,26 @@ def toc_tables(listing: str) -> list[str]:
     return tables
 
 
-def verify(config: Config, storages: dict, entry: Entry, tools: postgres.Tools) -> VerifyResult:
+def verify(
+    config: Config, storages: dict[str, Storage], entry: Entry, tools: pg_tools.Tools
+) -> VerifyResult:
     """Download, check size and sha256, decode to the end, and list the archive."""
     m = entry.manifest
     storage = storages[entry.destination]
     started = time.monotonic()
-    verifying, archive = open_archive(config, storage, entry)
+    verifying, archive = open_archive(config.codec, storage, m)
     listing = ""
     with ChildGroup() as children:
         if m.kind == "database":
             lister = children.start(
-                [tools.path("pg_restore"), "--list"],
+                pg_tools.pg_restore_list_argv(tools),
                 {},
                 "pg_restore --list",
                 stdin=subprocess.PIPE,
             )
             out: list[bytes] = []
             reader = _collect(lister.stdout, out)
-            pump(archive, lister.stdin, verifying)
+            pump(archive, lister.stdin, verifying.drain)
             children.finish(archive_error)
             reader.join()
             listing = b"".join(out).decode("utf-8", "replace")
@@ -85,7 +87,7 @@ def verify(config: Config, storages: dict, entry: Entry, tools: postgres.Tools) 
     return VerifyResult(m.name, entry.destination, verifying.size, len(tables), False, 0)
 
 
-def _collect(stream: IO[bytes], out: list[bytes]):
+def _collect(stream: IO[bytes], out: list[bytes]) -> threading.Thread:
 
     def run() -> None:
         for chunk in iter(lambda: stream.read(65536), b""):
@@ -107,7 +109,7 @@ def scratch_postgres(config: Config) -> PostgresConfig:
     return parsed
 
 
-def restore_test(config: Config, storages: dict, entry: Entry) -> int:
+def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> int:
     """Restore ``entry`` into a scratch database, check every table of the archive exists and,
     when the manifest has exact counts, that row counts match; drop the scratch database
     whatever happens. Returns the number of tables checked."""
@@ -116,13 +118,13 @@ def restore_test(config: Config, storages: dict, entry: Entry) -> int:
         raise ConfigError("--restore-test applies to database backups, not globals")
     pg = scratch_postgres(config)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    scratch = suffixed(f"pgbackup_verify_{m.database}", f"_{stamp}")
-    admin_db = maintenance_db(pg, scratch)
+    scratch = pg_server.suffixed(f"pgbackup_verify_{m.database}", f"_{stamp}")
+    admin_db = pg_server.maintenance_db(pg, scratch)
     started = time.monotonic()
-    with postgres.connect(pg, admin_db) as conn:
-        server = postgres.server_info(conn)
-        postgres.create_database(conn, scratch)
-    tools = postgres.choose_restore_tools(server, m.pg_dump_version, config.pg_bin_dirs)
+    with pg_server.connect(pg, admin_db) as conn:
+        server = pg_server.server_info(conn)
+        pg_server.create_database(conn, scratch)
+    tools = pg_tools.choose_restore_tools(server, m.pg_dump_version, config.pg_bin_dirs)
     log.info(
         "test restore of %s into scratch database %s on %s",
         m.name,
@@ -131,13 +133,13 @@ def restore_test(config: Config, storages: dict, entry: Entry) -> int:
         extra={"stage": "verify"},
     )
     try:
-        verifying, archive = open_archive(config, storages[entry.destination], entry)
+        verifying, archive = open_archive(config.codec, storages[entry.destination], m)
         lister_tables = _restore_and_list(tools, pg, scratch, archive, verifying)
         checked = _compare(pg, scratch, m.row_counts, lister_tables)
     finally:
         try:
-            with postgres.connect(pg, admin_db) as conn:
-                postgres.drop_database(conn, scratch)
+            with pg_server.connect(pg, admin_db) as conn:
+                pg_server.drop_database(conn, scratch)
         except BackupError as err:
             log.error("could not drop the scratch database %s: %s", scratch, err)
     log.info(
@@ -151,15 +153,16 @@ def restore_test(config: Config, storages: dict, entry: Entry) -> int:
     return checked
 
 
-def _restore_and_list(tools, pg, scratch, archive, verifying) -> list[str]:
+def _restore_and_list(
+    tools: pg_tools.Tools,
+    pg: PostgresConfig,
+    scratch: str,
+    archive: Readable,
+    verifying: VerifyingReader,
+) -> list[str]:
     run_pg_restore(tools, pg, scratch, archive, verifying, ["--no-owner", "--no-privileges"], 1)
-    with postgres.connect(pg, scratch) as conn:
-        rows = conn.execute(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
-            "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        ).fetchall()
-    return [r[0] for r in rows]
+    with pg_server.connect(pg, scratch) as conn:
+        return pg_server.list_tables(conn)
 
 
 def _compare(pg: PostgresConfig, scratch: str, recorded: dict, restored_tables: list[str]) -> int:
@@ -174,14 +177,10 @@ def _compare(pg: PostgresConfig, scratch: str, recorded: dict, restored_tables: 
     if recorded.get("mode") != "exact":
         return 0
     mismatched = []
-    with postgres.connect(pg, scratch) as conn:
+    with pg_server.connect(pg, scratch) as conn:
         for key, expected in tables.items():
             schema, _, table = key.partition(".")
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            row = conn.execute(query).fetchone()
-            actual = int(row[0]) if row else 0
+            actual = pg_server.count_rows(conn, schema, table)
             if actual != expected:
                 mismatched.append(f"{key}: {actual} rows, manifest says {expected}")
     if mismatched:

@@ -1,87 +1,28 @@
-"""The Notifier protocol and the run report every notifier receives.
+"""The Notifier protocol: what every notification channel implements.
 
-A notifier's ``send(report)`` may raise; the caller (``notify.send_all``) logs and counts the
-failure, and it never changes the job's exit code nor stops the other notifiers.
+- ``name``: the channel's kind and host, safe to log (never its URL: it may hold a secret);
+- ``heartbeat``: True for a channel whose silence raises an alarm by itself (healthchecks): it
+  gets success reports even with ``NOTIFY_ON=failure``;
+- ``start()``: called once when a backup run begins (healthchecks' ``/start`` ping); most
+  channels do nothing;
+- ``send(report)``: one run's report. It may raise; the caller (``notify.send_all``) logs and
+  counts the failure, and it never changes the job's exit code nor stops the other notifiers.
+
+A channel subclasses ``Notifier`` to inherit the defaults of ``heartbeat`` and ``start``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-
-@dataclass(frozen=True)
-class DestinationResult:
-    url: str
-    ok: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class DatabaseResult:
-    """One database's backup within a run."""
-
-    database: str
-    status: str  # "success" | "failure" | "partial"
-    name: str | None = None  # backup name, e.g. shop-20251110T030000Z
-    size_bytes: int = 0
-    raw_bytes: int = 0  # pg_dump output before compression
-    duration_s: float = 0.0
-    destinations: tuple[DestinationResult, ...] = ()
-    error: str | None = None
-    hint: str | None = None
-    exit_code: int = 0
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """What one run did; built by ``jobs`` once the outcome is known."""
-
-    command: str  # "backup", "verify", ...
-    status: str  # "success" | "failure" | "partial"
-    exit_code: int
-    started_at: datetime
-    finished_at: datetime
-    host: str  # the PostgreSQL server, host:port (never credentials)
-    results: tuple[DatabaseResult, ...] = ()
-    error: str | None = None
-    hint: str | None = None
-    consecutive_failures: int = 0
-    last_success_at: datetime | None = None
-    retention_days: int = 30
-    alert_after_failures: int = 2
-    log_tail: tuple[str, ...] = ()
-    manual_command: str = "python entrypoint.py backup"
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(r.size_bytes for r in self.results)
-
-    @property
-    def databases(self) -> list[str]:
-        return [r.database for r in self.results]
-
-    @property
-    def destinations(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for result in self.results:
-            for dest in result.destinations:
-                seen.setdefault(dest.url)
-        return list(seen)
-
-    @property
-    def escalated(self) -> bool:
-        """True when the failures in a row reached ALERT_AFTER_FAILURES."""
-        return self.status != "success" and self.consecutive_failures >= self.alert_after_failures
+from backup.outcome import RunReport
 
 
 class Notifier(Protocol):
     name: str
+    heartbeat: ClassVar[bool] = False
+
+    def start(self) -> None:
+        """A run begins; nothing to say by default."""
 
     def send(self, report: RunReport) -> None: ...

@@ -8,14 +8,18 @@ missing success ping is what makes healthchecks raise the alarm.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from backup.notify import Delivery, post, safe_host
-from backup.notify.base import RunReport
+from backup.notify.base import Notifier
+from backup.notify.http import Delivery, post, safe_host
+from backup.outcome import RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig, Secret
+
+log = logging.getLogger(__name__)
 
 # https://healthchecks.io/docs/attaching_logs/: the request body is stored as the ping's log,
 # up to a limit (10 kB on many instances); the end of the log is where the error is, so the end
@@ -56,7 +60,7 @@ def ping_body(report: RunReport, limit: int = MAX_BODY_BYTES) -> bytes:
     return (head + mark + kept)[:limit]
 
 
-class HealthchecksNotifier:
+class HealthchecksNotifier(Notifier):
     """Pings one HEALTHCHECK_URL; named by its host only (the URL's path is the check's key)."""
 
     heartbeat = True
@@ -66,8 +70,9 @@ class HealthchecksNotifier:
         self.delivery = delivery or Delivery()
         self.name = f"healthchecks ({safe_host(url.reveal())})"
 
-    def ping_start(self) -> None:
+    def start(self) -> None:
         post(ping_url(self._url.reveal(), "start"), label=self.name, delivery=self.delivery)
+        log.info("notify: %s start ping sent", self.name)
 
     def send(self, report: RunReport) -> None:
         suffix = "" if report.status == "success" else "fail"

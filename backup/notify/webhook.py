@@ -2,7 +2,7 @@
 
 The payload carries the report's facts for machines and the human message for people: ``text``
 (what Slack incoming webhooks display) and ``content`` (Discord's field, at most 2,000
-characters) hold the same plain-text message as the Telegram notification.
+characters) hold the shared plain-text message (``message.py``), the Telegram one without markup.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from backup.notify import Delivery, post, safe_host
-from backup.notify.base import DatabaseResult, RunReport
-from backup.notify.telegram import format_message
+from backup.notify.base import Notifier
+from backup.notify.http import Delivery, post, safe_host
+from backup.notify.message import format_message
+from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig, Secret
@@ -76,7 +77,7 @@ def payload(report: RunReport) -> dict[str, object]:
     }
 
 
-class WebhookNotifier:
+class WebhookNotifier(Notifier):
     """One NOTIFY_WEBHOOK_URL; named by its host only, since its path is often the secret."""
 
     def __init__(self, url: Secret, delivery: Delivery | None = None, index: int = 1) -> None:

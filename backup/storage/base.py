@@ -1,4 +1,4 @@
-"""The Storage protocol, what every backend guarantees, and the registry by URL scheme.
+"""The Storage protocol: what every backend guarantees, and the key rules they share.
 
 Every backend promises:
 
@@ -13,24 +13,28 @@ Every backend promises:
 - ``delete(keys)`` removes the objects for good (on B2: every file version, not a hide marker).
   A key that does not exist is not an error.
 
-Keys are relative to the destination's own prefix (``b2://bucket/<prefix>``). Backends move
-opaque bytes: they never compress, encrypt or parse. Retries of one request or one part live in
-the backend; the whole stream is never retried.
+- ``cleanup_incomplete(prefix)`` removes what a crashed run's ``put`` left behind (a ``.partial``
+  file, an unfinished multipart upload or large file) and returns how many; it cannot tell a
+  crashed run's upload from a live one, so it runs only while no upload to the destination runs.
+- ``from_destination(destination, config)`` builds the backend without touching the network.
+
+Keys are relative to the destination's own prefix (``b2://bucket/<prefix>``), never empty, never
+absolute and never contain ``..`` (``check_key``). Backends move opaque bytes: they never
+compress, encrypt or parse. Retries of one request or one part live in the backend; the whole
+stream is never retried.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
-from backup.errors import ConfigError
+from backup.errors import StorageError
 
 if TYPE_CHECKING:
-    from backup.config import StorageConfig
+    from backup.config import Destination, StorageConfig
 
 
 @dataclass(frozen=True)
@@ -57,66 +61,20 @@ class Storage(Protocol):
 
     def delete(self, keys: Iterable[str]) -> None: ...
 
-
-# scheme -> "module:Class"; imported lazily so a user without boto3 can still use B2.
-BACKENDS: dict[str, str] = {
-    "file": "backup.storage.local:LocalStorage",
-    "s3": "backup.storage.s3:S3Storage",
-    "b2": "backup.storage.b2:B2Storage",
-}
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A parsed destination URL: ``scheme://bucket/prefix`` or ``file:///path``."""
-
-    url: str
-    scheme: str
-    bucket: str
-    prefix: str
+    def cleanup_incomplete(self, prefix: str = "") -> int: ...
 
     @classmethod
-    def parse(cls, url: str) -> Destination:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in BACKENDS:
-            raise ConfigError(
-                f"BACKUP_DESTINATIONS: unsupported destination {url!r}",
-                hint="use b2://bucket/prefix, s3://bucket/prefix or file:///path",
-            )
-        if scheme == "file":
-            # file:///abs/path, file://./relative and file://relative are all accepted.
-            path = (parts.netloc + parts.path) if parts.netloc else parts.path
-            if not path:
-                raise ConfigError(f"BACKUP_DESTINATIONS: {url!r} has no path")
-            return cls(url=url.strip(), scheme=scheme, bucket="", prefix=path)
-        if not parts.netloc:
-            raise ConfigError(f"BACKUP_DESTINATIONS: {url!r} has no bucket name")
-        if "@" in parts.netloc:
-            raise ConfigError(
-                "BACKUP_DESTINATIONS: credentials in a destination URL are not accepted",
-                hint="put keys in B2_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/...",
-            )
-        return cls(
-            url=url.strip(), scheme=scheme, bucket=parts.netloc, prefix=parts.path.strip("/")
-        )
-
-
-def open_storage(destination: Destination, config: StorageConfig) -> Storage:
-    """Build the backend for ``destination``; imports its module only now."""
-    module_name, _, class_name = BACKENDS[destination.scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"{destination.scheme}:// destinations need a library that is not installed: {err}",
-            hint="install the project with 'pip install .' to get every backend",
-        ) from err
-    backend = getattr(module, class_name)
-    return backend.from_destination(destination, config)
+    def from_destination(cls, destination: Destination, config: StorageConfig) -> Storage: ...
 
 
 def join_key(prefix: str, key: str) -> str:
     """Join a destination prefix and a relative key with exactly one slash."""
     prefix = prefix.strip("/")
     return f"{prefix}/{key}" if prefix else key
+
+
+def check_key(url: str, key: str) -> str:
+    """``key`` if it is a valid relative key; a ``StorageError`` naming ``url`` otherwise."""
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise StorageError(f"{url}: invalid object key {key!r}")
+    return key

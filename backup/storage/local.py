@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from backup.errors import ObjectNotFound, StorageError
-from backup.storage.base import Destination, ObjectInfo, Readable
+from backup.storage.base import ObjectInfo, Readable, check_key
 
 if TYPE_CHECKING:
-    from backup.config import StorageConfig
+    from backup.config import Destination, StorageConfig
 
 PARTIAL_SUFFIX = ".partial"
 CHUNK_BYTES = 1024 * 1024
@@ -34,9 +34,7 @@ class LocalStorage:
         return cls(destination.prefix, destination.url)
 
     def _path(self, key: str) -> Path:
-        if not key or key.startswith("/") or ".." in Path(key).parts:
-            raise StorageError(f"{self.url}: invalid object key {key!r}")
-        return self.root / key
+        return self.root / check_key(self.url, key)
 
     def put(self, key: str, stream: Readable) -> int:
         path = self._path(key)

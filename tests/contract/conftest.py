@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from backup.config import MIB, RetryConfig, S3Config, Secret, StorageConfig
+from backup.config import MIB, Destination, RetryConfig, S3Config, Secret, StorageConfig
 from backup.storage.b2 import B2Storage
-from backup.storage.base import Destination
 from backup.storage.local import LocalStorage
 from backup.storage.s3 import S3Storage
 from tests.fixtures.b2sim import B2Sim, new_b2_sim

@@ -8,10 +8,9 @@ import pytest
 from b2sdk.v2 import SSE_NONE
 from b2sdk.v2 import exception as b2exc
 
-from backup.config import B2Config, Secret, StorageConfig
+from backup.config import B2Config, Destination, Secret, StorageConfig
 from backup.errors import ObjectNotFound, StorageError
 from backup.storage.b2 import B2Storage
-from backup.storage.base import Destination
 from tests.contract.conftest import PREFIX, b2_storage
 from tests.contract.test_storage_contract import DumpFailed, FailingStream
 from tests.fixtures.b2sim import B2Sim, simulated_api
@@ -177,7 +176,7 @@ def test_from_destination_without_credentials() -> None:
 def test_too_many_parts_stops_early_with_a_hint(
     b2_sim: B2Sim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("backup.storage.b2.B2_MAX_PARTS", 3)
+    monkeypatch.setattr("backup.storage.b2.storage.B2_MAX_PARTS", 3)
     storage = b2_storage(b2_sim)
     with pytest.raises(StorageError) as raised:
         storage.put("huge.dump", io.BytesIO(b"h" * 3500))

@@ -16,10 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from backup.config import MIB, B2Config, RetryConfig, Secret, StorageConfig
+from backup.config import MIB, B2Config, Destination, RetryConfig, Secret, StorageConfig
 from backup.errors import ObjectNotFound
 from backup.storage.b2 import B2Storage
-from backup.storage.base import Destination
 from tests.contract.test_storage_contract import DumpFailed, FailingStream
 
 VARIABLES = ("B2_TEST_KEY_ID", "B2_TEST_APPLICATION_KEY", "B2_TEST_BUCKET")

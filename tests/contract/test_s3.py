@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectionClosedError, ResponseStreamingError
 
-from backup.config import MIB, RetryConfig, S3Config, Secret, StorageConfig
+from backup.config import MIB, Destination, RetryConfig, S3Config, Secret, StorageConfig
 from backup.errors import StorageError
-from backup.storage.base import Destination
 from backup.storage.s3 import S3Storage
 from tests.contract.conftest import FAST_RETRY, S3_PART_SIZE
 from tests.contract.test_storage_contract import DumpFailed, FailingStream
@@ -267,7 +266,7 @@ def test_s3_sse_is_requested(s3_server: S3Server, s3_bucket: str, size: int) -> 
 def test_too_many_parts_aborts_with_a_hint(
     s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("backup.storage.s3.S3_MAX_PARTS", 2)
+    monkeypatch.setattr("backup.storage.s3.storage.S3_MAX_PARTS", 2)
     storage = make_storage(s3_server, s3_bucket)
     with pytest.raises(StorageError) as raised:
         storage.put("huge.dump", io.BytesIO(payload(S3_PART_SIZE * 2 + 1)))

@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from backup import manifest
-from backup.codec import open_decoder, open_encoder
-from backup.config import CodecConfig, Secret, load
+from backup.config import CodecConfig, Destination, Secret, load
 from backup.errors import ConfigError, IntegrityError
 from backup.log import RedactingFilter
-from backup.storage.base import Destination
+from backup.stream.codec import open_decoder, open_encoder
 
 
 def test_defaults():

@@ -29,16 +29,17 @@ import pyrage
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from backup import age_header, encryption
-from backup.codec import open_decoder, open_encoder
 from backup.config import CodecConfig, Secret
-from backup.encryption import (
+from backup.errors import BackupError, ConfigError, IntegrityError, StorageError
+from backup.stream.age import encryption
+from backup.stream.age import header as age_header
+from backup.stream.age.encryption import (
     identity_matches,
     open_decryptor,
     open_encryptor,
     recipient_fingerprints,
 )
-from backup.errors import BackupError, ConfigError, IntegrityError, StorageError
+from backup.stream.codec import open_decoder, open_encoder
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("age", "age-keygen", "zstd", "ssh-keygen")),
@@ -525,7 +526,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     import hashlib, resource, sys, time
     import pyrage
     from backup.config import CodecConfig, Secret
-    from backup.encryption import open_decryptor, open_encryptor
+    from backup.stream.age.encryption import open_decryptor, open_encryptor
 
     MIB = 1024 * 1024
     TOTAL_MIB = int(sys.argv[2])

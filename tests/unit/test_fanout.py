@@ -8,8 +8,8 @@ import time
 import pytest
 
 from backup.errors import StorageError
-from backup.fanout import QUEUE_CHUNKS, Fanout, StreamAborted
 from backup.storage.local import LocalStorage
+from backup.stream.fanout import QUEUE_CHUNKS, Fanout, StreamAborted
 
 
 class GatedStorage(LocalStorage):

@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from backup import history
 from backup import metrics as metrics_module
-from backup import state
 from backup.config import MetricsConfig
 from backup.metrics import DEFINITIONS, Metrics
-from backup.notify.base import DatabaseResult, DestinationResult, RunReport
+from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from backup.storage.local import LocalStorage
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures
@@ -78,8 +78,8 @@ def run(
     )
 
 
-def record_all(storages: list[LocalStorage], report: RunReport) -> dict[str, state.State]:
-    return {s.url: state.record(s, report) for s in storages}
+def record_all(storages: list[LocalStorage], report: RunReport) -> dict[str, history.State]:
+    return {s.url: history.record(s, report) for s in storages}
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 
 from backup import config as config_module
 from backup.config import NotifyConfig, Secret
-from backup.notify import Delivery, build_notifiers, ping_start, send_all
-from backup.notify.base import DatabaseResult, DestinationResult, RunReport
+from backup.notify import Delivery, build_notifiers, send_all, start_all
 from backup.notify.healthchecks import MAX_BODY_BYTES, HealthchecksNotifier, ping_body
-from backup.notify.telegram import TELEGRAM_MAX_CHARS, format_message, ordinal
+from backup.notify.message import TELEGRAM_MAX_CHARS, format_message, ordinal
 from backup.notify.webhook import payload
+from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from tests.fixtures import http as http_fixtures
 from tests.fixtures.http import RecordingServer
 
@@ -376,8 +376,8 @@ def test_each_webhook_url_gets_the_report(recording_server: RecordingServer) -> 
 
 def test_healthchecks_start_success_and_fail_paths(recording_server: RecordingServer) -> None:
     config = NotifyConfig(healthcheck_url=Secret(f"{recording_server.url}/{HC_UUID}"))
-    assert ping_start(config, FAST) is True
     notifiers = build_notifiers(config, FAST)
+    assert start_all(notifiers) == 0
     for status in ("success", "failure", "partial"):
         assert send_all(notifiers, report(status), "always") == 0
     assert recording_server.paths() == [
@@ -395,7 +395,7 @@ def test_healthchecks_start_success_and_fail_paths(recording_server: RecordingSe
 
 def test_healthchecks_url_query_is_kept(recording_server: RecordingServer) -> None:
     config = NotifyConfig(healthcheck_url=Secret(f"{recording_server.url}/ping/key/slug?create=1"))
-    assert ping_start(config, FAST)
+    assert start_all(build_notifiers(config, FAST)) == 0
     (request,) = recording_server.requests
     assert (request.path, request.query) == ("/ping/key/slug/start", "create=1")
 
@@ -419,16 +419,25 @@ def test_healthchecks_body_keeps_utf8_whole() -> None:
     body.decode()  # no split character
 
 
-def test_ping_start_failure_is_logged_never_raised(caplog: pytest.LogCaptureFixture) -> None:
+def test_start_ping_failure_is_logged_never_raised(caplog: pytest.LogCaptureFixture) -> None:
     config = NotifyConfig(healthcheck_url=Secret(f"{closed_port_url()}/{HC_UUID}"))
-    assert ping_start(config, FAST) is False
+    assert start_all(build_notifiers(config, FAST)) == 1
     logged = all_log_text(caplog)
     assert "start ping failed" in logged
     assert HC_UUID not in logged
 
 
-def test_ping_start_without_healthcheck_url_does_nothing() -> None:
-    assert ping_start(NotifyConfig()) is True
+def test_start_without_healthcheck_url_sends_nothing(recording_server: RecordingServer) -> None:
+    config = NotifyConfig(
+        telegram_bot_token=Secret("123:abc"),
+        telegram_chat_id="42",
+        telegram_api_url=recording_server.url,
+        webhook_urls=(Secret(f"{recording_server.url}/hook"),),
+    )
+    notifiers = build_notifiers(config, FAST)
+    assert len(notifiers) == 2
+    assert start_all(notifiers) == 0
+    assert recording_server.requests == []
 
 
 # ---- send_all --------------------------------------------------------------------------------

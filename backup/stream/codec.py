@@ -20,7 +20,7 @@ import zstandard
 
 from backup.config import CodecConfig
 from backup.errors import IntegrityError
-from backup.storage.base import Readable
+from backup.storage import Readable
 
 COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 ENCRYPTION_SUFFIX = ".age"
@@ -111,7 +111,7 @@ def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
     target: Writable = sink
     on_abort = None
     if config.encrypted:
-        from backup.encryption import open_encryptor
+        from backup.stream.age import open_encryptor
 
         encryptor = open_encryptor(config, sink)
         target, on_abort = encryptor, encryptor.abort
@@ -168,7 +168,7 @@ def open_decoder(
 ) -> Readable:
     """``source`` (the stored object) -> decrypt -> decompress -> the plain archive."""
     if encrypted:
-        from backup.encryption import open_decryptor
+        from backup.stream.age import open_decryptor
 
         source = open_decryptor(config, source)
     if compression == "none":

@@ -16,30 +16,29 @@ What S3 adds to the guarantees in ``base.py``:
 - ``delete`` removes the current version; on a bucket with versioning enabled, older versions
   stay until the bucket's lifecycle rules remove them.
 
-This module owns the client settings and the ``Storage`` methods; the part-by-part upload lives
-in ``s3_multipart.py`` and what each S3 error means (retry or not, which hint) in ``s3_errors.py``.
+This module owns the ``Storage`` methods; the client settings and single requests live in
+``client.py``, the part-by-part upload in ``multipart.py`` and what each S3 error means (retry or
+not, which hint) in ``errors.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
-from botocore.config import Config as BotoConfig
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
-from backup.storage.base import Destination, ObjectInfo, Readable, join_key
-from backup.storage.retry import ResumingReader, retrying
-from backup.storage.s3_errors import hint_for_code, is_permanent, storage_error
-from backup.storage.s3_multipart import CONTENT_TYPE, MultipartUploads, read_part
+from backup.storage.base import ObjectInfo, Readable, join_key
+from backup.storage.retry import ResumingReader
+from backup.storage.s3.client import BucketClient, client_config
+from backup.storage.s3.errors import hint_for_code, is_permanent
+from backup.storage.s3.multipart import CONTENT_TYPE, MultipartUploader, read_part
 
 if TYPE_CHECKING:
-    from backup.config import StorageConfig
+    from backup.config import Destination, StorageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,36 +53,7 @@ DELETE_BATCH_SIZE = 1000
 LIST_PAGE_SIZE = 1000
 
 
-def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoConfig:
-    """The botocore settings every S3 client of this job uses (also used by the tests)."""
-    return BotoConfig(
-        # B2's S3 API, older MinIO and others reject the CRC headers botocore adds by default.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        # One attempt in all: retry.py retries each request and part, with the user's settings.
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=10,
-        read_timeout=120,
-        # Every part in flight holds a connection, plus one for list/complete/abort.
-        max_pool_connections=max(2, parts_in_flight + 1),
-        # Self-hosted stores (MinIO, SeaweedFS) rarely have wildcard DNS for virtual hosts.
-        s3={"addressing_style": "path" if path_style else "auto"},
-    )
-
-
-def add_content_md5(request: Any, **_: Any) -> None:
-    """botocore ``before-sign`` hook: give ``DeleteObjects`` the ``Content-MD5`` it needs.
-
-    AWS documents the header as required; botocore >= 1.36 sends a CRC32 checksum instead, and
-    stores that still follow the documented rule refuse the request (``MissingContentMD5``).
-    """
-    body = request.body
-    if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
-        digest = hashlib.md5(body, usedforsecurity=False).digest()
-        request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
-
-
-class S3Storage(MultipartUploads):
+class S3Storage:
     """An ``s3://bucket/prefix`` destination.
 
     Memory: ``put`` holds at most ``parts_in_flight`` parts of ``part_size_bytes`` (the one
@@ -101,17 +71,18 @@ class S3Storage(MultipartUploads):
         parts_in_flight: int = 2,
         retry: RetryConfig | None = None,
         sse: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = url or f"s3://{bucket}/{self.prefix}"
         self.part_size_bytes = part_size_bytes
-        self.parts_in_flight = max(1, parts_in_flight)
-        self.retry = retry or RetryConfig()
         self._sse: dict[str, str] = {"ServerSideEncryption": sse} if sse else {}
-        self._secrets: tuple[str, ...] = ()  # redacted from error text, should a server echo one
-        client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
+        self._api = BucketClient(
+            client, bucket, self.prefix, self.url, retry or RetryConfig(), secrets
+        )
+        self._multipart = MultipartUploader(self._api, part_size_bytes, parts_in_flight, self._sse)
 
     @classmethod
     def from_destination(cls, destination: Destination, config: StorageConfig) -> S3Storage:
@@ -139,8 +110,8 @@ class S3Storage(MultipartUploads):
             parts_in_flight=config.parts_in_flight,
             retry=config.retry,
             sse=s3.sse,
+            secrets=tuple(s for s in (secret, token) if s),
         )
-        storage._secrets = tuple(s for s in (secret, token) if s)
         return storage
 
     # -- the Storage protocol ----------------------------------------------------------------
@@ -151,10 +122,10 @@ class S3Storage(MultipartUploads):
         If ``stream.read`` raises, that same exception propagates unchanged after the
         multipart upload has been aborted: nothing becomes visible.
         """
-        name = self._name(key)
+        name = self._api.name(key)
         first = read_part(stream, self.part_size_bytes)
         if len(first) < self.part_size_bytes:
-            self._call(
+            self._api.call(
                 "upload",
                 key,
                 self.client.put_object,
@@ -165,12 +136,14 @@ class S3Storage(MultipartUploads):
                 **self._sse,
             )
             return len(first)
-        return self._put_multipart(key, name, first, stream, S3_MAX_PARTS)
+        return self._multipart.put(key, name, first, stream, S3_MAX_PARTS)
 
     def open(self, key: str) -> BinaryIO:
         """A readable stream of ``key``; a body that breaks mid-way resumes from its offset."""
-        name = self._name(key)
-        response = self._call("download", key, self.client.get_object, Bucket=self.bucket, Key=name)
+        name = self._api.name(key)
+        response = self._api.call(
+            "download", key, self.client.get_object, Bucket=self.bucket, Key=name
+        )
         etag = response.get("ETag")
 
         def open_at(offset: int) -> Any:
@@ -185,9 +158,9 @@ class S3Storage(MultipartUploads):
             response["Body"],
             open_at,
             response.get("ContentLength"),
-            self.retry,
+            self._api.retry,
             is_permanent=is_permanent,
-            translate=lambda err: self._error(err, "download", key),
+            translate=lambda err: self._api.error(err, "download", key),
             what=f"{self.url}: download of {key}",
         )
         return cast(BinaryIO, reader)
@@ -199,7 +172,7 @@ class S3Storage(MultipartUploads):
         token: str | None = None
         while True:
             extra = {"ContinuationToken": token} if token else {}
-            page = self._call(
+            page = self._api.call(
                 "list",
                 prefix or "/",
                 self.client.list_objects_v2,
@@ -211,7 +184,7 @@ class S3Storage(MultipartUploads):
             for item in page.get("Contents", []):
                 objects.append(
                     ObjectInfo(
-                        key=self._relative(item["Key"]),
+                        key=self._api.relative(item["Key"]),
                         size=int(item["Size"]),
                         modified=item.get("LastModified"),
                     )
@@ -222,12 +195,12 @@ class S3Storage(MultipartUploads):
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete ``keys`` in batches of 1,000, checking each key's result; missing is fine."""
-        names = [self._name(key) for key in keys]
+        names = [self._api.name(key) for key in keys]
         for start in range(0, len(names), DELETE_BATCH_SIZE):
             batch = names[start : start + DELETE_BATCH_SIZE]
-            response = self._call(
+            response = self._api.call(
                 "delete",
-                self._relative(batch[0]),
+                self._api.relative(batch[0]),
                 self.client.delete_objects,
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
@@ -235,7 +208,7 @@ class S3Storage(MultipartUploads):
             errors = [e for e in response.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if errors:
                 shown = ", ".join(
-                    f"{self._relative(e.get('Key', '?'))} ({e.get('Code')})" for e in errors[:5]
+                    f"{self._api.relative(e.get('Key', '?'))} ({e.get('Code')})" for e in errors[:5]
                 )
                 more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
                 raise StorageError(
@@ -254,7 +227,7 @@ class S3Storage(MultipartUploads):
         aborted = 0
         markers: dict[str, str] = {}
         while True:
-            page = self._call(
+            page = self._api.call(
                 "list uploads",
                 prefix or "/",
                 self.client.list_multipart_uploads,
@@ -263,31 +236,9 @@ class S3Storage(MultipartUploads):
                 **markers,
             )
             for upload in page.get("Uploads", []):
-                self._abort(upload["Key"], upload["UploadId"])
+                self._multipart.abort(upload["Key"], upload["UploadId"])
                 aborted += 1
             next_key = page.get("NextKeyMarker")
             if not page.get("IsTruncated") or not next_key:
                 return aborted  # (a store that omits the markers would otherwise loop forever)
             markers = {"KeyMarker": next_key, "UploadIdMarker": page.get("NextUploadIdMarker", "")}
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _call(self, action: str, key: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        """One request, retried unless permanent; failures become StorageError with a hint."""
-        try:
-            return retrying(self.retry, is_permanent, what=f"{action} {key}")(fn, **kwargs)
-        except Exception as err:
-            raise self._error(err, action, key) from err
-
-    def _name(self, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise StorageError(f"{self.url}: invalid object key {key!r}")
-        return join_key(self.prefix, key)
-
-    def _relative(self, name: str) -> str:
-        return name[len(self.prefix) + 1 :] if self.prefix else name
-
-    def _error(self, err: BaseException, action: str, key: str) -> StorageError:
-        return storage_error(
-            err, url=self.url, bucket=self.bucket, action=action, key=key, secrets=self._secrets
-        )

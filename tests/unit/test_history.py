@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backup import state
-from backup.notify.base import DatabaseResult, DestinationResult, RunReport
-from backup.state import MAX_RUNS, STATE_KEY, State
+from backup import history
+from backup.history import MAX_RUNS, STATE_KEY, State
+from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from backup.storage.local import LocalStorage
 
 START = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
@@ -49,18 +49,18 @@ def run(
 
 
 def test_missing_state_is_empty(tmp_path: Path) -> None:
-    assert state.load(storage_at(tmp_path)) == State()
+    assert history.load(storage_at(tmp_path)) == State()
 
 
 def test_record_writes_the_state_file_under_the_prefix(tmp_path: Path) -> None:
     storage = storage_at(tmp_path)
-    new = state.record(storage, run("success"))
+    new = history.record(storage, run("success"))
     document = json.loads((tmp_path / "_state" / "status.json").read_text())
     assert document["consecutive_failures"] == 0
     assert document["last_success_at"] == "2025-11-10T03:00:05Z"
     assert document["databases"]["shop"]["last_backup"] == "shop-20251110T030000Z"
     assert document["runs"][0]["status"] == "success"
-    assert state.load(storage) == new
+    assert history.load(storage) == new
 
 
 def test_consecutive_failures_count_and_reset(tmp_path: Path) -> None:
@@ -69,10 +69,10 @@ def test_consecutive_failures_count_and_reset(tmp_path: Path) -> None:
     counts = []
     for i, status in enumerate(statuses):
         counts.append(
-            state.record(storage, run(status, START + timedelta(days=i))).consecutive_failures
+            history.record(storage, run(status, START + timedelta(days=i))).consecutive_failures
         )
     assert counts == [0, 1, 2, 3, 0, 1]
-    final = state.load(storage)
+    final = history.load(storage)
     assert final.consecutive_failures == 1
     assert final.last_success_at == START + timedelta(days=4, seconds=5)
     assert final.databases["shop"].consecutive_failures == 1
@@ -83,8 +83,8 @@ def test_consecutive_failures_count_and_reset(tmp_path: Path) -> None:
 def test_only_the_last_20_runs_are_kept(tmp_path: Path) -> None:
     storage = storage_at(tmp_path)
     for i in range(25):
-        state.record(storage, run("failure" if i % 3 else "success", START + timedelta(hours=i)))
-    runs = state.load(storage).runs
+        history.record(storage, run("failure" if i % 3 else "success", START + timedelta(hours=i)))
+    runs = history.load(storage).runs
     assert len(runs) == MAX_RUNS == 20
     assert runs[0].started_at == START + timedelta(hours=5)
     assert runs[-1].started_at == START + timedelta(hours=24)
@@ -110,11 +110,11 @@ def test_a_corrupt_state_is_tolerated_and_replaced(
     storage = storage_at(tmp_path)
     (tmp_path / "_state").mkdir()
     (tmp_path / "_state" / "status.json").write_bytes(content)
-    assert state.load(storage) == State()
+    assert history.load(storage) == State()
     assert "is corrupt" in caplog.text
-    new = state.record(storage, run("failure"))
+    new = history.record(storage, run("failure"))
     assert new.consecutive_failures == 1
-    assert state.load(storage) == new
+    assert history.load(storage) == new
 
 
 def test_an_unreadable_state_is_not_overwritten(
@@ -122,9 +122,9 @@ def test_an_unreadable_state_is_not_overwritten(
 ) -> None:
     storage = storage_at(tmp_path)
     (tmp_path / "_state" / "status.json").mkdir(parents=True)  # open() fails: not a file
-    loaded = state.load(storage)
+    loaded = history.load(storage)
     assert loaded.read_failed
-    new = state.record(storage, run("failure"))
+    new = history.record(storage, run("failure"))
     assert new.consecutive_failures == 1
     assert (tmp_path / "_state" / "status.json").is_dir()
     assert "left as it was" in caplog.text
@@ -135,7 +135,7 @@ def test_a_write_failure_is_logged_not_raised(
 ) -> None:
     (tmp_path / "not-a-dir").write_text("a file where the destination should be")
     storage = storage_at(tmp_path / "not-a-dir")
-    new = state.record(storage, run("success"), previous=State())
+    new = history.record(storage, run("success"), previous=State())
     assert new.consecutive_failures == 0
     assert "cannot write _state/status.json" in caplog.text
     assert any(r.levelno == logging.WARNING for r in caplog.records)
@@ -144,13 +144,13 @@ def test_a_write_failure_is_logged_not_raised(
 def test_each_destination_keeps_its_own_view_of_a_partial_run(tmp_path: Path) -> None:
     good, bad = storage_at(tmp_path / "good"), storage_at(tmp_path / "bad")
     for storage in (good, bad):
-        state.record(storage, run("success", START, (DestinationResult(storage.url, True),)))
+        history.record(storage, run("success", START, (DestinationResult(storage.url, True),)))
     partial = run(
         "partial",
         START + timedelta(days=1),
         (DestinationResult(good.url, True), DestinationResult(bad.url, False, "AccessDenied")),
     )
-    after_good, after_bad = state.record(good, partial), state.record(bad, partial)
+    after_good, after_bad = history.record(good, partial), history.record(bad, partial)
     # The run as a whole failed in both...
     assert after_good.consecutive_failures == after_bad.consecutive_failures == 1
     assert after_good.last_success_at == after_bad.last_success_at == START + timedelta(seconds=5)
@@ -167,9 +167,9 @@ def test_a_run_that_failed_before_any_database_counts_for_every_known_one(
     tmp_path: Path,
 ) -> None:
     storage = storage_at(tmp_path)
-    state.record(storage, run("success"))
+    history.record(storage, run("success"))
     early = replace(run("failure"), results=(), error="could not connect")
-    after = state.record(storage, early)
+    after = history.record(storage, early)
     assert after.databases["shop"].consecutive_failures == 1
     assert after.databases["shop"].last_status == "failure"
     assert after.runs[-1].error == "could not connect"
@@ -181,17 +181,17 @@ def test_report_counters_come_from_the_states_at_the_start() -> None:
         State(consecutive_failures=2, last_success_at=last),
         State(consecutive_failures=0, last_success_at=last + timedelta(days=1)),
     ]
-    assert state.failures_in_a_row(states, "failure") == 3
-    assert state.failures_in_a_row(states, "partial") == 3
-    assert state.failures_in_a_row(states, "success") == 0
-    assert state.failures_in_a_row([], "failure") == 1
-    assert state.last_success(states) == last + timedelta(days=1)
-    assert state.last_success([State()]) is None
+    assert history.failures_in_a_row(states, "failure") == 3
+    assert history.failures_in_a_row(states, "partial") == 3
+    assert history.failures_in_a_row(states, "success") == 0
+    assert history.failures_in_a_row([], "failure") == 1
+    assert history.last_success(states) == last + timedelta(days=1)
+    assert history.last_success([State()]) is None
 
 
 def test_the_state_file_is_not_a_backup(tmp_path: Path) -> None:
     storage = storage_at(tmp_path)
-    state.record(storage, run("success"))
+    history.record(storage, run("success"))
     keys = [o.key for o in storage.list()]
     assert keys == [STATE_KEY]
     assert not [k for k in keys if k.endswith(".manifest.json")]
@@ -200,6 +200,6 @@ def test_the_state_file_is_not_a_backup(tmp_path: Path) -> None:
 def test_json_round_trip_keeps_everything(tmp_path: Path) -> None:
     storage = storage_at(tmp_path)
     for i, status in enumerate(["success", "partial", "failure"]):
-        written = state.record(storage, run(status, START + timedelta(days=i)))
+        written = history.record(storage, run(status, START + timedelta(days=i)))
     assert State.from_json(written.to_json()) == written
-    assert state.load(storage) == written
+    assert history.load(storage) == written

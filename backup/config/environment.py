@@ -1,7 +1,7 @@
 """Reading the environment: every variable of the contract, ``NAME_FILE`` secrets, validation.
 
-``parse(environ)`` builds the frozen dataclasses of ``backup.config`` and collects every problem
-before raising one ``ConfigError``; ``config.load`` is the public entry point.
+``parse(environ)`` builds the frozen dataclasses of ``model.py`` and collects every problem before
+raising one ``ConfigError``; ``backup.config.load`` is the public entry point.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from backup.config import (
+from backup.config.destination import Destination
+from backup.config.model import (
     DEFAULT_PART_SIZE_MB,
     MAX_PART_SIZE_MB,
     MIB,
@@ -201,8 +202,6 @@ def _storage(r: Reader) -> StorageConfig:
     destinations = r.csv("BACKUP_DESTINATIONS")
     if not destinations:
         destinations = (f"b2://{bucket}/backups/postgresql",) if bucket else ("file://./backups",)
-    from backup.storage.base import Destination
-
     schemes = set()
     for url in destinations:
         try:

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from backup.errors import StorageError
-from backup.storage.base import Storage
+from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 

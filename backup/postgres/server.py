@@ -1,33 +1,25 @@
-"""PostgreSQL: client tool selection, version checks, connections and database-level SQL.
+"""The PostgreSQL server, spoken to in-process (psycopg): connections and every query the job runs.
 
-pg_dump / pg_restore / psql are chosen to match the server's major version when several are
-installed (``/usr/lib/postgresql/<major>/bin``, then ``BACKUP_PG_BIN_DIRS``, then ``PATH``);
-otherwise the newest. A pg_dump older than the server is refused: that is the usual way backups
-silently stop after a server upgrade. Passwords go to children through their environment and to
-psycopg as a keyword, never through argv.
+Connection errors become ``DatabaseError`` with a hint naming the variable to check; the password
+goes to psycopg as a keyword, never in a connection string that could be logged. Database-level
+statements (create, rename, drop) quote every name; a name is at most 63 bytes.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
-import re
-import shutil
-import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from backup.config import PostgresConfig
-from backup.errors import ConfigError, DatabaseError
+from backup.errors import BackupError, ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 
-SYSTEM_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 CONNECT_TIMEOUT_S = 10
 # libpq environment variable -> connection keyword, for the in-process connections.
 _ENV_TO_KEYWORD = {
@@ -51,18 +43,6 @@ _ENV_TO_KEYWORD = {
 
 
 @dataclass(frozen=True)
-class Tools:
-    """One installation of the client tools, all of the same major version."""
-
-    bindir: Path
-    major: int
-    version: str  # e.g. "15.18"
-
-    def path(self, tool: str) -> str:
-        return str(self.bindir / tool)
-
-
-@dataclass(frozen=True)
 class ServerInfo:
     version: str  # e.g. "17.6"
     version_num: int  # e.g. 170006
@@ -70,91 +50,6 @@ class ServerInfo:
     @property
     def major(self) -> int:
         return self.version_num // 10000
-
-
-def _tool_version(pg_dump: Path) -> tuple[int, str] | None:
-    try:
-        out = subprocess.run(
-            [str(pg_dump), "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"(\d+)(?:\.(\d+))?", out)
-    if not match:
-        return None
-    return int(match[1]), match[0]
-
-
-def installed_tools(extra_dirs: Sequence[str] = ()) -> list[Tools]:
-    """Every client installation found, newest major first (one per major)."""
-    candidates = [Path(d) for d in extra_dirs]
-    candidates += [Path(d) for d in sorted(glob.glob(SYSTEM_BIN_GLOB))]
-    on_path = shutil.which("pg_dump")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    found: dict[int, Tools] = {}
-    for bindir in candidates:
-        pg_dump = bindir / "pg_dump"
-        if not pg_dump.exists():
-            continue
-        version = _tool_version(pg_dump)
-        if version and version[0] not in found:
-            found[version[0]] = Tools(bindir=bindir, major=version[0], version=version[1])
-    return sorted(found.values(), key=lambda t: t.major, reverse=True)
-
-
-def choose_tools(server: ServerInfo, extra_dirs: Sequence[str] = ()) -> Tools:
-    """The tools of the server's major if installed, else the newest; refuse older ones."""
-    tools = installed_tools(extra_dirs)
-    if not tools:
-        raise DatabaseError(
-            "pg_dump is not installed",
-            hint="install the PostgreSQL client tools (the container image ships 14 to 18)",
-        )
-    for candidate in tools:
-        if candidate.major == server.major:
-            return candidate
-    newest = tools[0]
-    if newest.major < server.major:
-        raise DatabaseError(
-            f"pg_dump {newest.version} is older than the server ({server.version}): "
-            "it cannot dump it",
-            hint=f"install the PostgreSQL {server.major} client tools "
-            f"(postgresql-client-{server.major}) or use an image that has them; "
-            f"found pg_dump {', '.join(t.version for t in tools)}",
-        )
-    return newest
-
-
-def choose_restore_tools(
-    server: ServerInfo, dump_version: str, extra_dirs: Sequence[str] = ()
-) -> Tools:
-    """pg_restore able to read an archive made by pg_dump ``dump_version``: the server's major
-    when that is new enough, else the oldest major that is (closest to the server's SQL)."""
-    tools = installed_tools(extra_dirs)
-    if not tools:
-        raise DatabaseError(
-            "pg_restore is not installed", hint="install the PostgreSQL client tools"
-        )
-    dump_major = major_of(dump_version) or 0
-    able = [t for t in tools if t.major >= dump_major]
-    if not able:
-        raise DatabaseError(
-            f"this backup was made by pg_dump {dump_version}; the newest pg_restore here is "
-            f"{tools[0].version} and cannot read it",
-            hint=f"install the PostgreSQL {dump_major} client tools "
-            f"(postgresql-client-{dump_major})",
-        )
-    for candidate in able:
-        if candidate.major == server.major:
-            return candidate
-    return min(able, key=lambda t: t.major)
-
-
-def major_of(version: str) -> int | None:
-    """12 of '12.4', 17 of '17.10 (Debian ...)'; None when unreadable."""
-    match = re.match(r"(\d+)", version or "")
-    return int(match[1]) if match else None
 
 
 def connect_kwargs(pg: PostgresConfig, database: str | None = None) -> dict[str, str]:
@@ -247,14 +142,7 @@ def row_counts(conn: psycopg.Connection, mode: str) -> dict[str, int]:
     tables = conn.execute(_COUNTED_TABLES).fetchall()
     if mode == "estimate":
         return {table_key(s, t): int(n) for s, t, n in tables}
-    counts = {}
-    for schema, table, _ in tables:
-        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)
-        )
-        row = conn.execute(query).fetchone()
-        counts[table_key(schema, table)] = int(row[0]) if row else 0
-    return counts
+    return {table_key(s, t): count_rows(conn, s, t) for s, t, _ in tables}
 
 
 def create_database(conn: psycopg.Connection, name: str, owner: str | None = None) -> None:
@@ -289,6 +177,52 @@ def rename_database(conn: psycopg.Connection, old: str, new: str) -> None:
     conn.execute(
         sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
     )
+
+
+MAX_IDENTIFIER_BYTES = 63
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """``name + suffix`` within PostgreSQL's 63-byte identifier limit."""
+    room = MAX_IDENTIFIER_BYTES - len(suffix.encode())
+    base = name.encode()[:room].decode("utf-8", "ignore")
+    return base + suffix
+
+
+def maintenance_db(pg: PostgresConfig, avoid: str) -> str:
+    """A database to connect to while creating, renaming and dropping ``avoid``: ``postgres``,
+    else PGDATABASE, else ``template1`` (the first that exists and is not ``avoid``)."""
+    candidates = [d for d in dict.fromkeys(("postgres", pg.database, "template1")) if d]
+    candidates = [d for d in candidates if d != avoid]
+    last: BackupError | None = None
+    for database in candidates:
+        try:
+            with connect(pg, database):
+                return database
+        except DatabaseError as err:
+            if "does not exist" not in err.message:
+                raise
+            last = err
+    assert last is not None
+    raise last
+
+
+def list_tables(conn: psycopg.Connection) -> list[str]:
+    """``schema.table`` of every ordinary and partitioned table outside the system schemas."""
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_rows(conn: psycopg.Connection, schema: str, table: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(table)
+    )
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
 
 
 def check_identifier(name: str, variable: str) -> None:

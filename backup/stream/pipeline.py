@@ -13,12 +13,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backup.codec import open_encoder
 from backup.config import CodecConfig
 from backup.errors import DatabaseError
-from backup.fanout import DestinationUpload, Fanout
-from backup.processes import ChildGroup
-from backup.storage.base import Storage
+from backup.postgres.processes import ChildGroup
+from backup.storage import Storage
+from backup.stream.codec import open_encoder
+from backup.stream.fanout import DestinationUpload, Fanout
 
 log = logging.getLogger(__name__)
 

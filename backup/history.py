@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup.errors import ObjectNotFound
-from backup.notify.base import DatabaseResult, RunReport
-from backup.storage.base import Storage
+from backup.outcome import DatabaseResult, RunReport
+from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 

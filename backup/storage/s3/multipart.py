@@ -1,9 +1,8 @@
 """The multipart half of ``S3Storage.put``: a stream longer than one part, uploaded part by part.
 
 Owns the reading loop, the part uploaders running in parallel, ``CompleteMultipartUpload`` and
-the abort that follows any failure, so an unfinished upload never becomes an object.
-``MultipartUploads`` is a base class of ``S3Storage`` (``s3.py``), which supplies the client,
-the bucket, the settings, and ``_call`` / ``_error`` for single requests.
+the abort that follows any failure, so an unfinished upload never becomes an object. Requests go
+through the storage's ``BucketClient`` (``client.py``).
 
 Memory: at most ``parts_in_flight`` parts of ``part_size_bytes`` are held at once (the one being
 read from the stream counts as one): a semaphore slot is taken before each read and released
@@ -14,15 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
 
-from backup.config import MIB, RetryConfig
+from backup.config import MIB
 from backup.errors import StorageError
 from backup.storage.base import Readable
 from backup.storage.retry import retrying
-from backup.storage.s3_errors import error_code, is_permanent
+from backup.storage.s3.client import BucketClient
+from backup.storage.s3.errors import error_code, is_permanent
 
 logger = logging.getLogger(__name__)
 
@@ -30,34 +28,32 @@ READ_SIZE = 1 * MIB
 CONTENT_TYPE = "application/octet-stream"
 
 
-class MultipartUploads:
-    """Multipart upload and abort for ``S3Storage``; see the module docstring."""
+class MultipartUploader:
+    """Multipart uploads (and their aborts) into one bucket; see the module docstring."""
 
-    client: Any
-    bucket: str
-    url: str
-    part_size_bytes: int
-    parts_in_flight: int
-    retry: RetryConfig
-    _sse: dict[str, str]
+    def __init__(
+        self,
+        bucket: BucketClient,
+        part_size_bytes: int,
+        parts_in_flight: int,
+        sse: dict[str, str] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.part_size_bytes = part_size_bytes
+        self.parts_in_flight = max(1, parts_in_flight)
+        self.sse = sse or {}
 
-    if TYPE_CHECKING:
-
-        def _call(self, action: str, key: str, fn: Callable[..., Any], **kwargs: Any) -> Any: ...
-
-        def _error(self, err: BaseException, action: str, key: str) -> StorageError: ...
-
-    def _put_multipart(
-        self, key: str, name: str, first: bytearray, stream: Readable, max_parts: int
-    ) -> int:
-        created = self._call(
+    def put(self, key: str, name: str, first: bytearray, stream: Readable, max_parts: int) -> int:
+        """Upload ``first`` then the rest of ``stream`` as parts of one upload to ``name``."""
+        b = self.bucket
+        created = b.call(
             "upload",
             key,
-            self.client.create_multipart_upload,
-            Bucket=self.bucket,
+            b.client.create_multipart_upload,
+            Bucket=b.bucket,
             Key=name,
             ContentType=CONTENT_TYPE,
-            **self._sse,
+            **self.sse,
         )
         upload_id: str = created["UploadId"]
         state = _UploadState(self.parts_in_flight)
@@ -71,7 +67,7 @@ class MultipartUploads:
             while data:
                 if part_number > max_parts:
                     raise StorageError(
-                        f"{self.url}: {key} needs more than {max_parts} parts of "
+                        f"{b.url}: {key} needs more than {max_parts} parts of "
                         f"{self.part_size_bytes // MIB} MiB",
                         hint="raise BACKUP_PART_SIZE_MB",
                     )
@@ -94,7 +90,7 @@ class MultipartUploads:
         except BaseException:
             state.stop.set()
             executor.shutdown(wait=True, cancel_futures=True)
-            self._abort(name, upload_id)
+            self.abort(name, upload_id)
             raise  # the stream's own exception unchanged, or a StorageError from a part
         finally:
             executor.shutdown(wait=True)
@@ -106,14 +102,15 @@ class MultipartUploads:
         try:
             if state.stop.is_set():
                 return
+            b = self.bucket
             response = retrying(
-                self.retry,
+                b.retry,
                 is_permanent,
                 what=f"upload of {key} part {number}",
                 stop_event=state.stop,
             )(
-                self.client.upload_part,
-                Bucket=self.bucket,
+                b.client.upload_part,
+                Bucket=b.bucket,
                 Key=name,
                 UploadId=upload_id,
                 PartNumber=number,
@@ -121,7 +118,7 @@ class MultipartUploads:
             )
             state.etags[number] = response["ETag"]
         except Exception as err:
-            state.fail(self._error(err, "upload", key))
+            state.fail(self.bucket.error(err, "upload", key))
         finally:
             state.slots.release()
 
@@ -129,12 +126,13 @@ class MultipartUploads:
         self, key: str, name: str, upload_id: str, etags: dict[int, str], size: int
     ) -> None:
         parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+        b = self.bucket
         try:
-            self._call(
+            b.call(
                 "upload",
                 key,
-                self.client.complete_multipart_upload,
-                Bucket=self.bucket,
+                b.client.complete_multipart_upload,
+                Bucket=b.bucket,
                 Key=name,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
@@ -145,12 +143,13 @@ class MultipartUploads:
             if error_code(err.__cause__) != "NoSuchUpload" or self._size_of(name) != size:
                 raise
 
-    def _abort(self, name: str, upload_id: str) -> None:
+    def abort(self, name: str, upload_id: str) -> None:
         """Abort a multipart upload; never raises (the original failure matters more)."""
+        b = self.bucket
         try:
-            retrying(self.retry, is_permanent, what="abort of an unfinished upload")(
-                self.client.abort_multipart_upload,
-                Bucket=self.bucket,
+            retrying(b.retry, is_permanent, what="abort of an unfinished upload")(
+                b.client.abort_multipart_upload,
+                Bucket=b.bucket,
                 Key=name,
                 UploadId=upload_id,
             )
@@ -160,14 +159,15 @@ class MultipartUploads:
             logger.warning(
                 "%s: could not abort the unfinished upload of %s (%s); "
                 "cleanup_incomplete() or a lifecycle rule removes it",
-                self.url,
+                b.url,
                 name,
                 error_code(err) or type(err).__name__,
             )
 
     def _size_of(self, name: str) -> int | None:
         try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
+            head = self.bucket.client.head_object(Bucket=self.bucket.bucket, Key=name)
+            return int(head["ContentLength"])
         except Exception:
             return None
 

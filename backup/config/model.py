@@ -1,13 +1,11 @@
-"""Configuration: the environment (and ``*_FILE`` secrets) parsed once into frozen dataclasses.
+"""The configuration model: frozen dataclasses, one per part of the job, and ``Secret``.
 
-``load(environ)`` reports every problem in one ``ConfigError`` naming each variable. Nothing
-else in the package reads ``os.environ``; each part receives only its slice of ``Config``.
+Each part of the job receives only its slice of ``Config`` (``PostgresConfig`` for the database
+clients, ``StorageConfig`` for the backends, ...). ``environment.py`` fills them.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -204,11 +202,3 @@ class Config:
                 if len(path.strip("/")) >= 8:
                     revealed.append(path)
         return revealed
-
-
-def load(environ: Mapping[str, str] | None = None) -> Config:
-    """Parse the environment (``os.environ`` by default) into a ``Config``; raise one
-    ``ConfigError`` listing every problem found, each naming its variable."""
-    from backup.environment import parse
-
-    return parse(os.environ if environ is None else environ)

@@ -3,7 +3,7 @@
 Owns the translation of any exception from b2sdk (or the HTTP stack below it) into the
 ``StorageError`` / ``ObjectNotFound`` the rest of the job sees (``storage_error``), with secrets
 redacted from its text, the hint for each kind of failure, and which errors are a broken
-transport rather than a refusal (``is_body_error``, ``is_transport_error``). ``b2.py`` does the
+transport rather than a refusal (``is_body_error``, ``is_transport_error``). ``storage.py`` does the
 requests; b2sdk does the retries.
 """
 

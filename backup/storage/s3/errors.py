@@ -3,7 +3,7 @@
 Owns the classification ``retry.py`` asks for (``is_permanent``), the S3 error code of a botocore
 exception (``error_code``), the hint for each code (``hint_for_code``) and the translation of any
 exception from boto3 into the ``StorageError`` / ``ObjectNotFound`` the rest of the job sees
-(``storage_error``), with secrets redacted from its text. ``s3.py`` does the requests.
+(``storage_error``), with secrets redacted from its text. ``client.py`` sends the requests.
 """
 
 from __future__ import annotations

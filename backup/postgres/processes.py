@@ -4,7 +4,8 @@ Every child gets an argv list (never a shell), an environment built from our con
 password travels there, never in argv) and a thread that drains its stderr into the log and
 keeps the last lines for the error message. ``ChildGroup`` is a context manager: leaving it
 with an exception kills and reaps every child it started; ``finish()`` waits for each and raises
-on a non-zero exit, so callers check the children *before* an upload is finalised.
+on a non-zero exit, so callers check the children *before* an upload is finalised. ``pump``
+feeds a stream into a child's stdin.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO
+from typing import IO, Protocol
 
 from backup.errors import BackupError, DatabaseError
 
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
 STDERR_LINES_KEPT = 20
 KILL_GRACE_S = 5.0
+PUMP_CHUNK_BYTES = 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -169,3 +175,20 @@ class ChildGroup:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         # On success finish() has already reaped everyone; on failure nobody may outlive us.
         self.kill_all()
+
+
+def pump(source: Readable, sink: IO[bytes], drain: Callable[[], None]) -> None:
+    """Copy ``source`` into a child's stdin, then call ``drain``. If the child stops reading
+    early, ``source`` is still read to its end (and drained), so that a checksum computed on
+    the way is still checked; the child's own exit status says why it stopped."""
+    broken = False
+    while chunk := source.read(PUMP_CHUNK_BYTES):
+        if broken:
+            continue
+        try:
+            sink.write(chunk)
+        except BrokenPipeError:
+            broken = True
+    drain()
+    with contextlib.suppress(BrokenPipeError, OSError):
+        sink.close()

@@ -7,14 +7,14 @@ file: ``age -d -i key.txt X.dump.zst.age`` opens it.
 
 Streaming. ``pyrage.encrypt_io`` / ``decrypt_io`` stream (8 KiB reads, 64 KiB age chunks) but
 *pull* from a reader, so each runs in one worker thread fed through a bounded byte pipe
-(``PIPE_LIMIT_BYTES``); the threads, the pipe and the error bookkeeping are in ``age_stream.py``.
+(``PIPE_LIMIT_BYTES``); the threads, the pipe and the error bookkeeping are in ``pipe.py``.
 Memory is that pipe plus rage's own buffers: a few MiB whatever the size of the stream. A failure
 on either side breaks the pipe, so the other side raises at once instead of blocking; the caller
 sees the first error in ``write`` / ``close`` / ``read``. pyrage ignores an error from the sink in
-its final buffer flush, so every sink error is recorded (``age_stream.Recorder``) and re-raised.
+its final buffer flush, so every sink error is recorded (``pipe.Recorder``) and re-raised.
 
 Passphrases. pyrage 1.4 has no streaming passphrase (scrypt) mode, so rage streams to a throwaway
-X25519 key and ``backup.age_header`` swaps the age header for an scrypt one (and back to decrypt).
+X25519 key and ``header.py`` swaps the age header for an scrypt one (and back to decrypt).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import pyrage
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from backup import age_header
-from backup.age_header import Prefixed, Readable, ScryptHeaderWriter, Writable
-from backup.age_stream import (
+from backup.config import CodecConfig
+from backup.errors import BackupError, ConfigError, IntegrityError
+from backup.stream.age import header as age_header
+from backup.stream.age.header import Prefixed, Readable, ScryptHeaderWriter, Writable
+from backup.stream.age.pipe import (
     Aborted,
     Outcome,
     Pipe,
@@ -39,8 +41,6 @@ from backup.age_stream import (
     decrypt_worker,
     encrypt_worker,
 )
-from backup.config import CodecConfig
-from backup.errors import BackupError, ConfigError, IntegrityError
 
 log = logging.getLogger(__name__)
 

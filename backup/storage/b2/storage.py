@@ -15,7 +15,7 @@ What B2 adds to the guarantees in ``base.py``:
 - An application key restricted to one bucket (and a name prefix) works: the bucket comes from
   the key's own ``allowed`` record, so the key needs no ``listBuckets`` capability.
 
-What each b2sdk error means to the user (the hint, the redaction) lives in ``b2_errors.py``.
+What each b2sdk error means to the user (the hint, the redaction) lives in ``errors.py``.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from b2sdk.v2 import exception as b2exc
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
-from backup.storage.b2_errors import is_body_error, storage_error
-from backup.storage.base import Destination, ObjectInfo, Readable, join_key
+from backup.storage.b2.errors import is_body_error, storage_error
+from backup.storage.base import ObjectInfo, Readable, check_key, join_key
 from backup.storage.retry import ResumingReader
 
 if TYPE_CHECKING:
-    from backup.config import StorageConfig
+    from backup.config import Destination, StorageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class B2Storage:
         sse_b2: bool = False,
         retry: RetryConfig | None = None,
         authorize: Callable[[], None] | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         """``api`` may already be authorised (tests); otherwise ``authorize`` is called once,
         on first use, so building the backend never touches the network."""
@@ -84,7 +85,7 @@ class B2Storage:
         self.encryption = SSE_B2_AES if sse_b2 else None  # None: the bucket's default applies
         self.retry = retry or RetryConfig()
         self._authorize = authorize
-        self._secrets: tuple[str, ...] = ()  # redacted from error text, should a server echo one
+        self._secrets = secrets  # redacted from error text, should a server echo one
         self._bucket: Bucket | None = None
         self._lock = threading.Lock()
 
@@ -111,8 +112,8 @@ class B2Storage:
             sse_b2=b2.sse_b2,
             retry=config.retry,
             authorize=authorize,
+            secrets=(application_key.reveal(),),
         )
-        storage._secrets = (application_key.reveal(),)
         return storage
 
     # -- the Storage protocol ----------------------------------------------------------------
@@ -252,9 +253,7 @@ class B2Storage:
     # -- helpers -----------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise StorageError(f"{self.url}: invalid object key {key!r}")
-        return join_key(self.prefix, key)
+        return join_key(self.prefix, check_key(self.url, key))
 
     def _relative(self, name: str) -> str:
         return name[len(self.prefix) + 1 :] if self.prefix else name

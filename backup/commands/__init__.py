@@ -1,0 +1,31 @@
+"""One module per CLI verb, each with the same three members:
+
+- ``HELP``: one line for ``entrypoint.py --help``, and the verb's own ``--help`` description;
+- ``configure(parser)``: the verb's arguments;
+- ``run(config, args) -> int``: wire the configuration to the engines, print the result, return
+  the exit code (errors are raised as ``BackupError`` and become exit codes in ``cli.main``).
+
+``COMMANDS`` lists the verbs in the order ``--help`` shows them; the first is the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from types import ModuleType
+
+COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check")
+DEFAULT = "backup"
+
+
+def load(name: str) -> ModuleType:
+    """The module of the verb ``name`` (one of ``COMMANDS``)."""
+    return importlib.import_module(f"backup.commands.{name}")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """One subparser per verb, each configured by its own module."""
+    for name in COMMANDS:
+        module = load(name)
+        parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(parser)

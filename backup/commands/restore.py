@@ -1,0 +1,90 @@
+"""``restore``: choose the backup (a name or ``latest``), then restore it with the restore engine
+(``backup.restore``): into a fresh database and swap names, or ``--in-place``; or the globals."""
+
+from __future__ import annotations
+
+import argparse
+
+from backup import catalog, storage
+from backup import restore as engine
+from backup.config import Config
+from backup.errors import ConfigError
+from backup.storage import Storage
+
+HELP = "restore a backup (asks for YES; --force without a terminal)"
+DESCRIPTION = (
+    "Restore into a fresh database, then swap names: the current database is kept as "
+    "<db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before the new copy "
+    "restored fully and its sha256 matched."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.add_argument(
+        "name", nargs="?", default="latest", help="backup name from 'list', or latest"
+    )
+    parser.add_argument(
+        "--target-db",
+        metavar="DB",
+        help="database to restore into (default: the backed-up database's name)",
+    )
+    parser.add_argument("--force", action="store_true", help="do not ask for confirmation")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="restore into the existing database with --clean --if-exists (for roles "
+        "that may not create databases); the object is verified in full first",
+    )
+    parser.add_argument(
+        "--drop-old",
+        action="store_true",
+        help="drop the previous database after the swap instead of keeping it",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="parallel pg_restore; needs a seekable file, so the decoded archive is "
+        "first downloaded to a temporary file in TMPDIR (needs that much disk)",
+    )
+    parser.add_argument("--database", help="the database whose backup to restore (for latest)")
+    parser.add_argument("--destination", metavar="URL", help="read from this destination first")
+    parser.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be done")
+
+
+def ordered_storages(config: Config, first: str | None) -> list[Storage]:
+    """Every configured destination, ``first`` (if given) in front; ``first`` may also be a
+    destination outside the configuration."""
+    storages = storage.open_all(config.storage)
+    if first:
+        chosen = [s for s in storages if s.url == first] or storage.open_all(config.storage, first)
+        storages = chosen + [s for s in storages if s.url != first]
+    return storages
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be 1 or more")
+    if args.in_place and args.drop_old:
+        raise ConfigError("--in-place and --drop-old cannot be combined")
+    storages = ordered_storages(config, args.destination)
+    entries = catalog.resolve(
+        storages, args.name, args.database, config.postgres.database, globals_only=args.globals
+    )
+    by_url = {s.url: s for s in storages}
+    if args.globals:
+        engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
+        return 0
+    options = engine.RestoreOptions(
+        target_db=args.target_db,
+        force=args.force,
+        in_place=args.in_place,
+        drop_old=args.drop_old,
+        jobs=args.jobs,
+        dry_run=args.dry_run,
+    )
+    engine.restore_database(config, by_url, entries, options)
+    return 0

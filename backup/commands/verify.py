@@ -1,0 +1,38 @@
+"""``verify``: download a backup, check its size and sha256, decode it to the end and list the
+archive; with ``--restore-test``, also restore it into a scratch database and compare."""
+
+from __future__ import annotations
+
+import argparse
+
+from backup import catalog
+from backup import verify as engine
+from backup.commands.restore import ordered_storages
+from backup.config import Config
+from backup.postgres import tools as pg_tools
+
+HELP = "check a backup: size, sha256, archive listing"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", default="latest")
+    parser.add_argument(
+        "--restore-test",
+        action="store_true",
+        help="also restore into a scratch database and compare tables and row counts",
+    )
+    parser.add_argument("--database")
+    parser.add_argument("--destination", metavar="URL")
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    storages = ordered_storages(config, args.destination)
+    entries = catalog.resolve(storages, args.name, args.database, config.postgres.database)
+    by_url = {s.url: s for s in storages}
+    entry = entries[0]
+    tools = pg_tools.reader_tools(entry.manifest.pg_dump_version, config.pg_bin_dirs)
+    result = engine.verify(config, by_url, entry, tools)
+    if args.restore_test:
+        engine.restore_test(config, by_url, entry)
+    print(f"ok: {result.name} on {result.destination} verified")
+    return 0

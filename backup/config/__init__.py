@@ -1,0 +1,66 @@
+"""Configuration: the environment (and ``*_FILE`` secrets) parsed once into frozen dataclasses.
+
+``load(environ)`` reports every problem in one ``ConfigError`` naming each variable. Nothing
+else in the package reads ``os.environ``; each part receives only its slice of ``Config``.
+
+- ``model.py``: the frozen dataclasses, ``Secret``, and the limits they carry;
+- ``environment.py``: reading and validating every variable of the contract;
+- ``destination.py``: parsing a destination URL (``b2://``, ``s3://``, ``file://``).
+
+This package is a leaf: it imports nothing of the job but ``backup.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from backup.config.destination import SCHEMES, Destination
+from backup.config.environment import parse
+from backup.config.model import (
+    DEFAULT_PART_SIZE_MB,
+    MAX_PART_SIZE_MB,
+    MIB,
+    MIN_PART_SIZE_MB,
+    B2Config,
+    CodecConfig,
+    Config,
+    LogConfig,
+    MetricsConfig,
+    NotifyConfig,
+    PostgresConfig,
+    RetentionPolicy,
+    RetryConfig,
+    S3Config,
+    Secret,
+    StorageConfig,
+)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Parse the environment (``os.environ`` by default) into a ``Config``; raise one
+    ``ConfigError`` listing every problem found, each naming its variable."""
+    return parse(os.environ if environ is None else environ)
+
+
+__all__ = [
+    "DEFAULT_PART_SIZE_MB",
+    "MAX_PART_SIZE_MB",
+    "MIB",
+    "MIN_PART_SIZE_MB",
+    "SCHEMES",
+    "B2Config",
+    "CodecConfig",
+    "Config",
+    "Destination",
+    "LogConfig",
+    "MetricsConfig",
+    "NotifyConfig",
+    "PostgresConfig",
+    "RetentionPolicy",
+    "RetryConfig",
+    "S3Config",
+    "Secret",
+    "StorageConfig",
+    "load",
+]

@@ -1,0 +1,81 @@
+"""What a run did: one ``DatabaseResult`` per database (and per destination within it), and the
+``RunReport`` of the whole run that the run history, the metrics and every notifier receive.
+
+Plain data, no I/O: built by the backup engine (``dump.py``) and the backup command once the
+outcome is known, read by ``history.py``, ``metrics.py`` and ``notify/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class DestinationResult:
+    url: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseResult:
+    """One database's backup within a run."""
+
+    database: str
+    status: str  # "success" | "failure" | "partial"
+    name: str | None = None  # backup name, e.g. shop-20251110T030000Z
+    size_bytes: int = 0
+    raw_bytes: int = 0  # pg_dump output before compression
+    duration_s: float = 0.0
+    destinations: tuple[DestinationResult, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one run did; built by the backup command once the outcome is known."""
+
+    command: str  # "backup", "verify", ...
+    status: str  # "success" | "failure" | "partial"
+    exit_code: int
+    started_at: datetime
+    finished_at: datetime
+    host: str  # the PostgreSQL server, host:port (never credentials)
+    results: tuple[DatabaseResult, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    consecutive_failures: int = 0
+    last_success_at: datetime | None = None
+    retention_days: int = 30
+    alert_after_failures: int = 2
+    log_tail: tuple[str, ...] = ()
+    manual_command: str = "python entrypoint.py backup"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(r.size_bytes for r in self.results)
+
+    @property
+    def databases(self) -> list[str]:
+        return [r.database for r in self.results]
+
+    @property
+    def destinations(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for result in self.results:
+            for dest in result.destinations:
+                seen.setdefault(dest.url)
+        return list(seen)
+
+    @property
+    def escalated(self) -> bool:
+        """True when the failures in a row reached ALERT_AFTER_FAILURES."""
+        return self.status != "success" and self.consecutive_failures >= self.alert_after_failures
