@@ -9,7 +9,6 @@ from backup import catalog, storage
 from backup import restore as engine
 from backup.config import Config
 from backup.errors import ConfigError
-from backup.storage import Storage
 
 HELP = "restore a backup (asks for YES; --force without a terminal)"
 DESCRIPTION = (
@@ -55,22 +54,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="show what would be done")
 
 
-def ordered_storages(config: Config, first: str | None) -> list[Storage]:
-    """Every configured destination, ``first`` (if given) in front; ``first`` may also be a
-    destination outside the configuration."""
-    storages = storage.open_all(config.storage)
-    if first:
-        chosen = [s for s in storages if s.url == first] or storage.open_all(config.storage, first)
-        storages = chosen + [s for s in storages if s.url != first]
-    return storages
-
-
 def run(config: Config, args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
         raise ConfigError("--in-place and --drop-old cannot be combined")
-    storages = ordered_storages(config, args.destination)
+    storages = storage.open_all(config.storage, first=args.destination)
     entries = catalog.resolve(
         storages, args.name, args.database, config.postgres.database, globals_only=args.globals
     )

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from backup import catalog
+from backup import catalog, storage
 from backup import verify as engine
-from backup.commands.restore import ordered_storages
 from backup.config import Config
 from backup.postgres import tools as pg_tools
 
@@ -26,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    storages = ordered_storages(config, args.destination)
+    storages = storage.open_all(config.storage, first=args.destination)
     entries = catalog.resolve(storages, args.name, args.database, config.postgres.database)
     by_url = {s.url: s for s in storages}
     entry = entries[0]

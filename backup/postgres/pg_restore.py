@@ -17,16 +17,12 @@ from typing import Protocol
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, DatabaseError, IntegrityError
-from backup.postgres.processes import Child, ChildGroup, pump
+from backup.postgres.processes import Child, ChildGroup, Readable, pump
 from backup.postgres.tools import Tools, pg_restore_argv
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
-
-
-class Archive(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Drainable(Protocol):
@@ -60,7 +56,7 @@ def run_pg_restore(
     tools: Tools,
     pg: PostgresConfig,
     database: str,
-    archive: Archive,
+    archive: Readable,
     stored: Drainable,
     extra_args: Sequence[str],
     jobs: int,

@@ -37,10 +37,15 @@ def open_storage(destination: Destination, config: StorageConfig) -> Storage:
     return backend.from_destination(destination, config)
 
 
-def open_all(config: StorageConfig, only: str | None = None) -> list[Storage]:
-    """A backend for every configured destination, in order; or for ``only``, which may be a
+def open_all(
+    config: StorageConfig, only: str | None = None, first: str | None = None
+) -> list[Storage]:
+    """A backend for every configured destination, in order; ``first`` (if given) in front, to
+    be read before the others. ``only`` opens that one destination alone. Both may name a
     destination outside the configuration (``list`` or ``restore`` from a second copy)."""
     urls = [only] if only else list(config.destinations)
+    if first and not only:
+        urls = [first, *(url for url in urls if url != first)]
     return [open_storage(Destination.parse(url), config) for url in urls]
 
 
