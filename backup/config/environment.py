@@ -6,13 +6,16 @@ raising one ``ConfigError``; ``backup.config.load`` is the public entry point.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from backup.config.destination import Destination
 from backup.config.model import (
+    DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
+    DEFAULT_TIMEOUT_S,
     MAX_PART_SIZE_MB,
     MIB,
     MIN_PART_SIZE_MB,
@@ -30,6 +33,8 @@ from backup.config.model import (
     StorageConfig,
 )
 from backup.errors import ConfigError
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 LIBPQ_PASSTHROUGH = (
     "PGSSLMODE",
@@ -106,6 +111,25 @@ class Reader:
         if value < minimum:
             self.problems.append(f"{name}={value} must be >= {minimum}")
             return default
+        return value
+
+    def duration(self, name: str, default_s: float, minimum_s: float = 0.0) -> float:
+        """Seconds: a plain number of seconds, or a number with ``s``, ``m`` or ``h``."""
+        raw = self.str(name)
+        if raw is None:
+            return default_s
+        text = raw.lower().replace(" ", "")
+        unit = 1.0
+        if text and text[-1] in DURATION_UNITS:
+            unit, text = DURATION_UNITS[text[-1]], text[:-1]
+        try:
+            value = float(text) * unit
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a duration (e.g. 90s, 30m, 6h)")
+            return default_s
+        if not math.isfinite(value) or value < minimum_s:
+            self.problems.append(f"{name}={raw!r} must be at least {minimum_s:g} seconds")
+            return default_s
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -342,6 +366,8 @@ def parse(environ: Mapping[str, str]) -> Config:
     verify_url = r.secret("VERIFY_DATABASE_URL")
     if verify_url and not verify_url.reveal().startswith(("postgres://", "postgresql://")):
         r.problems.append("VERIFY_DATABASE_URL must start with postgresql://")
+    timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0)
+    lock_wait_timeout_s = r.duration("BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0)
     if r.problems:
         raise ConfigError(r.problems)
     return Config(
@@ -356,6 +382,8 @@ def parse(environ: Mapping[str, str]) -> Config:
         row_counts=row_counts,
         verify_database_url=verify_url,
         lock_dir=r.str("BACKUP_LOCK_DIR", "/tmp") or "/tmp",
+        timeout_s=timeout_s,
+        lock_wait_timeout_s=lock_wait_timeout_s,
         pg_bin_dirs=tuple(
             d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
         ),

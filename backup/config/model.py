@@ -18,6 +18,13 @@ MAX_PART_SIZE_MB = 5 * 1024
 # 16 MiB parts x 2 in flight x every destination stays well under 150 MB and still covers a
 # 160 GB compressed dump in 10,000 parts; raise it for bigger databases.
 DEFAULT_PART_SIZE_MB = 16
+# A run that takes longer than this is stuck, not slow: a few hundred GB dump in well under 6 h.
+DEFAULT_TIMEOUT_S = 6 * 3600.0
+# pg_dump waits this long for each table's lock before giving up (a table held in ACCESS
+# EXCLUSIVE mode by a migration would otherwise hang the run silently).
+DEFAULT_LOCK_WAIT_TIMEOUT_S = 300.0
+# Cleanups leave alone what is younger than BACKUP_TIMEOUT plus this margin.
+ORPHAN_MARGIN_S = 3600.0
 
 
 class Secret:
@@ -178,6 +185,16 @@ class Config:
     verify_database_url: Secret | None = None
     lock_dir: str = "/tmp"
     pg_bin_dirs: tuple[str, ...] = ()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """BACKUP_TIMEOUT: the longest a whole run may take before it is aborted (exit 3)."""
+    lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_TIMEOUT_S
+    """BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout for each table lock."""
+
+    @property
+    def orphan_min_age_s(self) -> float:
+        """How old an unfinished upload or a data object without a manifest must be before a
+        cleanup may remove it: longer than any run may last, so never a live run's upload."""
+        return self.timeout_s + ORPHAN_MARGIN_S
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""

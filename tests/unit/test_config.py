@@ -192,3 +192,20 @@ def test_an_aborted_encrypting_encoder_leaves_no_thread():
             break
         threading.Event().wait(0.05)
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("30m", 1800.0), ("6h", 21600.0), ("1.5h", 5400.0)],
+)
+def test_durations_take_seconds_or_a_unit(raw: str, seconds: float) -> None:
+    config = load({"PGDATABASE": "shop", "BACKUP_TIMEOUT": raw, "BACKUP_LOCK_WAIT_TIMEOUT": raw})
+    assert (config.timeout_s, config.lock_wait_timeout_s) == (seconds, seconds)
+    assert config.orphan_min_age_s > config.timeout_s
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5m", "inf", "nan", "5d"])
+def test_a_bad_duration_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"PGDATABASE": "shop", "BACKUP_TIMEOUT": raw})
+    assert "BACKUP_TIMEOUT" in info.value.message

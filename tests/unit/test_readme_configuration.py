@@ -16,7 +16,7 @@ README = REPO / "README.md"
 
 NAME = r"[A-Z][A-Z0-9_]*"
 READER_CALL = re.compile(
-    rf"\.(?P<method>str|secret|int|float|choice|bool|csv)\(\s*\"(?P<name>{NAME})\""
+    rf"\.(?P<method>str|secret|int|float|choice|bool|csv|duration)\(\s*\"(?P<name>{NAME})\""
 )
 DIRECT_READ = re.compile(
     rf"(?:\benv\.get\(|\benviron\.get\(|\bgetenv\(|\benv\[|\benviron\[)\s*\"(?P<name>{NAME})\""
