@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         return _report_error(err)
     log_module.setup(config.log.format, config.log.level, config.secrets())
+    if command.NEEDS_DATABASES:
+        try:
+            config.postgres.require_databases()
+        except ConfigError as err:
+            return _report_error(err)
     # Both signals become Interrupted, a BackupError: the run stops its children, aborts its
     # uploads, records and reports the interruption, and exits 130.
     signal.signal(signal.SIGTERM, _on_signal)

@@ -1,6 +1,8 @@
 """One module per CLI verb, each with the same three members:
 
 - ``HELP``: one line for ``entrypoint.py --help``, and the verb's own ``--help`` description;
+- ``NEEDS_DATABASES``: the verb acts on the databases this job backs up, so one must be named
+  (``BACKUP_DATABASES``, ``PGDATABASE`` or ``DATABASE_URL``'s path), else exit 2;
 - ``configure(parser)``: the verb's arguments;
 - ``run(config, args) -> int``: wire the configuration to the engines, print the result, return
   the exit code (errors are raised as ``BackupError`` and become exit codes in ``cli.main``).

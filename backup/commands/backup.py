@@ -24,6 +24,7 @@ from backup.storage import Storage
 log = logging.getLogger(__name__)
 
 HELP = "one backup run (the default command)"
+NEEDS_DATABASES = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

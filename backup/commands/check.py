@@ -14,6 +14,7 @@ from backup.errors import BackupError, StorageError
 from backup.storage import Storage
 
 HELP = "config, database, pg_dump/server versions, destinations"
+NEEDS_DATABASES = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from backup.catalog import Entry
 from backup.config import Config
 
 HELP = "complete backups of every database, newest first"
+NEEDS_DATABASES = False
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from backup import storage
 from backup.config import Config
 
 HELP = "apply retention alone"
+NEEDS_DATABASES = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from backup.config import Config
 from backup.errors import ConfigError
 
 HELP = "restore a backup (asks for YES; --force without a terminal)"
+NEEDS_DATABASES = False
 DESCRIPTION = (
     "Restore into a fresh database, then swap names: the current database is kept as "
     "<db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before the new copy "

@@ -14,6 +14,7 @@ from backup.errors import StaleError
 from backup.storage import Storage
 
 HELP = "age of the newest complete backup; exit 1 when too old"
+NEEDS_DATABASES = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from backup.config import Config
 from backup.postgres import tools as pg_tools
 
 HELP = "check a backup: size, sha256, archive listing"
+NEEDS_DATABASES = False
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

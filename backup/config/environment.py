@@ -206,9 +206,9 @@ def _postgres(r: Reader) -> PostgresConfig:
             r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
         databases = tuple(dict.fromkeys(listed))
     else:
-        # libpq's own default: the database named like the user.
-        default_db = database or user or r.env.get("USER") or "postgres"
-        databases = (default_db,)
+        # No libpq default (the database named like the user, often the empty "postgres"):
+        # with none named, the commands that back up refuse to guess (require_databases).
+        databases = (database,) if database else ()
     return PostgresConfig(
         host=host,
         port=port,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from backup.errors import ConfigError
+
 MIB = 1024 * 1024
 # B2 and S3 both refuse parts under 5 MB (except the last) and allow at most 10,000 parts:
 # https://www.backblaze.com/docs/cloud-storage-large-files
@@ -81,6 +83,16 @@ class PostgresConfig:
         if self.password:
             env["PGPASSWORD"] = self.password.reveal()
         return env
+
+    def require_databases(self) -> None:
+        """Refuse (exit 2) when no database is named: backing up libpq's default database
+        (usually the empty ``postgres``) and calling it a success is how backups go missing."""
+        if not self.databases and not self.all_databases:
+            raise ConfigError(
+                "no database to back up is named",
+                hint="set BACKUP_DATABASES (a comma list, or 'all'), PGDATABASE, or the "
+                "database in DATABASE_URL's path (postgresql://user@host/DBNAME)",
+            )
 
     @property
     def display_host(self) -> str:

@@ -209,3 +209,19 @@ def test_a_bad_duration_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as info:
         load({"PGDATABASE": "shop", "BACKUP_TIMEOUT": raw})
     assert "BACKUP_TIMEOUT" in info.value.message
+
+
+def test_no_database_named_is_refused_by_the_commands_that_back_up() -> None:
+    config = load({"PGUSER": "app", "USER": "root"})  # libpq would pick the database "app"
+    assert config.postgres.databases == ()
+    with pytest.raises(ConfigError) as info:
+        config.postgres.require_databases()
+    for way in ("BACKUP_DATABASES", "PGDATABASE", "DATABASE_URL"):
+        assert way in info.value.message + info.value.hint
+    for named in (
+        {"PGDATABASE": "shop"},
+        {"DATABASE_URL": "postgresql://u@h/shop"},
+        {"BACKUP_DATABASES": "shop"},
+        {"BACKUP_DATABASES": "all"},
+    ):
+        load(named).postgres.require_databases()  # no error
