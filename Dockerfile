@@ -35,13 +35,14 @@ RUN apt-get update \
  && python3 -m venv /opt/venv
 
 WORKDIR /src
-COPY pyproject.toml ./
-# an empty package stands in for the code: only the dependencies stay installed
+COPY pyproject.toml requirements.lock ./
+# an empty package stands in for the code: only the dependencies stay installed, at the exact
+# versions of requirements.lock (scripts/lock-deps.sh)
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
  && mkdir -p backup/storage backup/notify \
  && touch backup/__init__.py backup/storage/__init__.py backup/notify/__init__.py entrypoint.py \
- && /opt/venv/bin/pip install --only-binary=:all: --no-binary=pgbackup-job . \
+ && /opt/venv/bin/pip install --only-binary=:all: --no-binary=pgbackup-job -c requirements.lock . \
  && /opt/venv/bin/pip uninstall -y pgbackup-job \
  && rm -rf /src/*
 

@@ -1,6 +1,6 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
 # make test: installs what the tests need (Debian and pip packages) and runs every test.
-.PHONY: demo test deps deps-runtime lint format bench image-test clean
+.PHONY: demo test deps deps-runtime lint format bench image-test lock clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -28,6 +28,9 @@ test: lint
 
 bench: deps
 	$(PY) bench/backup_vs_pg_dump.py --s3
+
+lock:
+	scripts/lock-deps.sh
 
 image-test: deps
 	scripts/image-test.sh

@@ -164,6 +164,29 @@ def test_dockerfile_contract():
         assert f"org.opencontainers.image.{label}=" in text
 
 
+def test_the_image_installs_the_locked_versions():
+    """Every runtime dependency is pinned exactly in requirements.lock, within pyproject's
+    lower bound, and the Dockerfile installs with it as constraints."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    locked = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            locked[name.lower().replace("_", "-")] = Version(version)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in locked, f"{name} is a dependency but not in requirements.lock"
+        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]} vs {spec}"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY pyproject.toml requirements.lock ./" in dockerfile
+    assert "-c requirements.lock ." in dockerfile
+
+
 def test_dockerignore_lets_in_only_what_the_image_needs():
     lines = [
         line.strip()
@@ -171,7 +194,7 @@ def test_dockerignore_lets_in_only_what_the_image_needs():
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*"
-    for needed in ("!pyproject.toml", "!entrypoint.py", "!backup/"):
+    for needed in ("!pyproject.toml", "!requirements.lock", "!entrypoint.py", "!backup/"):
         assert needed in lines
 
 
