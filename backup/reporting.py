@@ -108,7 +108,7 @@ def tell_outcome(
         return
     if error is not None and error.exit_code == SKIPPED_EXIT_CODE:
         return
-    report = failure_report(
+    report = command_report(
         command,
         started_at,
         error,
@@ -131,7 +131,7 @@ def tell_config_error(
     read (``settings``): the problems named, secrets redacted. Never raises."""
     if command not in UNATTENDED:
         return
-    report = failure_report(
+    report = command_report(
         command,
         started_at,
         error,
@@ -142,7 +142,7 @@ def tell_config_error(
     _tell(settings.notify, settings.metrics, report, notify_now=True)
 
 
-def failure_report(
+def command_report(
     command: str,
     started_at: datetime,
     error: BackupError | None,
@@ -166,7 +166,7 @@ def failure_report(
         retention_days=retention_days,
         alert_after_failures=alert_after_failures,
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
-        manual_command=manual_command,
+        manual_command=log_module.redact(manual_command),
     )
 
 
