@@ -108,16 +108,20 @@ def tell_outcome(
         return
     if error is not None and error.exit_code == SKIPPED_EXIT_CODE:
         return
-    report = command_report(
-        command,
-        started_at,
-        error,
-        host=config.postgres.display_host,
-        manual_command=manual_command,
-        retention_days=config.retention.days,
-        alert_after_failures=config.notify.alert_after_failures,
-    )
-    _tell(config.notify, config.metrics, report, notify_now=error is not None and not told(error))
+    try:
+        report = command_report(
+            command,
+            started_at,
+            error,
+            host=config.postgres.display_host,
+            manual_command=manual_command,
+            retention_days=config.retention.days,
+            alert_after_failures=config.notify.alert_after_failures,
+        )
+        notify_now = error is not None and not told(error)
+        _tell(config.notify, config.metrics, report, notify_now=notify_now)
+    except Exception as err:  # a second signal included: telling never changes the exit code
+        log.error("report: %s: %s", type(err).__name__, err)
 
 
 def tell_config_error(
@@ -131,15 +135,18 @@ def tell_config_error(
     read (``settings``): the problems named, secrets redacted. Never raises."""
     if command not in UNATTENDED:
         return
-    report = command_report(
-        command,
-        started_at,
-        error,
-        host=settings.host,
-        manual_command=manual_command,
-        alert_after_failures=settings.notify.alert_after_failures,
-    )
-    _tell(settings.notify, settings.metrics, report, notify_now=True)
+    try:
+        report = command_report(
+            command,
+            started_at,
+            error,
+            host=settings.host,
+            manual_command=manual_command,
+            alert_after_failures=settings.notify.alert_after_failures,
+        )
+        _tell(settings.notify, settings.metrics, report, notify_now=True)
+    except Exception as err:  # telling never changes the exit code
+        log.error("report: %s: %s", type(err).__name__, err)
 
 
 def command_report(
@@ -177,12 +184,9 @@ def _tell(
     *,
     notify_now: bool,
 ) -> None:
-    try:
-        metrics.publish_command(metrics_config, report)
-        if notify_now:
-            _send(notify_config, notify.build_notifiers(notify_config), report)
-    except Exception as err:  # telling must never change the exit code
-        log.error("report: %s: %s", type(err).__name__, err)
+    metrics.publish_command(metrics_config, report)
+    if notify_now:
+        _send(notify_config, notify.build_notifiers(notify_config), report)
 
 
 def _send(config: NotifyConfig, notifiers: list[Notifier], report: RunReport) -> None:

@@ -3,8 +3,8 @@ every destination, verify (``BACKUP_VERIFY=restore``), retention, then tell peop
 
 The outcome is known before anyone is told (``reporting.tell_backup``): the run's history
 (``_state/status.json``) is updated in each destination, metrics are pushed or written, and
-notifiers run. A failure before the run began (a destination that cannot be opened) is told by
-``cli.main`` (``reporting.tell_outcome``). None of the telling changes the exit code.
+notifiers run. A failure before the run began (a lock directory that does not exist) is told
+by ``cli.main`` (``reporting.tell_outcome``). None of the telling changes the exit code.
 Retention runs only after a run that fully succeeded.
 """
 

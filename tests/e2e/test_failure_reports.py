@@ -245,3 +245,15 @@ def test_a_skipped_backup_is_not_a_failure(recording_server, tmp_path):
         result = run_job("backup", env=env)
     assert result.returncode == 7, result.output
     assert recording_server.requests == []
+
+
+def test_failing_channels_never_change_the_exit_code(recording_server, tmp_path):
+    for path in (f"/bot{TOKEN}/sendMessage", HOOK, f"{PING}/fail"):
+        recording_server.respond(path, status=400, body={"ok": False, "description": "no"})
+    metrics_dir = tmp_path / "not-a-directory"
+    metrics_dir.write_text("")
+    env = _offline_env(tmp_path, recording_server, METRICS_FILE=str(metrics_dir / "pgbackup.prom"))
+    result = run_job("status", env=env)
+    assert result.returncode == 1, result.output
+    assert "notifications sent: 0, failed: 3" in result.stderr
+    assert "Traceback" not in result.output
