@@ -1,20 +1,26 @@
 """Command line: the verbs of ``backup.commands``, and the one place errors become exit codes.
 
 Each error is one ``error:`` line and one ``hint:`` line; the traceback goes to the debug log.
+Then the commands that run unattended (``reporting.UNATTENDED``) tell how they ended: metrics
+after every run, a failure report through every notifier when they failed, a configuration
+error included (through the channels that could still be read).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import FrameType
 
-from backup import __version__, commands
+from backup import __version__, commands, reporting
 from backup import config as config_module
 from backup import log as log_module
+from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted
 
 log = logging.getLogger("backup")
@@ -44,33 +50,53 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = commands.load(args.command or commands.DEFAULT)
+    name = args.command or commands.DEFAULT
+    command = commands.load(name)
+    manual = shlex.join(["python", "entrypoint.py", *(sys.argv[1:] if argv is None else argv)])
+    started_at = datetime.now(UTC)
     log_module.setup()
     try:
         config = config_module.load()
     except ConfigError as err:
-        return _report_error(err)
+        return _report_config_error(err, name, started_at, manual)
     log_module.setup(config.log.format, config.log.level, config.secrets())
     if command.NEEDS_DATABASES:
         try:
             config.postgres.require_databases()
         except ConfigError as err:
-            return _report_error(err)
+            return _report_config_error(err, name, started_at, manual)
     # Both signals become Interrupted, a BackupError: the run stops its children, aborts its
     # uploads, records and reports the interruption, and exits 130.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    error: BackupError | None = None
     try:
-        return command.run(config, args)
+        exit_code = command.run(config, args)
     except BackupError as err:
-        return _report_error(err)
+        error = err
     except KeyboardInterrupt:
-        return _report_error(Interrupted("interrupted (SIGINT)"))
+        error = Interrupted("interrupted (SIGINT)")
     except Exception as err:
         log.debug("unexpected error", exc_info=True)
-        return _report_error(
-            BackupError(f"unexpected {type(err).__name__}: {err}"),
-        )
+        error = BackupError(f"unexpected {type(err).__name__}: {err}")
+    if error is not None:
+        exit_code = _report_error(error)
+    # Unattended commands tell how they ended (metrics; notifications when they failed).
+    reporting.tell_outcome(config, name, started_at, error, manual)
+    return exit_code
+
+
+def _report_config_error(err: ConfigError, command: str, started_at: datetime, manual: str) -> int:
+    """Print the configuration error, then report it through whatever channels still work."""
+    try:
+        settings = parse_for_reports()
+    except Exception as lenient_err:  # e.g. a *_FILE secret that is not UTF-8: still say why
+        log.debug("lenient parse failed: %s", type(lenient_err).__name__)
+        return _report_error(err)
+    log_module.setup(secrets=settings.secrets)
+    exit_code = _report_error(err)
+    reporting.tell_config_error(settings, command, started_at, err, manual)
+    return exit_code
 
 
 def _report_error(err: BackupError) -> int:

@@ -13,6 +13,11 @@ the states ``backup.history.record`` returned, one per destination URL.
 Every series is labelled by ``database`` and ``destination`` (the destination URL, which never
 holds credentials). A database that never reached a destination has a last success time of 0,
 so "no success in 26 h" alerts fire for it too.
+
+Besides, every run of a command that runs unattended (backup, verify, prune, status) publishes
+the ``pgbackup_command_*`` series labelled by ``command`` (``publish_command``): its exit code,
+pushed in a Pushgateway group of its own and written next to METRICS_FILE in a file of its own
+(``command_metrics_file``), so that no command replaces another's series.
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ DEFINITIONS: dict[str, str] = {
     "pgbackup_consecutive_failures": (
         "Runs in a row whose backup of the database did not reach the destination"
     ),
+}
+
+# The outcome of each command that runs unattended (backup, verify, prune, status), one series
+# per command; published after every run of it, success included, so an alert on a failure
+# clears once the command succeeds again.
+COMMAND_LABELS = ("command",)
+COMMAND_DEFINITIONS: dict[str, str] = {
+    "pgbackup_command_last_run_success": "1 if the last run of the command exited 0, else 0",
+    "pgbackup_command_last_run_timestamp_seconds": "Unix time the last run of the command finished",
+    "pgbackup_command_exit_code": "Exit code of the last run of the command (README, 'Exit codes')",
 }
 
 
@@ -110,11 +125,16 @@ def _values(
 class Metrics:
     """The job's metrics in a fresh registry; fill with ``from_report``, then publish."""
 
-    def __init__(self, grouping_key: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        grouping_key: Mapping[str, str] | None = None,
+        definitions: Mapping[str, str] = DEFINITIONS,
+        labels: tuple[str, ...] = LABELS,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.gauges: dict[str, Gauge] = {
-            name: Gauge(name, help_text, LABELS, registry=self.registry)
-            for name, help_text in DEFINITIONS.items()
+            name: Gauge(name, help_text, labels, registry=self.registry)
+            for name, help_text in definitions.items()
         }
         self.grouping_key: dict[str, str] = dict(grouping_key or {})
 
@@ -145,6 +165,28 @@ class Metrics:
                 values = _values(report, results.get(database), known, destination)
                 for name, value in values.items():
                     metrics.set(name, database, destination, value)
+        return metrics
+
+    @classmethod
+    def from_command(cls, report: RunReport) -> Metrics:
+        """The command-level metrics of one run of ``report.command`` (any exit code).
+
+        The Pushgateway grouping key is ``instance=<report.host>, command=<report.command>``:
+        a push-add replaces whole metric families within a group, so each command has its own
+        group and a ``verify`` never erases what ``backup`` pushed, nor the other way round.
+        """
+        metrics = cls(
+            grouping_key={"instance": report.host, "command": report.command},
+            definitions=COMMAND_DEFINITIONS,
+            labels=COMMAND_LABELS,
+        )
+        values = {
+            "pgbackup_command_last_run_success": 1.0 if report.exit_code == 0 else 0.0,
+            "pgbackup_command_last_run_timestamp_seconds": _timestamp(report.finished_at),
+            "pgbackup_command_exit_code": float(report.exit_code),
+        }
+        for name, number in values.items():
+            metrics.gauges[name].labels(command=report.command).set(number)
         return metrics
 
     def text(self) -> str:
@@ -193,12 +235,15 @@ class Metrics:
         log.info("metrics: written to %s", path)
         return True
 
-    def publish(self, config: MetricsConfig) -> int:
-        """Push and/or write, as ``config`` says; returns how many of them failed."""
+    def publish(self, config: MetricsConfig, metrics_file: str | None = None) -> int:
+        """Push and/or write, as ``config`` says; returns how many of them failed.
+
+        ``metrics_file`` replaces ``config.metrics_file`` as the file written (when that is set).
+        """
         failed = 0
         if config.pushgateway_url and not self.push(config.pushgateway_url, config.job_name):
             failed += 1
-        if config.metrics_file and not self.write(config.metrics_file):
+        if config.metrics_file and not self.write(metrics_file or config.metrics_file):
             failed += 1
         return failed
 
@@ -219,3 +264,27 @@ def publish(
         log.warning("metrics: cannot build them: %s: %s", type(err).__name__, err)
         return 1
     return metrics.publish(config)
+
+
+def command_metrics_file(metrics_file: str, command: str) -> str:
+    """Where a command's own metrics are written: next to METRICS_FILE, one file per command
+    (``pgbackup.prom`` -> ``pgbackup.verify.prom``), so no command's run overwrites the
+    backup's series; a textfile collector reads every ``*.prom`` of the directory."""
+    stem = metrics_file.removesuffix(".prom")
+    return f"{stem}.{command}.prom"
+
+
+def publish_command(config: MetricsConfig, report: RunReport) -> int:
+    """Push and/or write the command-level metrics of ``report``'s run; never raises.
+
+    Returns how many of push/write failed (0 when neither is configured).
+    """
+    if not (config.pushgateway_url or config.metrics_file):
+        return 0
+    try:
+        metrics = Metrics.from_command(report)
+    except Exception as err:  # metrics must never fail the run
+        log.warning("metrics: cannot build them: %s: %s", type(err).__name__, err)
+        return 1
+    path = config.metrics_file and command_metrics_file(config.metrics_file, report.command)
+    return metrics.publish(config, path)

@@ -1,9 +1,11 @@
 """``backup``: one backup run from start to report: lock, start ping, dump every database to
 every destination, verify (``BACKUP_VERIFY=restore``), retention, then tell people.
 
-The outcome is known before anyone is told: the run's history (``_state/status.json``) is
-updated in each destination, metrics are pushed or written, and notifiers run. None of the
-telling changes the exit code. Retention runs only after a run that fully succeeded.
+The outcome is known before anyone is told (``reporting.tell_backup``): the run's history
+(``_state/status.json``) is updated in each destination, metrics are pushed or written, and
+notifiers run. A failure before the run began (a lock directory that does not exist) is told
+by ``cli.main`` (``reporting.tell_outcome``). None of the telling changes the exit code.
+Retention runs only after a run that fully succeeded.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ import argparse
 import logging
 from datetime import UTC, datetime
 
-from backup import catalog, dump, history, metrics, notify, prune, storage, verify
-from backup import log as log_module
+from backup import catalog, dump, history, notify, prune, reporting, storage, verify
 from backup.config import Config
 from backup.errors import BackupError, IntegrityError
 from backup.lock import job_lock
-from backup.notify.base import Notifier
-from backup.outcome import DatabaseResult, RunReport
+from backup.outcome import DatabaseResult
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 )
                 for db in config.postgres.databases
             ]
-        _tell(config, storages, notifiers, previous, started_at, results, error)
+        reporting.tell_backup(config, storages, notifiers, previous, started_at, results, error)
         if error is not None:
             raise error
         log.info("database backup completed successfully", extra={"stage": "done"})
@@ -103,42 +103,3 @@ def _retention(config: Config, storages: list[Storage]) -> None:
         deleted,
         extra={"stage": "retention", "deleted": deleted},
     )
-
-
-def _tell(
-    config: Config,
-    storages: list[Storage],
-    notifiers: list[Notifier],
-    previous: dict[str, history.State],
-    started_at: datetime,
-    results: list[DatabaseResult],
-    error: BackupError | None,
-) -> None:
-    if error is None:
-        status = "success"
-    elif error.exit_code == 6:
-        status = "partial"
-    else:
-        status = "failure"
-    report = RunReport(
-        command="backup",
-        status=status,
-        exit_code=0 if error is None else error.exit_code,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-        host=config.postgres.display_host,
-        results=tuple(results),
-        error=log_module.redact(error.message) if error else None,
-        hint=log_module.redact(error.hint) if error else None,
-        consecutive_failures=history.failures_in_a_row(previous.values(), status),
-        last_success_at=history.last_success(previous.values()),
-        retention_days=config.retention.days,
-        alert_after_failures=config.notify.alert_after_failures,
-        log_tail=tuple(log_module.tail_lines(30)),
-    )
-    states = {s.url: history.record(s, report, previous[s.url]) for s in storages}
-    metrics.publish(config.metrics, report, states)
-    if notifiers:
-        failed = notify.send_all(notifiers, report, config.notify.notify_on)
-        sent = len(notifiers) - failed
-        log.info("notifications sent: %d, failed: %d", sent, failed, extra={"stage": "notify"})

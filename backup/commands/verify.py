@@ -8,6 +8,7 @@ import argparse
 from backup import catalog, storage
 from backup import verify as engine
 from backup.config import Config
+from backup.errors import BackupError
 from backup.postgres import tools as pg_tools
 
 HELP = "check a backup: size, sha256, archive listing"
@@ -30,9 +31,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
     entries = catalog.resolve(storages, args.name, args.database, config.postgres.database)
     by_url = {s.url: s for s in storages}
     entry = entries[0]
-    tools = pg_tools.reader_tools(entry.manifest.pg_dump_version, config.pg_bin_dirs)
-    result = engine.verify(config, by_url, entry, tools)
-    if args.restore_test:
-        engine.restore_test(config, by_url, entry)
+    try:
+        tools = pg_tools.reader_tools(entry.manifest.pg_dump_version, config.pg_bin_dirs)
+        result = engine.verify(config, by_url, entry, tools)
+        if args.restore_test:
+            engine.restore_test(config, by_url, entry)
+    except BackupError as err:
+        raise _naming(err, entry.manifest.name, entry.destination) from err
     print(f"ok: {result.name} on {result.destination} verified")
     return 0
+
+
+def _naming(err: BackupError, name: str, destination: str) -> BackupError:
+    """``err`` with the backup it is about in its message (failure reports quote it)."""
+    if name in err.message:
+        return err
+    return type(err)(f"{name} on {destination}: {err.message}", hint=err.hint)

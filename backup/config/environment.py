@@ -2,12 +2,16 @@
 
 ``parse(environ)`` builds the frozen dataclasses of ``model.py`` and collects every problem before
 raising one ``ConfigError``; ``backup.config.load`` is the public entry point.
+``parse_for_reports(environ)`` reads the same variables leniently when ``parse`` refused them:
+the notification and metrics settings that still work, so a configuration error is reported.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -343,6 +347,59 @@ def _notify(r: Reader) -> NotifyConfig:
 def parse(environ: Mapping[str, str]) -> Config:
     """Parse the environment; raise one ``ConfigError`` listing every problem found."""
     r = Reader(environ)
+    config = _read(r)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+@dataclass(frozen=True)
+class ReportingSettings:
+    """What a failure report needs when the configuration as a whole was refused."""
+
+    notify: NotifyConfig
+    metrics: MetricsConfig
+    host: str
+    """The PostgreSQL server as far as it could be read, host:port (never credentials)."""
+    secrets: tuple[str, ...]
+    """Every secret value that could be read, for the log redaction filter."""
+
+
+def parse_for_reports(environ: Mapping[str, str] | None = None) -> ReportingSettings:
+    """The notification and metrics settings read leniently, for reporting a ``ConfigError``.
+
+    ``environ`` is ``os.environ`` by default. Every variable is read as ``parse`` reads it (same
+    defaults), its problems ignored; a channel whose own settings are unusable (a URL that is
+    not http(s), a bot token without a chat) is left out, the others are kept.
+    """
+    config = _read(Reader(os.environ if environ is None else environ))
+    notify, metrics = config.notify, config.metrics
+    telegram_ok = bool(
+        notify.telegram_bot_token and notify.telegram_chat_id and _http(notify.telegram_api_url)
+    )
+    healthcheck = notify.healthcheck_url
+    notify = replace(
+        notify,
+        telegram_bot_token=notify.telegram_bot_token if telegram_ok else None,
+        webhook_urls=tuple(u for u in notify.webhook_urls if _http(u.reveal())),
+        healthcheck_url=healthcheck if healthcheck and _http(healthcheck.reveal()) else None,
+    )
+    pushgateway = metrics.pushgateway_url
+    metrics = replace(metrics, pushgateway_url=pushgateway if _http(pushgateway or "") else None)
+    return ReportingSettings(
+        notify=notify,
+        metrics=metrics,
+        host=config.postgres.display_host,
+        secrets=tuple(config.secrets()),
+    )
+
+
+def _http(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def _read(r: Reader) -> Config:
+    """Every variable read into a ``Config``; the problems found are left in ``r.problems``."""
     postgres = _postgres(r)
     storage = _storage(r)
     codec = _codec(r)
@@ -368,8 +425,6 @@ def parse(environ: Mapping[str, str]) -> Config:
         r.problems.append("VERIFY_DATABASE_URL must start with postgresql://")
     timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0)
     lock_wait_timeout_s = r.duration("BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0)
-    if r.problems:
-        raise ConfigError(r.problems)
     return Config(
         postgres=postgres,
         storage=storage,

@@ -225,3 +225,47 @@ def test_no_database_named_is_refused_by_the_commands_that_back_up() -> None:
         {"BACKUP_DATABASES": "all"},
     ):
         load(named).postgres.require_databases()  # no error
+
+
+def test_a_refused_configuration_still_yields_the_channels_that_work(tmp_path):
+    from backup.config.environment import parse_for_reports
+
+    environ = {
+        "BACKUP_COMPRESSION": "lz4",  # the problem that makes load() refuse it all
+        "PGHOST": "db.internal",
+        "PGPASSWORD": "pg-secret-1",
+        "TELEGRAM_BOT_TOKEN": "123:token-value",
+        "ADMIN_USER_ID": "42",
+        "NOTIFY_WEBHOOK_URL": "https://hooks.example/ok-path-1234,hooks.example/no-scheme",
+        "HEALTHCHECK_URL": "hc-ping.com/uuid",  # unusable: left out
+        "PROMETHEUS_PUSHGATEWAY_URL": "http://pushgateway:9091",
+        "METRICS_FILE": str(tmp_path / "pgbackup.prom"),
+        "NOTIFY_ON": "sometimes",  # unusable: the default, as load() would have
+    }
+    with pytest.raises(ConfigError):
+        load(environ)
+    settings = parse_for_reports(environ)
+    assert settings.notify.telegram_bot_token == Secret("123:token-value")
+    assert settings.notify.telegram_chat_id == "42"
+    assert settings.notify.webhook_urls == (Secret("https://hooks.example/ok-path-1234"),)
+    assert settings.notify.healthcheck_url is None
+    assert settings.notify.notify_on == "always"
+    assert settings.metrics.pushgateway_url == "http://pushgateway:9091"
+    assert settings.metrics.metrics_file == str(tmp_path / "pgbackup.prom")
+    assert settings.host == "db.internal:5432"
+    assert {"pg-secret-1", "123:token-value", "/ok-path-1234"} <= set(settings.secrets)
+
+
+def test_a_channel_with_unusable_settings_is_left_out():
+    from backup.config.environment import parse_for_reports
+
+    settings = parse_for_reports(
+        {
+            "TELEGRAM_BOT_TOKEN": "123:token-value",  # no chat id
+            "PROMETHEUS_PUSHGATEWAY_URL": "pushgateway:9091",
+            "HEALTHCHECK_URL_FILE": "/nonexistent/hc",
+        }
+    )
+    assert settings.notify.telegram_bot_token is None
+    assert settings.notify.healthcheck_url is None
+    assert settings.metrics.pushgateway_url is None

@@ -266,3 +266,66 @@ def test_publish_pushes_and_writes_as_configured(
     broken = MetricsConfig(metrics_file=str(tmp_path / "nope" / "x.prom"))
     assert metrics_module.publish(broken, report, states) == 1
     assert metrics_module.publish(MetricsConfig(), report, states) == 0
+
+
+def command_run(command: str, exit_code: int) -> RunReport:
+    return RunReport(
+        command=command,
+        status="success" if exit_code == 0 else "failure",
+        exit_code=exit_code,
+        started_at=START,
+        finished_at=START + timedelta(seconds=3),
+        host=HOST,
+    )
+
+
+def test_command_metrics_say_how_each_command_ended() -> None:
+    found = samples(Metrics.from_command(command_run("verify", 5)).text())
+    assert found == {
+        ("pgbackup_command_last_run_success", frozenset()): 0,
+        ("pgbackup_command_exit_code", frozenset()): 5,
+        ("pgbackup_command_last_run_timestamp_seconds", frozenset()): (
+            START + timedelta(seconds=3)
+        ).timestamp(),
+    }
+    text = Metrics.from_command(command_run("prune", 0)).text()
+    assert 'pgbackup_command_last_run_success{command="prune"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("metrics_file", "expected"),
+    [
+        ("/var/lib/node_exporter/pgbackup.prom", "/var/lib/node_exporter/pgbackup.verify.prom"),
+        ("/tmp/metrics", "/tmp/metrics.verify.prom"),
+    ],
+)
+def test_each_command_writes_a_file_of_its_own(metrics_file: str, expected: str) -> None:
+    assert metrics_module.command_metrics_file(metrics_file, "verify") == expected
+
+
+def test_a_command_never_replaces_the_backups_series(
+    pushgateway: Pushgateway, storages: list[LocalStorage], tmp_path: Path
+) -> None:
+    """A push-add replaces whole families within a group: each command has a group of its own,
+    and a file of its own next to METRICS_FILE."""
+    metrics_file = tmp_path / "pgbackup.prom"
+    config = MetricsConfig(pushgateway_url=pushgateway.url, metrics_file=str(metrics_file))
+    urls = [s.url for s in storages]
+    report = run("success", START, urls)
+    assert metrics_module.publish(config, report, record_all(storages, report)) == 0
+    backup_file = metrics_file.read_text()
+    for command, exit_code in (("backup", 0), ("verify", 5), ("status", 1)):
+        assert metrics_module.publish_command(config, command_run(command, exit_code)) == 0
+    assert metrics_file.read_text() == backup_file
+    pushed = pushgateway.metrics_text()
+    found = samples(pushed, job="pgbackup", instance=HOST)
+    assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 1
+    codes = {
+        sample.labels["command"]: sample.value
+        for family in text_string_to_metric_families(pushed)
+        for sample in family.samples
+        if sample.name == "pgbackup_command_exit_code"
+    }
+    assert codes == {"backup": 0, "verify": 5, "status": 1}
+    verify_file = (tmp_path / "pgbackup.verify.prom").read_text()
+    assert 'pgbackup_command_exit_code{command="verify"} 5.0' in verify_file
