@@ -1,8 +1,9 @@
 """What a run did: one ``DatabaseResult`` per database (and per destination within it), and the
 ``RunReport`` of the whole run that the run history, the metrics and every notifier receive.
 
-Plain data, no I/O: built by the backup engine (``dump.py``) and the backup command once the
-outcome is known, read by ``history.py``, ``metrics.py`` and ``notify/``.
+Plain data, no I/O: the results are built by the backup engine (``dump.py``), the report by
+``reporting.py`` once a command's outcome is known; read by ``history.py``, ``metrics.py`` and
+``notify/``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class DatabaseResult:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What one run did; built by the backup command once the outcome is known."""
+    """What one run of a command did; built by ``reporting.py`` once the outcome is known."""
 
     command: str  # "backup", "verify", ...
     status: str  # "success" | "failure" | "partial"
