@@ -17,16 +17,78 @@ from typing import Protocol
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, DatabaseError, IntegrityError
+from backup.postgres import properties
 from backup.postgres.processes import Child, ChildGroup, Readable, pump
-from backup.postgres.tools import Tools, pg_restore_argv
+from backup.postgres.tools import (
+    Tools,
+    pg_restore_argv,
+    pg_restore_database_script_argv,
+    pg_restore_database_toc_argv,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+# A custom-format archive starts with its whole table of contents (the definitions of every
+# object, no data); the database's properties are read from that head, kept in memory as the
+# archive streams by. 32 MiB holds the TOC of ~100,000 objects.
+HEAD_LIMIT_BYTES = 32 * 1024 * 1024
+TOOL_TIMEOUT_S = 120
 
 
 class Drainable(Protocol):
     def drain(self) -> None: ...
+
+
+class HeadRecorder:
+    """Reads through ``source`` and keeps a copy of its first ``limit_bytes`` (memory bound:
+    ``limit_bytes``)."""
+
+    def __init__(self, source: Readable, limit_bytes: int = HEAD_LIMIT_BYTES) -> None:
+        self.source = source
+        self.limit_bytes = limit_bytes
+        self.head = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        room = self.limit_bytes - len(self.head)
+        if chunk and room > 0:
+            self.head += chunk[:room]
+        return chunk
+
+
+def read_database_properties(tools: Tools, head: bytes) -> properties.DatabaseProperties:
+    """The database's own properties in an archive, from its first bytes (``HeadRecorder``):
+    ``pg_restore --create --list`` finds their entries, ``pg_restore --create --use-list``
+    prints them as SQL. Needs no server. A head that does not hold the whole table of contents
+    (more than ``HEAD_LIMIT_BYTES``) is a ``DatabaseError``."""
+    toc = _run_reader(pg_restore_database_toc_argv(tools), head)
+    lines = properties.database_toc_lines(toc)
+    if not lines:
+        return properties.DatabaseProperties()
+    with tempfile.NamedTemporaryFile("w", prefix="pgbackup-dbprops-", suffix=".list") as listing:
+        listing.write("\n".join(lines) + "\n")
+        listing.flush()
+        script = _run_reader(pg_restore_database_script_argv(tools, listing.name), head)
+    return properties.parse_script(script)
+
+
+def _run_reader(argv: list[str], head: bytes) -> str:
+    try:
+        done = subprocess.run(
+            argv, input=bytes(head), capture_output=True, timeout=TOOL_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise DatabaseError(f"{argv[0]} could not read the archive's properties: {err}") from err
+    if done.returncode != 0:
+        text = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DatabaseError(
+            f"pg_restore could not read the database's properties from the archive: "
+            f"{text[-1] if text else f'exit {done.returncode}'}",
+            hint=f"the archive's table of contents may be larger than "
+            f"{HEAD_LIMIT_BYTES // 2**20} MiB",
+        )
+    return done.stdout.decode("utf-8")
 
 
 def archive_error(child: Child, code: int) -> BackupError:
