@@ -27,8 +27,8 @@ from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import HeadRecorder, read_database_properties, run_pg_restore
 from backup.postgres.processes import ChildGroup, pump
 from backup.postgres.properties import DatabaseProperties
-from backup.storage import Storage
-from backup.stream.readback import CHUNK_BYTES, open_archive
+from backup.storage import Readable, Storage
+from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,10 @@ def _restore_from(
         target,
         extra={"stage": "restore", "destination": entry.destination},
     )
+
+    def reopen() -> tuple[VerifyingReader, Readable]:
+        return open_archive(config.codec, storage, m)
+
     if options.in_place:
         # Check the whole object before touching the only copy of the data.
         verifying, archive = open_archive(config.codec, storage, m)
@@ -215,7 +219,7 @@ def _restore_from(
         while head.read(CHUNK_BYTES):
             pass
         verifying.drain()
-        props = _database_properties(tools, head, m.name)
+        props = _database_properties(tools, head, m.name, reopen)
         # A rehearsal: a role the properties name that is missing here stops the restore now.
         _give_properties(pg, admin_db, target, props, reset=True, commit=False)
         verifying, archive = open_archive(config.codec, storage, m)
@@ -242,7 +246,7 @@ def _restore_from(
         verifying, archive = open_archive(config.codec, storage, m)
         head = HeadRecorder(archive)
         run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
-        props = _database_properties(tools, head, m.name)
+        props = _database_properties(tools, head, m.name, reopen)
         _give_properties(pg, admin_db, fresh, props)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
@@ -280,11 +284,14 @@ def _restore_from(
 
 
 def _database_properties(
-    tools: pg_tools.Tools, head: HeadRecorder, name: str
+    tools: pg_tools.Tools,
+    head: HeadRecorder,
+    name: str,
+    reopen: Callable[[], tuple[VerifyingReader, Readable]],
 ) -> DatabaseProperties:
     """The database's own properties in the archive (owner, settings, comment, grants);
     statements of a shape not recognised are reported and not run."""
-    props = read_database_properties(tools, bytes(head.head))
+    props = read_database_properties(tools, bytes(head.head), reopen)
     for statement in props.skipped:
         log.warning("%s: database property not restored (not understood): %s", name, statement)
     return props

@@ -3,10 +3,14 @@ it names the sessions a swap ends; and an empty name is a usage error, not "the 
 
 from __future__ import annotations
 
+import io
+import subprocess
+
 import psycopg
 import pytest
 
-from tests.conftest import run_job, unique_name
+from backup.errors import DatabaseError
+from tests.conftest import clean_environ, run_job, unique_name
 from tests.fixtures.pgcluster import Cluster, client_bindir
 
 
@@ -191,3 +195,45 @@ def test_an_empty_name_is_a_usage_error(pg15, sample_db, job_env, args):
     assert "cannot be empty or blank" in result.stderr
     assert "hint:" in result.stderr and "Traceback" not in result.output
     assert pg15.databases() == before
+
+
+def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatch):
+    """Past HEAD_LIMIT_BYTES the archive is read a second time (to its end, so its checksum is
+    checked again) and the properties still come back."""
+    from backup.postgres import pg_restore
+    from backup.postgres.tools import Tools
+
+    database, owner, reader = _northwind(pg15)
+    bindir = client_bindir(15)
+    archive = subprocess.run(
+        [str(bindir / "pg_dump"), "-Fc", "-Z0"],
+        env={**clean_environ(), **pg15.env(database)},
+        capture_output=True,
+        check=True,
+    ).stdout
+    tools = Tools(bindir=bindir, major=15, version="15")
+    monkeypatch.setattr(pg_restore, "HEAD_LIMIT_BYTES", 600)
+    head = archive[:600]
+    with pytest.raises(DatabaseError):
+        pg_restore.read_database_properties(tools, head)
+
+    drained: list[bool] = []
+
+    class Stored:
+        def __init__(self, stream: io.BytesIO) -> None:
+            self.stream = stream
+
+        def drain(self) -> None:
+            assert self.stream.read() == b""
+            drained.append(True)
+
+    def reopen() -> tuple[Stored, io.BytesIO]:
+        stream = io.BytesIO(archive)
+        return Stored(stream), stream
+
+    props = pg_restore.read_database_properties(tools, head, reopen)
+    assert drained == [True]
+    applied = [s.as_string(None) for s in props.for_database("x")]
+    assert f'ALTER DATABASE "x" OWNER TO {owner}' in applied
+    assert f'GRANT CONNECT ON DATABASE "x" TO "{reader}"' in applied
+    assert props.skipped == []
