@@ -67,7 +67,9 @@ _SHAPES: list[tuple[str, re.Pattern[str]]] = [
     ),
 ]
 # The script's own session setup and the database's creation (the restore creates it).
-_IGNORED = re.compile(r"^(?:SET |SELECT pg_catalog\.set_config\(|CREATE DATABASE )", re.S)
+_IGNORED = re.compile(
+    r"^(?:SET (?!SESSION AUTHORIZATION )|SELECT pg_catalog\.set_config\(|CREATE DATABASE )", re.S
+)
 
 
 def database_toc_lines(listing: str) -> list[str]:

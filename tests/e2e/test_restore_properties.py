@@ -46,7 +46,12 @@ def _northwind(cluster: Cluster) -> tuple[str, str, str]:
             f'ALTER ROLE "{reader}" IN DATABASE "{database}" SET statement_timeout TO \'5s\'',
             f'ALTER DATABASE "{database}" CONNECTION LIMIT 40',
             f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC',
-            f'GRANT CONNECT ON DATABASE "{database}" TO "{reader}"',
+            f'GRANT CONNECT ON DATABASE "{database}" TO "{reader}" WITH GRANT OPTION',
+            # A grant made by another role than the owner (pg_dump writes it as that role).
+            f'CREATE ROLE "{reader}_2"',
+            f'SET ROLE "{reader}"',
+            f'GRANT CONNECT ON DATABASE "{database}" TO "{reader}_2"',
+            "RESET ROLE",
         ):
             conn.execute(statement)
     cluster.execute(
@@ -235,5 +240,6 @@ def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatc
     assert drained == [True]
     applied = [s.as_string(None) for s in props.for_database("x")]
     assert f'ALTER DATABASE "x" OWNER TO {owner}' in applied
-    assert f'GRANT CONNECT ON DATABASE "x" TO "{reader}"' in applied
+    assert f'GRANT CONNECT ON DATABASE "x" TO "{reader}" WITH GRANT OPTION' in applied
+    assert f'SET SESSION AUTHORIZATION "{reader}"' in applied
     assert props.skipped == []
