@@ -243,3 +243,48 @@ def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatc
     assert f'GRANT CONNECT ON DATABASE "x" TO "{reader}" WITH GRANT OPTION' in applied
     assert f'SET SESSION AUTHORIZATION "{reader}"' in applied
     assert props.skipped == []
+
+
+def _dumpall(cluster: Cluster) -> list[str]:
+    """``pg_dumpall`` of the cluster, filtered as pg_upgrade's own test filters its dumps
+    (src/bin/pg_upgrade/t/002_pg_upgrade.pl: comments, blank lines, \\restrict keys)."""
+    out = subprocess.run(
+        [str(cluster.bindir / "pg_dumpall"), "--no-password"],
+        env={**clean_environ(), **cluster.env("postgres")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        line
+        for line in out.splitlines()
+        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    ]
+
+
+def test_a_cluster_restored_from_all_dumps_like_the_source(backup_dir, tmp_path):
+    """Globals first, then every database, into a fresh cluster: pg_dumpall sees no difference."""
+    source = Cluster(client_bindir(15)).start()
+    target = Cluster(client_bindir(15)).start()
+    try:
+        database, _owner, reader = _northwind(source)
+        source.create_database("crm")
+        source.load_sample("crm")
+        source.execute("postgres", "COMMENT ON DATABASE postgres IS 'the maintenance one'")
+        source.execute("postgres", "ALTER DATABASE postgres SET work_mem TO '5MB'")
+        source.execute("postgres", f'GRANT CREATE ON DATABASE postgres TO "{reader}"')
+        env = {**_env(source, "postgres", backup_dir, tmp_path), "BACKUP_DATABASES": "all"}
+        assert run_job("backup", env=env).returncode == 0
+
+        restore_env = {**env, "PGPORT": str(target.port)}
+        result = run_job("restore", "--globals", "--force", env=restore_env)
+        assert result.returncode == 0, result.output
+        for name in ("postgres", "crm", database):
+            result = run_job(
+                "restore", "--database", name, "--force", "--drop-old", env=restore_env
+            )
+            assert result.returncode == 0, result.output
+        assert _dumpall(target) == _dumpall(source)
+    finally:
+        source.stop()
+        target.stop()
