@@ -41,6 +41,7 @@ class RestoreOptions:
     drop_old: bool = False
     jobs: int = 1
     dry_run: bool = False
+    database_properties: bool = True
 
 
 def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) -> None:
@@ -138,6 +139,11 @@ def restore_database(
         )
     if options.in_place:
         lines.append("This will OVERWRITE the current database! Its data will be LOST.")
+    if not options.database_properties:
+        lines.append(
+            "The backup's owner, settings, comment and grants of the database are NOT restored "
+            "(--no-database-properties)."
+        )
     if exists:
         lines.append(describe_sessions(target, sessions, options.in_place))
     if options.dry_run:
@@ -221,11 +227,11 @@ def _restore_from(
         verifying.drain()
         props = _database_properties(tools, head, m.name, reopen)
         # A rehearsal: a role the properties name that is missing here stops the restore now.
-        _give_properties(pg, admin_db, target, props, reset=True, commit=False)
+        _give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
         verifying, archive = open_archive(config.codec, storage, m)
         try:
             run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
-            _give_properties(pg, admin_db, target, props, reset=True)
+            _give_properties(pg, admin_db, target, props, options, reset=True)
         except BackupError:
             # --in-place has no fresh copy to fall back on: say plainly what state it is in.
             log.error(
@@ -247,7 +253,7 @@ def _restore_from(
         head = HeadRecorder(archive)
         run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
         props = _database_properties(tools, head, m.name, reopen)
-        _give_properties(pg, admin_db, fresh, props)
+        _give_properties(pg, admin_db, fresh, props, options, final_name=target)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
         with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
@@ -302,16 +308,34 @@ def _give_properties(
     admin_db: str,
     database: str,
     props: DatabaseProperties,
+    options: RestoreOptions,
     *,
     reset: bool = False,
     commit: bool = True,
+    final_name: str | None = None,
 ) -> None:
-    if not props.statements and not reset:
+    """Give ``database`` the archived database's properties, in one transaction; with
+    ``--no-database-properties``, list them in a warning instead (once, at the real run, for
+    the database's ``final_name``: statements an operator can run by hand later)."""
+    statements = props.for_database(database)
+    if not options.database_properties:
+        if commit:
+            for statement in props.for_database(final_name or database):
+                log.warning("--no-database-properties: not applied: %s", statement.as_string(None))
         return
-    with pg_server.connect(pg, admin_db) as conn:
-        pg_server.apply_database_properties(
-            conn, database, props.for_database(database), reset=reset, commit=commit
-        )
+    if not statements and not reset:
+        return
+    try:
+        with pg_server.connect(pg, admin_db) as conn:
+            pg_server.apply_database_properties(
+                conn, database, statements, reset=reset, commit=commit
+            )
+    except DatabaseError as err:
+        raise DatabaseError(
+            err.message,
+            hint=f"{err.hint}; or pass --no-database-properties to restore without them "
+            "(they are listed in the log)",
+        ) from err
     if commit:
         log.info(
             "database properties of the backup given to %s: %s",

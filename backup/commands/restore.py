@@ -48,6 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="parallel pg_restore; needs a seekable file, so the decoded archive is "
         "first downloaded to a temporary file in TMPDIR (needs that much disk)",
     )
+    parser.add_argument(
+        "--no-database-properties",
+        dest="database_properties",
+        action="store_false",
+        help="do not give the restored database the backup's owner, settings, comment and "
+        "grants (they are listed in the log instead)",
+    )
     parser.add_argument("--database", help="the database whose backup to restore (for latest)")
     parser.add_argument("--destination", metavar="URL", help="read from this destination first")
     parser.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
@@ -94,6 +101,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         drop_old=args.drop_old,
         jobs=args.jobs,
         dry_run=args.dry_run,
+        database_properties=args.database_properties,
     )
     engine.restore_database(config, by_url, entries, options)
     return 0

@@ -152,6 +152,13 @@ def test_a_missing_role_stops_the_restore_before_anything_changes(pg15, backup_d
         assert pg15.databases() == before
         with pg15.connect(database) as conn:  # the data was never touched
             assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+        assert "--no-database-properties" in result.stderr
+
+    # The operator's explicit choice: restore without them, each one listed in the log.
+    result = run_job("restore", "--force", "--drop-old", "--no-database-properties", env=env)
+    assert result.returncode == 0, result.output
+    assert f'not applied: ALTER ROLE {ghost} IN DATABASE "{database}" SET' in result.stderr
+    assert properties(pg15, database)["comment"] is None
 
 
 def test_restore_names_the_sessions_the_swap_ends(pg15, sample_db, job_env):
