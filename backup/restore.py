@@ -232,6 +232,7 @@ def _restore_from(
         try:
             run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
             _give_properties(pg, admin_db, target, props, options, reset=True)
+            _compare_creation(pg, admin_db, target, props)
         except BackupError:
             # --in-place has no fresh copy to fall back on: say plainly what state it is in.
             log.error(
@@ -254,6 +255,7 @@ def _restore_from(
         run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
         props = _database_properties(tools, head, m.name, reopen)
         _give_properties(pg, admin_db, fresh, props, options, final_name=target)
+        _compare_creation(pg, admin_db, fresh, props)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
         with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
@@ -341,6 +343,34 @@ def _give_properties(
             "database properties of the backup given to %s: %s",
             database,
             ", ".join(props.kinds()) or "none recorded",
+        )
+
+
+def _compare_creation(
+    pg: PostgresConfig, admin_db: str, database: str, props: DatabaseProperties
+) -> None:
+    """Encoding, locale and tablespace are fixed when a database is created; the restore
+    creates it with the server's defaults. Say so when they differ from the backup's."""
+    if not props.creation:
+        return
+    try:
+        with pg_server.connect(pg, admin_db) as conn:
+            actual = pg_server.database_creation(conn, database)
+    except DatabaseError as err:
+        log.warning("could not compare %s with the backup's encoding and locale: %s", database, err)
+        return
+    differ = [
+        f"{key} {props.creation[key]!r} (restored: {actual[key]!r})"
+        for key in props.creation
+        if key in actual and actual[key] != props.creation[key]
+    ]
+    if differ:
+        log.warning(
+            "the backed-up database was created with other settings than the restored one: %s; "
+            "sorting and character handling may differ. To keep them, create the database by "
+            "hand with those options (CREATE DATABASE ... TEMPLATE template0 ...) and restore "
+            "with --in-place",
+            "; ".join(differ),
         )
 
 

@@ -141,6 +141,9 @@ class DatabaseProperties:
 
     statements: list[Statement] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # How the database was created (ENCODING, LC_COLLATE, LC_CTYPE, LOCALE_PROVIDER, TABLESPACE):
+    # the restore creates its database with the server's defaults and compares.
+    creation: dict[str, str] = field(default_factory=dict)
 
     def for_database(self, name: str) -> list[sql.Composed]:
         return [s.for_database(name) for s in self.statements]
@@ -153,7 +156,10 @@ def parse_script(script: str) -> DatabaseProperties:
     """The statements of ``pg_restore --create -L <database entries> -f -``, by shape."""
     statements: list[Statement] = []
     skipped: list[str] = []
+    creation: dict[str, str] = {}
     for text in split_statements(script):
+        if text.startswith("CREATE DATABASE "):
+            creation = creation_options(text)
         if _IGNORED.match(text):
             continue
         for kind, shape in _SHAPES:
@@ -163,4 +169,25 @@ def parse_script(script: str) -> DatabaseProperties:
                 break
         else:
             skipped.append(text)
-    return DatabaseProperties(statements, skipped)
+    return DatabaseProperties(statements, skipped, creation)
+
+
+_OPTION = re.compile(r"\b([A-Z_]+) = ('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^\s;]+)")
+
+
+def creation_options(create: str) -> dict[str, str]:
+    """The options of pg_dump's ``CREATE DATABASE ... WITH ...``, unquoted; ``LOCALE`` is
+    spelt out as ``LC_COLLATE`` and ``LC_CTYPE``."""
+    _, _, options = create.partition(" WITH ")
+    found: dict[str, str] = {}
+    for key, raw in _OPTION.findall(options):
+        value = raw
+        if raw[:1] in "'\"":
+            value = raw[1:-1].replace(raw[0] * 2, raw[0])
+        found[key] = value
+    if "LOCALE" in found and found.get("LOCALE_PROVIDER", "libc") == "libc":
+        found.setdefault("LC_COLLATE", found["LOCALE"])
+        found.setdefault("LC_CTYPE", found["LOCALE"])
+    found.setdefault("TABLESPACE", "pg_default")
+    wanted = ("ENCODING", "LC_COLLATE", "LC_CTYPE", "LOCALE_PROVIDER", "TABLESPACE")
+    return {key: found[key] for key in wanted if key in found}

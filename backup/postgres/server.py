@@ -323,3 +323,25 @@ def _properties_error(
         hint="the restoring role must be allowed to run it (a superuser, or the database's "
         "owner for its own settings and grants), and the server must know every setting",
     )
+
+
+def database_creation(conn: psycopg.Connection, name: str) -> dict[str, str]:
+    """How ``name`` was created, in the terms of pg_dump's ``CREATE DATABASE`` options:
+    ENCODING, LC_COLLATE, LC_CTYPE, TABLESPACE, and LOCALE_PROVIDER (PostgreSQL 15 and later)."""
+    row = conn.execute(
+        "SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, t.spcname, "
+        "current_setting('server_version_num')::int FROM pg_database d "
+        "JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %s",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return {}
+    found = {"ENCODING": row[0], "LC_COLLATE": row[1], "LC_CTYPE": row[2], "TABLESPACE": row[3]}
+    if row[4] >= 150000:
+        provider = conn.execute(
+            "SELECT datlocprovider FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        names = {"c": "libc", "i": "icu", "b": "builtin"}
+        if provider:
+            found["LOCALE_PROVIDER"] = names.get(provider[0], provider[0])
+    return found

@@ -129,6 +129,23 @@ def test_database_properties_come_back(major, request, backup_dir, tmp_path):
     assert result.returncode == 0, result.output
     assert properties(cluster, database) == source
     assert "database properties of the backup given to" in result.stderr
+    assert "created with other settings" not in result.stderr
+
+
+def test_another_encoding_or_locale_is_said(pg15, backup_dir, tmp_path):
+    database = unique_name("latin")
+    pg15.execute(
+        "postgres",
+        f"CREATE DATABASE \"{database}\" TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'",
+    )
+    pg15.execute(database, "CREATE TABLE t (x text); INSERT INTO t VALUES ('caf\u00e9')")
+    env = _env(pg15, database, backup_dir, tmp_path)
+    assert run_job("backup", env=env).returncode == 0
+    result = run_job("restore", "--target-db", unique_name("copy"), "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert "created with other settings" in result.stderr
+    assert "ENCODING 'LATIN1' (restored: 'UTF8')" in result.stderr
+    assert "LC_COLLATE 'C' (restored: 'C.UTF-8')" in result.stderr
 
 
 def test_a_missing_role_stops_the_restore_before_anything_changes(pg15, backup_dir, tmp_path):
