@@ -8,6 +8,7 @@ statements (create, rename, drop) quote every name; a name is at most 63 bytes.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -313,10 +314,15 @@ def apply_database_properties(
         raise _properties_error(err, failed, conn) from err
 
 
+_VALUE = re.compile(r"( (?:TO|=|IS) ).*", re.S)
+
+
 def _properties_error(
     err: psycopg.Error, failed: sql.Composed | None, conn: psycopg.Connection
 ) -> DatabaseError:
     text = failed.as_string(conn) if failed is not None else ""
+    # The statement names what failed; a setting's value or a comment may be private: cut.
+    text = _VALUE.sub(r"\1...", text)
     return DatabaseError(
         f"cannot give the restored database its properties: {str(err).strip()}"
         + (f" (statement: {text[:200]})" if text else ""),
