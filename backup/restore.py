@@ -14,19 +14,21 @@ import logging
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from backup.catalog import Entry
-from backup.config import Config
+from backup.config import Config, PostgresConfig
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
-from backup.postgres.pg_restore import run_pg_restore
+from backup.postgres.pg_restore import HeadRecorder, read_database_properties, run_pg_restore
 from backup.postgres.processes import ChildGroup, pump
-from backup.storage import Storage
-from backup.stream.readback import CHUNK_BYTES, open_archive
+from backup.postgres.properties import DatabaseProperties
+from backup.storage import Readable, Storage
+from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class RestoreOptions:
     drop_old: bool = False
     jobs: int = 1
     dry_run: bool = False
+    database_properties: bool = True
 
 
 def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) -> None:
@@ -59,6 +62,29 @@ def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) 
         raise ConfigError("restore cancelled: the answer was not YES", hint="nothing was changed")
 
 
+def describe_sessions(
+    database: str, sessions: list[pg_server.Session], in_place: bool = False
+) -> str:
+    """One line naming the sessions connected to ``database`` and what the restore does to
+    them: the swap terminates them; ``--in-place`` leaves them (they may wait on its locks)."""
+    if not sessions:
+        return f"Sessions: none connected to {database}"
+    users = Counter(s.user or "?" for s in sessions)
+    apps = Counter(s.application or "(none)" for s in sessions)
+    count = len(sessions)
+    what = (
+        f"{count} connected to {database} (--in-place does not end them; they may block the "
+        "restore or see it half done)"
+        if in_place
+        else f"{count} connected to {database} will be TERMINATED at the swap"
+    )
+    return f"Sessions: {what}; users: {_tally(users)}; applications: {_tally(apps)}"
+
+
+def _tally(counts: Counter[str]) -> str:
+    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items()))
+
+
 def restore_database(
     config: Config,
     storages: dict[str, Storage],
@@ -69,15 +95,20 @@ def restore_database(
     """Restore the backup in ``entries`` (one per destination, tried in order)."""
     pg = config.postgres
     first = entries[0].manifest
-    target = options.target_db or first.database
-    if not target:
-        raise ConfigError("--target-db is required to restore this backup")
+    target = options.target_db if options.target_db is not None else first.database
+    if not target or not target.strip():
+        raise ConfigError(
+            f"--target-db {target!r}: a database name cannot be empty or blank",
+            hint="name the database to restore into, or leave --target-db out to restore "
+            "into the backed-up database's name",
+        )
     pg_server.check_identifier(target, "--target-db")
     admin_db = pg_server.maintenance_db(pg, target)
     with pg_server.connect(pg, admin_db) as conn:
         server = pg_server.server_info(conn)
         exists = pg_server.database_exists(conn, target)
         owner = pg_server.database_owner(conn, target) if exists else None
+        sessions = pg_server.database_sessions(conn, target) if exists else []
     tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
     dump_major = pg_tools.major_of(first.server_version)
     if dump_major and dump_major > server.major:
@@ -108,6 +139,13 @@ def restore_database(
         )
     if options.in_place:
         lines.append("This will OVERWRITE the current database! Its data will be LOST.")
+    if not options.database_properties:
+        lines.append(
+            "The backup's owner, settings, comment and grants of the database are NOT restored "
+            "(--no-database-properties)."
+        )
+    if exists:
+        lines.append(describe_sessions(target, sessions, options.in_place))
     if options.dry_run:
         for line in lines:
             print(line)
@@ -176,15 +214,25 @@ def _restore_from(
         target,
         extra={"stage": "restore", "destination": entry.destination},
     )
+
+    def reopen() -> tuple[VerifyingReader, Readable]:
+        return open_archive(config.codec, storage, m)
+
     if options.in_place:
         # Check the whole object before touching the only copy of the data.
         verifying, archive = open_archive(config.codec, storage, m)
-        while archive.read(CHUNK_BYTES):
+        head = HeadRecorder(archive)
+        while head.read(CHUNK_BYTES):
             pass
         verifying.drain()
+        props = _database_properties(tools, head, m.name, reopen)
+        # A rehearsal: a role the properties name that is missing here stops the restore now.
+        _give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
         verifying, archive = open_archive(config.codec, storage, m)
         try:
             run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
+            _give_properties(pg, admin_db, target, props, options, reset=True)
+            _compare_creation(pg, admin_db, target, props)
         except BackupError:
             # --in-place has no fresh copy to fall back on: say plainly what state it is in.
             log.error(
@@ -203,7 +251,11 @@ def _restore_from(
         pg_server.create_database(conn, fresh, owner)
     try:
         verifying, archive = open_archive(config.codec, storage, m)
-        run_pg_restore(tools, pg, fresh, archive, verifying, [], options.jobs)
+        head = HeadRecorder(archive)
+        run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
+        props = _database_properties(tools, head, m.name, reopen)
+        _give_properties(pg, admin_db, fresh, props, options, final_name=target)
+        _compare_creation(pg, admin_db, fresh, props)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
         with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
@@ -212,6 +264,12 @@ def _restore_from(
     if exists:
         old = pg_server.suffixed(target, f"_pre_restore_{stamp}")
         with pg_server.connect(pg, admin_db) as conn:
+            sessions = pg_server.database_sessions(conn, target)
+            if sessions:
+                log.warning(
+                    "swap: %s",
+                    describe_sessions(target, sessions).removeprefix("Sessions: "),
+                )
             pg_server.rename_database(conn, target, old)
             try:
                 pg_server.rename_database(conn, fresh, target)
@@ -231,6 +289,89 @@ def _restore_from(
         verifying.size,
         extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
     )
+
+
+def _database_properties(
+    tools: pg_tools.Tools,
+    head: HeadRecorder,
+    name: str,
+    reopen: Callable[[], tuple[VerifyingReader, Readable]],
+) -> DatabaseProperties:
+    """The database's own properties in the archive (owner, settings, comment, grants);
+    statements of a shape not recognised are reported and not run."""
+    props = read_database_properties(tools, bytes(head.head), reopen)
+    for statement in props.skipped:
+        log.warning("%s: database property not restored (not understood): %s", name, statement)
+    return props
+
+
+def _give_properties(
+    pg: PostgresConfig,
+    admin_db: str,
+    database: str,
+    props: DatabaseProperties,
+    options: RestoreOptions,
+    *,
+    reset: bool = False,
+    commit: bool = True,
+    final_name: str | None = None,
+) -> None:
+    """Give ``database`` the archived database's properties, in one transaction; with
+    ``--no-database-properties``, list them in a warning instead (once, at the real run, for
+    the database's ``final_name``: statements an operator can run by hand later)."""
+    statements = props.for_database(database)
+    if not options.database_properties:
+        if commit:
+            for statement in props.for_database(final_name or database):
+                log.warning("--no-database-properties: not applied: %s", statement.as_string(None))
+        return
+    if not statements and not reset:
+        return
+    try:
+        with pg_server.connect(pg, admin_db) as conn:
+            pg_server.apply_database_properties(
+                conn, database, statements, reset=reset, commit=commit
+            )
+    except DatabaseError as err:
+        raise DatabaseError(
+            err.message,
+            hint=f"{err.hint}; or pass --no-database-properties to restore without them "
+            "(they are listed in the log)",
+        ) from err
+    if commit:
+        log.info(
+            "database properties of the backup given to %s: %s",
+            database,
+            ", ".join(props.kinds()) or "none recorded",
+        )
+
+
+def _compare_creation(
+    pg: PostgresConfig, admin_db: str, database: str, props: DatabaseProperties
+) -> None:
+    """Encoding, locale and tablespace are fixed when a database is created; the restore
+    creates it with the server's defaults. Say so when they differ from the backup's."""
+    if not props.creation:
+        return
+    try:
+        with pg_server.connect(pg, admin_db) as conn:
+            actual = pg_server.database_creation(conn, database)
+    except DatabaseError as err:
+        log.warning("could not compare %s with the backup's encoding and locale: %s", database, err)
+        return
+    differ = [
+        f"{key} {props.creation[key]!r} (restored: {actual[key]!r})"
+        for key in props.creation
+        if key in actual and actual[key] != props.creation[key]
+    ]
+    if differ:
+        log.warning(
+            "the backed-up database was created with other settings than the restored one: %s; "
+            "sorting and character handling may differ. To keep them, create the database by "
+            "hand with those options (CREATE DATABASE ... TEMPLATE template0 ...) and restore "
+            "with --in-place",
+            "; ".join(differ),
+        )
 
 
 def restore_globals(

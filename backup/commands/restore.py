@@ -49,13 +49,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="parallel pg_restore; needs a seekable file, so the decoded archive is "
         "first downloaded to a temporary file in TMPDIR (needs that much disk)",
     )
+    parser.add_argument(
+        "--no-database-properties",
+        dest="database_properties",
+        action="store_false",
+        help="do not give the restored database the backup's owner, settings, comment and "
+        "grants (they are listed in the log instead)",
+    )
     parser.add_argument("--database", help="the database whose backup to restore (for latest)")
     parser.add_argument("--destination", metavar="URL", help="read from this destination first")
     parser.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done")
 
 
+def _refuse_blank(value: str | None, what: str, hint: str) -> None:
+    """An empty or blank name is a typo (an unset variable in ``--target-db "$DB"``), never
+    "the default": refused before anything is read or changed."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{what} {value!r}: a name cannot be empty or blank", hint=hint)
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
+    _refuse_blank(
+        args.target_db,
+        "--target-db",
+        "name the database to restore into, or leave --target-db out to restore into the "
+        "backed-up database's name",
+    )
+    _refuse_blank(
+        args.database,
+        "--database",
+        "name the database whose backup to restore, or leave --database out",
+    )
+    _refuse_blank(args.name, "backup name", "give a name from 'list', or latest")
+    _refuse_blank(args.destination, "--destination", "give a destination URL, or leave it out")
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
@@ -75,6 +102,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         drop_old=args.drop_old,
         jobs=args.jobs,
         dry_run=args.dry_run,
+        database_properties=args.database_properties,
     )
     engine.restore_database(config, by_url, entries, options)
     return 0

@@ -7,26 +7,140 @@ drain (so the stored object's checksum is checked even when pg_restore stops rea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import IO, Protocol
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, DatabaseError, IntegrityError
+from backup.postgres import properties
 from backup.postgres.processes import Child, ChildGroup, Readable, pump
-from backup.postgres.tools import Tools, pg_restore_argv
+from backup.postgres.tools import (
+    Tools,
+    pg_restore_argv,
+    pg_restore_database_script_argv,
+    pg_restore_database_toc_argv,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+# A custom-format archive starts with its whole table of contents (the definitions of every
+# object, no data); the database's properties are read from that head, kept in memory as the
+# archive streams by. 16 MiB holds the TOC of tens of thousands of objects.
+HEAD_LIMIT_BYTES = 16 * 1024 * 1024
+TOOL_TIMEOUT_S = 120
 
 
 class Drainable(Protocol):
     def drain(self) -> None: ...
+
+
+class HeadRecorder:
+    """Reads through ``source`` and keeps a copy of its first ``limit_bytes`` (memory bound:
+    ``limit_bytes``)."""
+
+    def __init__(self, source: Readable, limit_bytes: int = HEAD_LIMIT_BYTES) -> None:
+        self.source = source
+        self.limit_bytes = limit_bytes
+        self.head = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        room = self.limit_bytes - len(self.head)
+        if chunk and room > 0:
+            self.head += chunk[:room]
+        return chunk
+
+
+def read_database_properties(
+    tools: Tools,
+    head: bytes,
+    reopen: Callable[[], tuple[Drainable, Readable]] | None = None,
+) -> properties.DatabaseProperties:
+    """The database's own properties in an archive, from its first bytes (``HeadRecorder``):
+    ``pg_restore --create --list`` finds their entries, ``pg_restore --create --use-list``
+    prints them as SQL. Needs no server.
+
+    When ``head`` does not hold the whole table of contents (more than ``HEAD_LIMIT_BYTES``)
+    and ``reopen`` is given, the archive is read again: its beginning is spooled to a temporary
+    file (in ``TMPDIR``) until pg_restore has read the table of contents, the rest is read to
+    its end so that the stored object's checksum is checked again."""
+    with tempfile.TemporaryFile(prefix="pgbackup-toc-") as spool:
+        spool.write(head)
+        try:
+            toc = _run_reader(pg_restore_database_toc_argv(tools), spool)
+        except DatabaseError:
+            if reopen is None or len(head) < HEAD_LIMIT_BYTES:
+                raise
+            log.info(
+                "the archive's table of contents is larger than %d MiB: reading it again",
+                HEAD_LIMIT_BYTES // 2**20,
+            )
+            spool.seek(0)
+            spool.truncate()
+            _spool_toc(tools, *reopen(), spool)
+            toc = _run_reader(pg_restore_database_toc_argv(tools), spool)
+        lines = properties.database_toc_lines(toc)
+        if not lines:
+            return properties.DatabaseProperties()
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="pgbackup-dbprops-", suffix=".list"
+        ) as listing:
+            listing.write("\n".join(lines) + "\n")
+            listing.flush()
+            script = _run_reader(pg_restore_database_script_argv(tools, listing.name), spool)
+    return properties.parse_script(script)
+
+
+def _spool_toc(tools: Tools, stored: Drainable, archive: Readable, spool: IO[bytes]) -> None:
+    """Copy the archive to ``spool`` while ``pg_restore --list`` reads it; once it stops (it
+    has the whole table of contents), read the rest to its end without keeping it."""
+    with ChildGroup() as children:
+        lister = children.start(
+            pg_restore_database_toc_argv(tools),
+            {},
+            "pg_restore --list",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        assert lister.stdin is not None
+        reading = True
+        while chunk := archive.read(CHUNK_BYTES):
+            if not reading:
+                continue
+            spool.write(chunk)
+            try:
+                lister.stdin.write(chunk)
+            except BrokenPipeError:
+                reading = False
+        stored.drain()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            lister.stdin.close()
+        children.finish()
+
+
+def _run_reader(argv: list[str], archive: IO[bytes]) -> str:
+    archive.flush()
+    archive.seek(0)
+    try:
+        done = subprocess.run(
+            argv, stdin=archive, capture_output=True, timeout=TOOL_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise DatabaseError(f"{argv[0]} could not read the archive's properties: {err}") from err
+    if done.returncode != 0:
+        text = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DatabaseError(
+            "pg_restore could not read the database's properties from the archive: "
+            + (text[-1] if text else f"exit {done.returncode}")
+        )
+    return done.stdout.decode("utf-8")
 
 
 def archive_error(child: Child, code: int) -> BackupError:

@@ -8,6 +8,7 @@ statements (create, rename, drop) quote every name; a name is at most 63 bytes.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -228,3 +229,125 @@ def count_rows(conn: psycopg.Connection, schema: str, table: str) -> int:
 def check_identifier(name: str, variable: str) -> None:
     if not name or len(name.encode()) > 63:
         raise ConfigError(f"{variable}: {name!r} is not a valid database name (1 to 63 bytes)")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A connection to a database, as ``pg_stat_activity`` shows it to the job's role."""
+
+    pid: int
+    user: str
+    application: str
+
+
+def database_sessions(conn: psycopg.Connection, name: str) -> list[Session]:
+    """Every session connected to ``name`` except the job's own (what a swap terminates)."""
+    rows = conn.execute(
+        "SELECT pid, coalesce(usename, ''), coalesce(application_name, '') "
+        "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid",
+        (name,),
+    ).fetchall()
+    return [Session(pid=r[0], user=r[1], application=r[2]) for r in rows]
+
+
+def reset_database_properties(conn: psycopg.Connection, name: str) -> None:
+    """Give ``name`` the properties of a new database: no comment, no settings (its own nor
+    per role in it), no connection limit, the default grants. Run in the caller's
+    transaction, before the archived properties are applied over an existing database."""
+    db = sql.Identifier(name)
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(db))
+    conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(db))
+    conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT -1").format(db))
+    roles = conn.execute(
+        "SELECT r.rolname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s",
+        (name,),
+    ).fetchall()
+    for (role,) in roles:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role), db)
+        )
+    grantees = conn.execute(
+        "SELECT DISTINCT coalesce(r.rolname, 'PUBLIC') FROM pg_database d, "
+        "aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+        "WHERE d.datname = %s AND a.grantee <> d.datdba",
+        (name,),
+    ).fetchall()
+    for (grantee,) in grantees:
+        who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(db, who))
+    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(db))
+
+
+def apply_database_properties(
+    conn: psycopg.Connection,
+    name: str,
+    statements: list[sql.Composed],
+    *,
+    reset: bool = False,
+    commit: bool = True,
+) -> None:
+    """Run ``statements`` in one transaction, all or none; with ``reset``, first give ``name``
+    the properties of a new database (``reset_database_properties``). Without ``commit`` the
+    transaction is rolled back: a rehearsal that finds a missing role before anything is
+    touched."""
+    failed: sql.Composed | None = None
+    try:
+        with conn.transaction() as tx:
+            if reset:
+                reset_database_properties(conn, name)
+            for statement in statements:
+                failed = statement
+                conn.execute(statement)
+            failed = None
+            if not commit:
+                raise psycopg.Rollback(tx)
+    except psycopg.errors.UndefinedObject as err:
+        if "role" not in str(err):
+            raise _properties_error(err, failed, conn) from err
+        raise DatabaseError(
+            f"cannot give the restored database its properties: {str(err).strip()}",
+            hint="a role the backup names does not exist on this server: restore the roles "
+            "first ('restore --globals') or create it, then run the restore again",
+        ) from err
+    except psycopg.Error as err:
+        raise _properties_error(err, failed, conn) from err
+
+
+_VALUE = re.compile(r"( (?:TO|=|IS) ).*", re.S)
+
+
+def _properties_error(
+    err: psycopg.Error, failed: sql.Composed | None, conn: psycopg.Connection
+) -> DatabaseError:
+    text = failed.as_string(conn) if failed is not None else ""
+    # The statement names what failed; a setting's value or a comment may be private: cut.
+    text = _VALUE.sub(r"\1...", text)
+    return DatabaseError(
+        f"cannot give the restored database its properties: {str(err).strip()}"
+        + (f" (statement: {text[:200]})" if text else ""),
+        hint="the restoring role must be allowed to run it (a superuser, or the database's "
+        "owner for its own settings and grants), and the server must know every setting",
+    )
+
+
+def database_creation(conn: psycopg.Connection, name: str) -> dict[str, str]:
+    """How ``name`` was created, in the terms of pg_dump's ``CREATE DATABASE`` options:
+    ENCODING, LC_COLLATE, LC_CTYPE, TABLESPACE, and LOCALE_PROVIDER (PostgreSQL 15 and later)."""
+    row = conn.execute(
+        "SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, t.spcname, "
+        "current_setting('server_version_num')::int FROM pg_database d "
+        "JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %s",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return {}
+    found = {"ENCODING": row[0], "LC_COLLATE": row[1], "LC_CTYPE": row[2], "TABLESPACE": row[3]}
+    if row[4] >= 150000:
+        provider = conn.execute(
+            "SELECT datlocprovider FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        names = {"c": "libc", "i": "icu", "b": "builtin"}
+        if provider:
+            found["LOCALE_PROVIDER"] = names.get(provider[0], provider[0])
+    return found

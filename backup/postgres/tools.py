@@ -6,7 +6,8 @@ otherwise the newest. A pg_dump older than the server is refused: that is the us
 silently stop after a server upgrade.
 
 Every argv of a client tool is built here (``pg_dump_argv``, ``pg_dumpall_argv``,
-``pg_restore_argv``, ``pg_restore_list_argv``, ``psql_script_argv``). None carries a password:
+``pg_restore_argv``, ``pg_restore_list_argv``, ``pg_restore_database_toc_argv``,
+``pg_restore_database_script_argv``, ``psql_script_argv``). None carries a password:
 children get it in their environment (``PostgresConfig.libpq_env``), never in argv.
 """
 
@@ -186,6 +187,17 @@ def pg_restore_argv(
 def pg_restore_list_argv(tools: Tools) -> list[str]:
     """The table of contents of the archive on stdin (needs no server)."""
     return [tools.path("pg_restore"), "--list"]
+
+
+def pg_restore_database_toc_argv(tools: Tools) -> list[str]:
+    """The table of contents of the archive on stdin, the database's own entries included."""
+    return [tools.path("pg_restore"), "--create", "--list"]
+
+
+def pg_restore_database_script_argv(tools: Tools, list_path: str) -> list[str]:
+    """The SQL of the entries listed in ``list_path`` (the database's own properties), from the
+    archive on stdin, to stdout (needs no server)."""
+    return [tools.path("pg_restore"), "--create", "--use-list", list_path, "--file", "-"]
 
 
 def psql_script_argv(tools: Tools, database: str) -> list[str]:
