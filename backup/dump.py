@@ -248,19 +248,37 @@ def _row_counts(
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
     server = inspect_server(config)
-    for storage in storages:
-        try:
-            removed = storage.cleanup_incomplete()
-            if removed:
-                log.info("removed %d unfinished uploads on %s", removed, storage.url)
-        except BackupError as err:
-            log.warning("could not clean unfinished uploads on %s: %s", storage.url, err)
+    _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))
     return results
+
+
+def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list[str]) -> None:
+    """Remove what crashed runs of this job left unfinished: only in the folders of the
+    databases it backs up (another job may share the bucket), and only uploads older than any
+    run may last (another copy of this job may be uploading right now)."""
+    folders = [f"{manifest.encode_name(db)}/" for db in databases]
+    if config.postgres.all_databases:
+        folders.append(f"{manifest.GLOBALS_DIR}/")
+    for storage in storages:
+        removed = 0
+        try:
+            for folder in folders:
+                removed += storage.cleanup_incomplete(folder, config.orphan_min_age_s)
+        except BackupError as err:
+            log.warning("could not clean unfinished uploads on %s: %s", storage.url, err)
+        if removed:
+            log.info(
+                "removed %d unfinished upload(s) older than %.0f s on %s",
+                removed,
+                config.orphan_min_age_s,
+                storage.url,
+                extra={"stage": "cleanup", "destination": storage.url},
+            )
 
 
 def outcome_error(results: list[DatabaseResult]) -> BackupError | None:
