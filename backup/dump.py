@@ -12,7 +12,9 @@ that is the commit.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,11 +33,24 @@ from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
+from backup.postgres.lockwatch import LockWatcher
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import Progress, stream_dump
 
 log = logging.getLogger(__name__)
+
+
+_dump_counter = itertools.count(1)
+
+
+class RunTimedOut(DatabaseError):
+    """The whole run took longer than ``BACKUP_TIMEOUT``: everything is aborted (exit 3)."""
+
+    default_hint = (
+        "the run was stopped by BACKUP_TIMEOUT: look in the log for a lock wait or a stalled "
+        "upload; raise BACKUP_TIMEOUT only if the database really needs longer"
+    )
 
 
 def now_utc() -> datetime:
@@ -92,7 +107,11 @@ def backup_database(
     )
     pg = config.postgres
     env = pg.libpq_env(database)
+    # A name of its own, so the lock watcher (and an operator) can find this dump's backend.
+    application_name = f"pg_dump pgbackup-job {os.getpid()} {next(_dump_counter)}"
+    env["PGAPPNAME"] = application_name
     counts: dict[str, object] = {}
+    watcher: LockWatcher | None = None
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
         with contextlib.ExitStack() as stack:
@@ -105,7 +124,10 @@ def backup_database(
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
                 counts, snapshot = _row_counts(config, stack, database)
-                argv = pg_tools.pg_dump_argv(server.tools, snapshot)
+                argv = pg_tools.pg_dump_argv(server.tools, snapshot, config.lock_wait_timeout_s)
+                watcher = stack.enter_context(
+                    LockWatcher(pg, database, application_name, f"pg_dump of {label}")
+                )
             result = stream_dump(
                 argv,
                 env,
@@ -114,10 +136,18 @@ def backup_database(
                 [(s, key) for s in storages],
                 Progress(f"backup {name}", config.log.progress_interval_s),
             )
-    except Interrupted:
+    except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
         log.error("backup of %s failed: %s", label, err.message, extra={"database": label})
+        wait = watcher.last_wait if watcher is not None else None
+        if wait is not None and isinstance(err, DatabaseError):
+            err.hint = (
+                f"pg_dump waited for a lock on table {wait.table} held by session "
+                f"{wait.blocker_pid} ({wait.blocker_application or 'no application name'}): "
+                "run the backup when no migration or long transaction holds it, or raise "
+                "BACKUP_LOCK_WAIT_TIMEOUT"
+            )
         return DatabaseResult(
             database=label,
             status="failure",
@@ -269,6 +299,8 @@ def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list
         try:
             for folder in folders:
                 removed += storage.cleanup_incomplete(folder, config.orphan_min_age_s)
+        except (Interrupted, RunTimedOut):
+            raise
         except BackupError as err:
             log.warning("could not clean unfinished uploads on %s: %s", storage.url, err)
         if removed:
