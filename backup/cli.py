@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -18,6 +21,9 @@ from backup import log as log_module
 from backup.errors import BackupError, ConfigError, Interrupted
 
 log = logging.getLogger("backup")
+
+# After a failed run, threads still working (a request to a hung server) get this long to end.
+EXIT_GRACE_S = 3.0
 
 DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
@@ -51,6 +57,32 @@ def _while_stopping(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    _leave_stuck_threads(code)
+    return code
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """A failed run is over: a worker still stuck in a request to a hung server must not keep
+    the process alive (Python joins ThreadPoolExecutor workers at exit, daemon or not). Its
+    upload is unfinished, so invisible; a later run's cleanup removes it."""
+    if code == 0:
+        return
+    deadline = time.monotonic() + EXIT_GRACE_S
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in others if t.is_alive()]
+    if not stuck:
+        return
+    log.warning("exiting without waiting for %d thread(s): %s", len(stuck), ", ".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = commands.load(args.command or commands.DEFAULT)
