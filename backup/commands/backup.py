@@ -106,6 +106,10 @@ def _while_stopping(signum: int, frame: FrameType | None) -> None:
 
 
 def _seconds(value: float) -> str:
+    """``6 h``, ``30 min`` or ``90 s``: the duration as a user would write it."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:.0f} {unit}"
     return f"{value:.0f} s"
 
 
