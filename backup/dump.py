@@ -148,6 +148,12 @@ def backup_database(
                 "run the backup when no migration or long transaction holds it, or raise "
                 "BACKUP_LOCK_WAIT_TIMEOUT"
             )
+        elif database is not None and "due to statement timeout" in err.message:
+            # pg_dump's --lock-wait-timeout is a statement_timeout on its LOCK TABLE.
+            err.hint = (
+                "pg_dump could not lock a table within BACKUP_LOCK_WAIT_TIMEOUT: a migration or "
+                "long transaction holds it; run the backup later or raise BACKUP_LOCK_WAIT_TIMEOUT"
+            )
         return DatabaseResult(
             database=label,
             status="failure",

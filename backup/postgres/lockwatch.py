@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 REPEAT_S = 30.0
+STATEMENT_TIMEOUT_S = 5.0
 
 
 class LockWatcher:
@@ -58,11 +59,13 @@ class LockWatcher:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
-        self._thread.join(timeout=2 * self.poll_s + server.CONNECT_TIMEOUT_S)
+        # A daemon: a watcher stuck on a hung server must not delay the run's end or its abort.
+        self._thread.join(timeout=2 * self.poll_s)
 
     def _run(self) -> None:
         try:
             with server.session(self.pg, self.database, "pgbackup-job lock watcher") as conn:
+                conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
                 logged_at: dict[tuple[str, int], float] = {}
                 while not self._stop.wait(self.poll_s):
                     for wait in server.lock_waits(conn, self.application_name):

@@ -244,3 +244,17 @@ def test_sigterm_while_parts_are_retried_ends_within_20s(
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert [k for k in keys if "_state" not in k] == []
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_short_lock_wait_timeout_still_gets_a_lock_hint(pg15, sample_db, job_env, backup_dir):
+    """Even when pg_dump gives up before the watcher's first look, the hint says why."""
+    holder = _hold_table(pg15, sample_db)
+    try:
+        result = run_job("backup", env={**job_env, "BACKUP_LOCK_WAIT_TIMEOUT": "1s"}, timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 3, result.output
+    [hint] = [line for line in result.stderr.splitlines() if line.startswith("hint:")]
+    assert "BACKUP_LOCK_WAIT_TIMEOUT" in hint
+    assert visible_files(backup_dir) == []
