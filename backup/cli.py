@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
@@ -24,6 +27,9 @@ from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted
 
 log = logging.getLogger("backup")
+
+# After a failed run, threads still working (a request to a hung server) get this long to end.
+EXIT_GRACE_S = 3.0
 
 DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
@@ -44,10 +50,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # The first signal stops the run; the cleanup that follows (children reaped, uploads
+    # aborted, the failure recorded and reported) must not be cut short by a second one.
+    signal.signal(signal.SIGTERM, _while_stopping)
+    signal.signal(signal.SIGINT, _while_stopping)
+    signal.setitimer(signal.ITIMER_REAL, 0)  # nor by BACKUP_TIMEOUT
     raise Interrupted(f"received {signal.Signals(signum).name}")
 
 
+def _while_stopping(signum: int, frame: FrameType | None) -> None:
+    log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    _leave_stuck_threads(code)
+    return code
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """A failed run is over: a worker still stuck in a request to a hung server must not keep
+    the process alive (Python joins ThreadPoolExecutor workers at exit, daemon or not). Its
+    upload is unfinished, so invisible; a later run's cleanup removes it."""
+    if code == 0:
+        return
+    deadline = time.monotonic() + EXIT_GRACE_S
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in others if t.is_alive()]
+    if not stuck:
+        return
+    log.warning("exiting without waiting for %d thread(s): %s", len(stuck), ", ".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = args.command or commands.DEFAULT

@@ -12,7 +12,9 @@ that is the commit.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,11 +33,24 @@ from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
+from backup.postgres.lockwatch import LockWatcher
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import Progress, stream_dump
 
 log = logging.getLogger(__name__)
+
+
+_dump_counter = itertools.count(1)
+
+
+class RunTimedOut(DatabaseError):
+    """The whole run took longer than ``BACKUP_TIMEOUT``: everything is aborted (exit 3)."""
+
+    default_hint = (
+        "the run was stopped by BACKUP_TIMEOUT: look in the log for a lock wait or a stalled "
+        "upload; raise BACKUP_TIMEOUT only if the database really needs longer"
+    )
 
 
 def now_utc() -> datetime:
@@ -92,7 +107,11 @@ def backup_database(
     )
     pg = config.postgres
     env = pg.libpq_env(database)
+    # A name of its own, so the lock watcher (and an operator) can find this dump's backend.
+    application_name = f"pg_dump pgbackup-job {os.getpid()} {next(_dump_counter)}"
+    env["PGAPPNAME"] = application_name
     counts: dict[str, object] = {}
+    watcher: LockWatcher | None = None
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
         with contextlib.ExitStack() as stack:
@@ -105,7 +124,10 @@ def backup_database(
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
                 counts, snapshot = _row_counts(config, stack, database)
-                argv = pg_tools.pg_dump_argv(server.tools, snapshot)
+                argv = pg_tools.pg_dump_argv(server.tools, snapshot, config.lock_wait_timeout_s)
+                watcher = stack.enter_context(
+                    LockWatcher(pg, database, application_name, f"pg_dump of {label}")
+                )
             result = stream_dump(
                 argv,
                 env,
@@ -114,10 +136,24 @@ def backup_database(
                 [(s, key) for s in storages],
                 Progress(f"backup {name}", config.log.progress_interval_s),
             )
-    except Interrupted:
+    except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
         log.error("backup of %s failed: %s", label, err.message, extra={"database": label})
+        wait = watcher.last_wait if watcher is not None else None
+        if wait is not None and isinstance(err, DatabaseError):
+            err.hint = (
+                f"pg_dump waited for a lock on table {wait.table} held by session "
+                f"{wait.blocker_pid} ({wait.blocker_application or 'no application name'}): "
+                "run the backup when no migration or long transaction holds it, or raise "
+                "BACKUP_LOCK_WAIT_TIMEOUT"
+            )
+        elif database is not None and "due to statement timeout" in err.message:
+            # pg_dump's --lock-wait-timeout is a statement_timeout on its LOCK TABLE.
+            err.hint = (
+                "pg_dump could not lock a table within BACKUP_LOCK_WAIT_TIMEOUT: a migration or "
+                "long transaction holds it; run the backup later or raise BACKUP_LOCK_WAIT_TIMEOUT"
+            )
         return DatabaseResult(
             database=label,
             status="failure",
@@ -248,19 +284,39 @@ def _row_counts(
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
     server = inspect_server(config)
-    for storage in storages:
-        try:
-            removed = storage.cleanup_incomplete()
-            if removed:
-                log.info("removed %d unfinished uploads on %s", removed, storage.url)
-        except BackupError as err:
-            log.warning("could not clean unfinished uploads on %s: %s", storage.url, err)
+    _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))
     return results
+
+
+def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list[str]) -> None:
+    """Remove what crashed runs of this job left unfinished: only in the folders of the
+    databases it backs up (another job may share the bucket), and only uploads older than any
+    run may last (another copy of this job may be uploading right now)."""
+    folders = [f"{manifest.encode_name(db)}/" for db in databases]
+    if config.postgres.all_databases:
+        folders.append(f"{manifest.GLOBALS_DIR}/")
+    for storage in storages:
+        removed = 0
+        try:
+            for folder in folders:
+                removed += storage.cleanup_incomplete(folder, config.orphan_min_age_s)
+        except (Interrupted, RunTimedOut):
+            raise
+        except BackupError as err:
+            log.warning("could not clean unfinished uploads on %s: %s", storage.url, err)
+        if removed:
+            log.info(
+                "removed %d unfinished upload(s) older than %.0f s on %s",
+                removed,
+                config.orphan_min_age_s,
+                storage.url,
+                extra={"stage": "cleanup", "destination": storage.url},
+            )
 
 
 def outcome_error(results: list[DatabaseResult]) -> BackupError | None:

@@ -1,9 +1,16 @@
-"""One run per job: a lock file held for the whole backup run (a second run exits 7).
+"""One run per job: a second run of the same job, on this machine or another, exits 7.
 
-The lock is local (``flock`` in ``BACKUP_LOCK_DIR``) and named after what the job does: its
-destinations, its databases and its server. Two copies of the job on two machines do not see
-each other's lock; across a cluster, the scheduler must forbid overlapping runs (a CronJob's
-``concurrencyPolicy: Forbid``).
+Two locks, both held for the whole run and both named after what the job does (its
+destinations and its databases):
+
+- a local ``flock`` in ``BACKUP_LOCK_DIR``: cheap, and it works before the server is reachable;
+- a PostgreSQL session-level advisory lock (``pg_try_advisory_lock``) on the source server, held
+  by a connection the job keeps open: two pods of one CronJob, or two hosts, see each other
+  there. The server releases it when the session ends, so a job that dies (SIGKILL, OOM, a lost
+  node) leaves no stale lock behind.
+
+When the server cannot be reached the advisory lock is skipped with a warning: the run then
+fails at its first connection, through the reporting path, rather than here unreported.
 """
 
 from __future__ import annotations
@@ -11,22 +18,50 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from backup.config import Config
-from backup.errors import ConfigError, LockedError
+from backup.errors import ConfigError, DatabaseError, LockedError
+from backup.postgres import server as pg_server
+
+log = logging.getLogger(__name__)
+
+APPLICATION_PREFIX = "pgbackup-job lock"
+
+
+def lock_identity(config: Config) -> str:
+    """What one job is: its destinations and its databases (order does not matter)."""
+    databases = ["*all*"] if config.postgres.all_databases else sorted(config.postgres.databases)
+    return "|".join((*sorted(config.storage.destinations), "--", *databases))
+
+
+def advisory_key(config: Config) -> int:
+    """The advisory lock's key: a signed 64-bit number derived from ``lock_identity``."""
+    digest = hashlib.sha256(f"pgbackup-job|{lock_identity(config)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextlib.contextmanager
 def job_lock(config: Config) -> Iterator[None]:
-    """Hold the job's lock until the block ends; ``LockedError`` when another run holds it."""
-    identity = "|".join(
-        (*config.storage.destinations, *config.postgres.databases, config.postgres.display_host)
-    )
+    """Hold the job's locks until the block ends; ``LockedError`` when another run holds one."""
+    with _local_lock(config), _server_lock(config):
+        yield
+
+
+def local_lock_path(config: Config) -> Path:
+    """The lock file in BACKUP_LOCK_DIR: named after the job and its server."""
+    identity = "|".join((lock_identity(config), config.postgres.display_host))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    path = Path(config.lock_dir) / f"pgbackup-{digest}.lock"
+    return Path(config.lock_dir) / f"pgbackup-{digest}.lock"
+
+
+@contextlib.contextmanager
+def _local_lock(config: Config) -> Iterator[None]:
+    path = local_lock_path(config)
     try:
         handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
     except OSError as err:
@@ -45,3 +80,34 @@ def job_lock(config: Config) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+@contextlib.contextmanager
+def _server_lock(config: Config) -> Iterator[None]:
+    pg = config.postgres
+    # Advisory locks belong to one database: every copy of the job connects to the same one.
+    database = pg.databases[0] if pg.databases else (pg.database or "postgres")
+    key = advisory_key(config)
+    name = f"{APPLICATION_PREFIX} {socket.gethostname()[:32]} pid {os.getpid()}"
+    with contextlib.ExitStack() as stack:
+        try:
+            conn = stack.enter_context(pg_server.session(pg, database, name))
+            taken = pg_server.try_advisory_lock(conn, key)
+            holder = None if taken else pg_server.advisory_lock_holder(conn, key)
+        except DatabaseError as err:
+            log.warning(
+                "could not take the job's lock on %s (%s); going on with the local lock only",
+                pg.display_host,
+                err.message,
+            )
+            taken, holder = True, None
+        if not taken:
+            raise LockedError(
+                f"another backup run of this job holds its lock on {pg.display_host} "
+                f"database {database!r}: {holder or 'a session that just ended'}",
+                hint="another run is in progress (maybe on another machine); this one was "
+                "skipped. If no run is in progress, that session is a leftover: "
+                "pg_terminate_backend(pid) ends it",
+            )
+        log.debug("holding the job's advisory lock %d on %s", key, pg.display_host)
+        yield

@@ -11,8 +11,12 @@ Retention runs only after a run that fully succeeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import FrameType
 
 from backup import catalog, dump, history, notify, prune, reporting, storage, verify
 from backup.config import Config
@@ -47,12 +51,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
         results: list[DatabaseResult] = []
         error: BackupError | None = None
         try:
-            results = dump.run_backup(config, storages)
-            error = dump.outcome_error(results)
-            if error is None and config.verify == "restore":
-                error = _verify_after_backup(config, storages, results)
-            if error is None:
-                _retention(config, storages)
+            with _deadline(config.timeout_s):
+                results = dump.run_backup(config, storages)
+                error = dump.outcome_error(results)
+                if error is None and config.verify == "restore":
+                    error = _verify_after_backup(config, storages, results)
+                if error is None:
+                    _retention(config, storages)
         except BackupError as err:  # SIGINT and SIGTERM arrive here as Interrupted
             error = err
         if error is not None and not results:
@@ -72,6 +77,41 @@ def run(config: Config, args: argparse.Namespace) -> int:
             raise error
         log.info("database backup completed successfully", extra={"stage": "done"})
         return 0
+
+
+@contextlib.contextmanager
+def _deadline(timeout_s: float) -> Iterator[None]:
+    """Raise ``RunTimedOut`` in the run when ``BACKUP_TIMEOUT`` has passed: it takes the same
+    path as SIGTERM (children killed, uploads aborted), then the failure is reported."""
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        # From now on the run is being stopped: a SIGTERM during the cleanup must not cut it.
+        signal.signal(signal.SIGTERM, _while_stopping)
+        signal.signal(signal.SIGINT, _while_stopping)
+        log.error("the run took longer than BACKUP_TIMEOUT (%s): stopping it", _seconds(timeout_s))
+        raise dump.RunTimedOut(
+            f"the run took longer than BACKUP_TIMEOUT ({_seconds(timeout_s)}) and was stopped"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _while_stopping(signum: int, frame: FrameType | None) -> None:
+    log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)
+
+
+def _seconds(value: float) -> str:
+    """``6 h``, ``30 min`` or ``90 s``: the duration as a user would write it."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:.0f} {unit}"
+    return f"{value:.0f} s"
 
 
 def _verify_after_backup(

@@ -141,9 +141,17 @@ def reader_tools(dump_version: str, extra_dirs: Sequence[str] = ()) -> Tools:
 # ----------------------------------------------------------------------------- command lines
 
 
-def pg_dump_argv(tools: Tools, snapshot: str | None = None) -> list[str]:
-    """One database in the custom format, uncompressed (the job compresses), to stdout."""
+def pg_dump_argv(
+    tools: Tools, snapshot: str | None = None, lock_wait_timeout_s: float | None = None
+) -> list[str]:
+    """One database in the custom format, uncompressed (the job compresses), to stdout.
+
+    With ``lock_wait_timeout_s``, pg_dump gives up (and fails) when a table's lock is not
+    granted in that time, instead of waiting behind an ``ACCESS EXCLUSIVE`` lock forever.
+    """
     argv = [tools.path("pg_dump"), "-Fc", "-Z0", "--no-password"]
+    if lock_wait_timeout_s:
+        argv.append(f"--lock-wait-timeout={max(1, round(lock_wait_timeout_s * 1000))}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     return argv

@@ -13,9 +13,12 @@ Every backend promises:
 - ``delete(keys)`` removes the objects for good (on B2: every file version, not a hide marker).
   A key that does not exist is not an error.
 
-- ``cleanup_incomplete(prefix)`` removes what a crashed run's ``put`` left behind (a ``.partial``
-  file, an unfinished multipart upload or large file) and returns how many; it cannot tell a
-  crashed run's upload from a live one, so it runs only while no upload to the destination runs.
+- ``cleanup_incomplete(prefix, older_than_s)`` removes what a crashed run's ``put`` left behind
+  (a ``.partial`` file, an unfinished multipart upload or large file) under ``prefix`` and
+  started at least ``older_than_s`` seconds ago, logs each one it removes, and returns how many.
+  It cannot tell a crashed run's upload from a live one (another copy of the job, on another
+  machine, may be uploading right now), so the job passes an age longer than any run may last
+  (``Config.orphan_min_age_s``): only an upload no live run can own is removed.
 - ``from_destination(destination, config)`` builds the backend without touching the network.
 
 Keys are relative to the destination's own prefix (``b2://bucket/<prefix>``), never empty, never
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from backup.errors import StorageError
@@ -61,10 +64,18 @@ class Storage(Protocol):
 
     def delete(self, keys: Iterable[str]) -> None: ...
 
-    def cleanup_incomplete(self, prefix: str = "") -> int: ...
+    def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int: ...
 
     @classmethod
     def from_destination(cls, destination: Destination, config: StorageConfig) -> Storage: ...
+
+
+def age_s(started: datetime | None, now: datetime | None = None) -> float:
+    """Seconds since ``started`` (aware). An unknown start counts as just now: an upload whose
+    age cannot be told may be a live one, and is left to the store's lifecycle rules."""
+    if started is None:
+        return 0.0
+    return ((now or datetime.now(UTC)) - started).total_seconds()
 
 
 def join_key(prefix: str, key: str) -> str:

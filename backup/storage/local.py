@@ -8,6 +8,7 @@ a crash or a failed stream never leaves a file under the final name. ``list`` ig
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from backup.errors import ObjectNotFound, StorageError
-from backup.storage.base import ObjectInfo, Readable, check_key
+from backup.storage.base import ObjectInfo, Readable, age_s, check_key
 
 if TYPE_CHECKING:
     from backup.config import Destination, StorageConfig
+
+logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 CHUNK_BYTES = 1024 * 1024
@@ -99,16 +102,30 @@ class LocalStorage:
             except OSError as err:
                 raise StorageError(f"{self.url}: cannot delete {key}: {err.strerror}") from err
 
-    def cleanup_incomplete(self, prefix: str = "") -> int:
-        """Remove ``*.partial`` files a crashed run left behind; returns how many."""
+    def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int:
+        """Remove ``*.partial`` files under ``prefix`` last written ``older_than_s`` seconds ago
+        or more (a live upload writes its file all the time); returns how many."""
         if not self.root.exists():
             return 0
         removed = 0
+        now = datetime.now(UTC)
         for partial in self.root.rglob(f"*{PARTIAL_SUFFIX}"):
-            if partial.relative_to(self.root).as_posix().startswith(prefix):
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-                    removed += 1
+            key = partial.relative_to(self.root).as_posix()
+            if not key.startswith(prefix):
+                continue
+            with contextlib.suppress(OSError):
+                modified = datetime.fromtimestamp(partial.stat().st_mtime, tz=UTC)
+                if age_s(modified, now) < older_than_s:
+                    continue
+                partial.unlink()
+                removed += 1
+                logger.info(
+                    "%s: removed the unfinished upload %s (last written %s)",
+                    self.url,
+                    key,
+                    modified.isoformat(timespec="seconds"),
+                    extra={"stage": "cleanup", "destination": self.url},
+                )
         return removed
 
 

@@ -41,8 +41,10 @@ def retrying(
     Retries every ``Exception`` that ``is_permanent`` rejects, at most ``config.attempts`` times
     in all, and never starts an attempt after ``config.max_seconds`` have passed since the first.
     ``BaseException`` (KeyboardInterrupt, SystemExit) is never retried. When ``stop_event`` is
-    set, no further attempt starts (used to stop sibling parts once one part has failed). The
-    last error is re-raised unchanged.
+    set, no further attempt starts and a wait between attempts ends at once with
+    ``RetryStopped`` (used to stop sibling parts once one part has failed, or the upload was
+    aborted: a stopped upload must not sleep through its backoff). Otherwise the last error is
+    re-raised unchanged.
     """
 
     def should_retry(err: BaseException) -> bool:
@@ -51,9 +53,12 @@ def retrying(
     stop = tenacity.stop_after_attempt(max(1, config.attempts)) | tenacity.stop_before_delay(
         config.max_seconds
     )
+    sleep: Callable[[float], None] = tenacity.nap.sleep
     if stop_event is not None:
         stop = stop | tenacity.stop_when_event_set(stop_event)
+        sleep = _interruptible_sleep(stop_event)
     return tenacity.Retrying(
+        sleep=sleep,
         retry=tenacity.retry_if_exception(should_retry),
         stop=stop,
         wait=tenacity.wait_exponential_jitter(
@@ -64,6 +69,18 @@ def retrying(
         before_sleep=_log_retry(what),
         reraise=True,
     )
+
+
+class RetryStopped(Exception):
+    """A wait between attempts was cut short: the work was stopped (see ``retrying``)."""
+
+
+def _interruptible_sleep(event: threading.Event) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        if event.wait(seconds):
+            raise RetryStopped("stopped while waiting to retry")
+
+    return sleep
 
 
 def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:

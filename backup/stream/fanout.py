@@ -13,10 +13,12 @@ upload and leaves nothing visible.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from backup.errors import StorageError
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 
 QUEUE_CHUNKS = 8
 _POLL_S = 0.5
+# abort() waits this long in all for the destinations to abort their uploads. A backend stuck
+# past it (a hung server) is left behind: its thread is a daemon, its unfinished upload is
+# invisible and removed by a later run's cleanup. SIGTERM must end a run within 20 s.
+ABORT_DEADLINE_S = 10.0
 
 
 class StreamAborted(Exception):
@@ -42,8 +48,14 @@ class _QueueReader:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self._buffer = memoryview(b"")
         self._done = False
+        self.aborted: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; ``StreamAborted`` once the dump failed, even for ``read(0)``
+        (a backend waiting on its own parts polls with it)."""
+        if self.aborted is not None and not self._done:
+            self._done = True
+            raise StreamAborted(str(self.aborted)) from self.aborted
         if size is None or size < 0:
             chunks = []
             while chunk := self.read(1 << 20):
@@ -143,7 +155,10 @@ class Fanout:
         return self.uploads
 
     def abort(self, reason: BaseException) -> None:
-        """Make every reader raise so each backend aborts its upload; wait for them."""
+        """Make every reader raise so each backend aborts its upload; wait for them, at most
+        ``ABORT_DEADLINE_S`` in all."""
+        for upload in self.uploads:
+            upload.reader.aborted = reason
         for upload in self.uploads:
             # Drain what is queued so the error is seen at once, then post it.
             while True:
@@ -151,10 +166,24 @@ class Fanout:
                     upload.reader.queue.get_nowait()
                 except queue.Empty:
                     break
-            self._offer(upload, reason)
-        self._join()
-
-    def _join(self) -> None:
+            with contextlib.suppress(queue.Full):
+                upload.reader.queue.put_nowait(reason)
+        self._join(deadline=time.monotonic() + ABORT_DEADLINE_S)
         for upload in self.uploads:
             assert upload.thread is not None
-            upload.thread.join()
+            if upload.thread.is_alive():
+                log.warning(
+                    "%s: the upload did not stop within %.0f s; its unfinished upload is left "
+                    "for a later run's cleanup",
+                    upload.storage.url,
+                    ABORT_DEADLINE_S,
+                    extra={"stage": "abort", "destination": upload.storage.url},
+                )
+
+    def _join(self, deadline: float | None = None) -> None:
+        for upload in self.uploads:
+            assert upload.thread is not None
+            if deadline is None:
+                upload.thread.join()
+            else:
+                upload.thread.join(max(0.0, deadline - time.monotonic()))

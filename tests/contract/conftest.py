@@ -7,6 +7,7 @@ what ``list`` cannot see: unfinished uploads and every stored version of a key.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,8 +140,13 @@ def b2_harness(sim: B2Sim) -> Harness:
         return sum(1 for file_name, _action in sim.file_versions(name) if file_name == name)
 
     def abandon(key: str) -> None:
+        # The simulator's own timestamps count from 1970; a crashed run's upload starts now.
         sim.api.session.start_large_file(
-            sim.bucket.id_, f"{PREFIX}/{key}", "application/octet-stream", {}
+            sim.bucket.id_,
+            f"{PREFIX}/{key}",
+            "application/octet-stream",
+            {},
+            custom_upload_timestamp=int(time.time() * 1000),
         )
 
     return Harness(

@@ -132,6 +132,24 @@ def test_cleanup_incomplete_removes_a_crashed_upload(backend: Harness) -> None:
     assert read_all(backend, "db/done.dump") == b"complete"
 
 
+def test_cleanup_incomplete_leaves_a_young_upload(backend: Harness) -> None:
+    """Another copy of the job may be uploading right now: only an old upload is removed."""
+    backend.abandon_upload("db/live.dump")
+    assert backend.storage.cleanup_incomplete("db/", older_than_s=3600) == 0
+    assert backend.storage.cleanup_incomplete(older_than_s=3600) == 0
+    assert backend.incomplete() == 1
+    assert backend.storage.cleanup_incomplete("db/", older_than_s=0) == 1
+    assert backend.incomplete() == 0
+
+
+def test_cleanup_incomplete_stays_in_its_folder(backend: Harness) -> None:
+    """Cleaning one database's folder leaves another's (``db1/`` is not ``db10/``)."""
+    backend.abandon_upload("db10/crashed.dump")
+    assert backend.storage.cleanup_incomplete("db1/") == 0
+    assert backend.incomplete() == 1
+    assert backend.storage.cleanup_incomplete("db10/") == 1
+
+
 def test_list_prefix_and_relative_keys(backend: Harness) -> None:
     keys = ["db1/a.dump", "db1/a.manifest.json", "db10/c.dump", "db2/b.dump", "top"]
     for i, key in enumerate(keys):

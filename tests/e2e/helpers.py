@@ -37,7 +37,7 @@ def wait_for_copy(cluster: Cluster, database: str, timeout_s: float = 60) -> int
         while time.monotonic() < deadline:
             row = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s "
-                "AND application_name = 'pg_dump' AND query ILIKE 'COPY%%'",
+                "AND application_name LIKE 'pg_dump%%' AND query ILIKE 'COPY%%'",
                 (database,),
             ).fetchone()
             if row:

@@ -306,7 +306,7 @@ def test_signals_stop_children_and_leave_nothing(pg15, big_db, job_env, backup_d
     time.sleep(0.5)
     with pg15.connect() as conn:
         left = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' "
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pg_dump%%' "
             "AND datname = %s",
             (big_db,),
         ).fetchone()[0]

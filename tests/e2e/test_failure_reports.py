@@ -8,11 +8,12 @@ a textfile and a real Pushgateway; the job runs as a subprocess, as users run it
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from backup.config import load
+from backup.lock import local_lock_path
 from tests.conftest import run_job
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures
@@ -237,10 +238,8 @@ def test_interactive_commands_and_usage_errors_stay_quiet(recording_server, tmp_
 
 def test_a_skipped_backup_is_not_a_failure(recording_server, tmp_path):
     env = _offline_env(tmp_path, recording_server)
-    # Hold the job's lock as a running copy would (the name follows backup/lock.py).
-    identity = "|".join((env["BACKUP_DESTINATIONS"], "shop", "127.0.0.1:1"))
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    with open(tmp_path / f"pgbackup-{digest}.lock", "a+") as held:
+    # Hold the job's lock as a running copy on this machine would.
+    with open(local_lock_path(load(env)), "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = run_job("backup", env=env)
     assert result.returncode == 7, result.output

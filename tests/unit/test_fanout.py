@@ -87,3 +87,47 @@ def test_abort_leaves_nothing_visible(tmp_path):
     [upload] = fanout.uploads
     assert isinstance(upload.error, StreamAborted)
     assert storage.list() == [] and not list((tmp_path / "a").rglob("*.partial"))
+
+
+class HungStorage(LocalStorage):
+    """A destination stuck in a request that never answers: it stops reading its stream."""
+
+    def __init__(self, root, release: threading.Event) -> None:
+        super().__init__(root)
+        self.release = release
+
+    def put(self, key, stream):
+        stream.read(10)
+        self.release.wait()
+        return 0
+
+
+def test_abort_has_a_deadline(tmp_path, monkeypatch):
+    monkeypatch.setattr("backup.stream.fanout.ABORT_DEADLINE_S", 0.5)
+    release = threading.Event()
+    good, hung = LocalStorage(tmp_path / "good"), HungStorage(tmp_path / "hung", release)
+    fanout = Fanout([(good, "k"), (hung, "k")])
+    fanout.write(b"x" * 100)
+    started = time.monotonic()
+    done = threading.Thread(target=fanout.abort, args=(RuntimeError("SIGTERM"),), daemon=True)
+    done.start()
+    done.join(5)
+    try:
+        assert not done.is_alive(), "abort waited for a hung destination"
+        assert time.monotonic() - started < 2
+        assert list((tmp_path / "good").rglob("*")) == []
+    finally:
+        release.set()
+
+
+def test_an_aborted_stream_raises_even_on_read_of_nothing(tmp_path):
+    """A backend waiting for its parts polls with read(0): it hears of the abort at once."""
+    gate = threading.Event()
+    storage = GatedStorage(tmp_path / "a", gate)
+    fanout = Fanout([(storage, "k")])
+    reader = fanout.uploads[0].reader
+    reader.aborted = RuntimeError("dump failed")
+    with pytest.raises(StreamAborted):
+        reader.read(0)
+    gate.set()
+    fanout.abort(RuntimeError("dump failed"))

@@ -33,7 +33,7 @@ from b2sdk.v2 import exception as b2exc
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
 from backup.storage.b2.errors import is_body_error, storage_error
-from backup.storage.base import ObjectInfo, Readable, check_key, join_key
+from backup.storage.base import ObjectInfo, Readable, age_s, check_key, join_key
 from backup.storage.retry import ResumingReader
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ CONTENT_TYPE = "application/octet-stream"
 # b2_list_file_names / b2_list_file_versions bill one class C transaction per 1,000 names
 # returned, whatever maxFileCount asks for: https://www.backblaze.com/apidocs/b2-list-file-names
 LIST_PAGE_SIZE = 1000
+# b2_list_unfinished_large_files returns at most 100 files per call:
+# https://www.backblaze.com/apidocs/b2-list-unfinished-large-files
+UNFINISHED_PAGE_SIZE = 100
 # Size of one read() on the source stream while b2sdk fills a part buffer.
 READ_SIZE = 1 * MIB
 # A large file has at most 10,000 parts: https://www.backblaze.com/docs/cloud-storage-large-files
@@ -232,23 +235,41 @@ class B2Storage:
             except Exception as err:
                 raise self._error(err, "delete", key) from err
 
-    def cleanup_incomplete(self, prefix: str = "") -> int:
-        """Cancel unfinished large files under ``prefix`` left by a crashed run; return how many.
-
-        Call it only when no upload to this destination is running: it cannot tell a crashed
-        run's large file from a live one.
-        """
+    def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int:
+        """Cancel unfinished large files under ``prefix`` started ``older_than_s`` seconds ago
+        or more; return how many. A younger one may be a live run's, so it is left alone."""
         bucket = self._get_bucket()
+        # "backups/pg/" and not "backups/pg": another job's "backups/pg2" is not ours.
         full_prefix = join_key(self.prefix, prefix)
+        if not prefix and full_prefix:
+            full_prefix += "/"
         cancelled = 0
+        now = datetime.now(UTC)
+        start_id: str | None = None
         try:
-            for unfinished in bucket.list_unfinished_large_files(prefix=full_prefix or None):
-                with contextlib.suppress(b2exc.FileNotPresent):
-                    self.api.cancel_large_file(unfinished.file_id)
-                    cancelled += 1
+            while True:
+                page = self.api.session.list_unfinished_large_files(
+                    bucket.id_, start_id, UNFINISHED_PAGE_SIZE, full_prefix or None
+                )
+                for item in page["files"]:
+                    started = _from_millis(item.get("uploadTimestamp"))
+                    if age_s(started, now) < older_than_s:
+                        continue
+                    with contextlib.suppress(b2exc.FileNotPresent):
+                        self.api.cancel_large_file(item["fileId"])
+                        cancelled += 1
+                        logger.info(
+                            "%s: cancelled the unfinished upload of %s (started %s)",
+                            self.url,
+                            self._relative(item["fileName"]),
+                            started.isoformat(timespec="seconds") if started else "?",
+                            extra={"stage": "cleanup", "destination": self.url},
+                        )
+                start_id = page.get("nextFileId")
+                if not start_id:
+                    return cancelled
         except Exception as err:
             raise self._error(err, "cleanup of unfinished uploads under", prefix or "/") from err
-        return cancelled
 
     # -- helpers -----------------------------------------------------------------------------
 

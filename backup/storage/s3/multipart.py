@@ -25,6 +25,8 @@ from backup.storage.s3.errors import error_code, is_permanent
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 1 * MIB
+# How often a reader waiting for a free part buffer checks that its stream was not aborted.
+SLOT_POLL_S = 0.5
 CONTENT_TYPE = "application/octet-stream"
 
 
@@ -79,7 +81,7 @@ class MultipartUploader:
                 size += len(data)
                 part_number += 1
                 del data  # the worker holds the only reference now: memory stays bounded
-                state.slots.acquire()  # wait for a free part buffer before reading the next
+                wait_for_slot(state, stream)  # a free part buffer before reading the next
                 state.raise_failure()
                 data = read_part(stream, self.part_size_bytes)
             state.slots.release()
@@ -191,6 +193,15 @@ class _UploadState:
     def raise_failure(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+
+def wait_for_slot(state: _UploadState, stream: Readable) -> None:
+    """Take a part buffer; while every one is busy (parts being retried), keep asking the
+    stream: ``read(0)`` raises at once when the dump was aborted, so the upload stops now
+    instead of after the parts' retries."""
+    while not state.slots.acquire(timeout=SLOT_POLL_S):
+        stream.read(0)
+        state.raise_failure()
 
 
 def read_part(stream: Readable, size: int) -> bytearray:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
-from backup.storage.base import ObjectInfo, Readable, join_key
+from backup.storage.base import ObjectInfo, Readable, age_s, join_key
 from backup.storage.retry import ResumingReader
 from backup.storage.s3.client import BucketClient, client_config
 from backup.storage.s3.errors import hint_for_code, is_permanent
@@ -216,16 +217,21 @@ class S3Storage:
                     hint=hint_for_code(errors[0].get("Code", ""), self.bucket),
                 )
 
-    def cleanup_incomplete(self, prefix: str = "") -> int:
-        """Abort multipart uploads under ``prefix`` left by a crashed run; return how many.
+    def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int:
+        """Abort multipart uploads under ``prefix`` initiated ``older_than_s`` seconds ago or
+        more; return how many.
 
-        Call it only when no upload to this destination is running: it cannot tell a crashed
-        run's upload from a live one. (A bucket lifecycle rule "abort incomplete multipart
-        uploads after N days" does the same on the server side.)
+        A younger upload may be a live run's (another copy of the job), so it is left alone.
+        (A bucket lifecycle rule "abort incomplete multipart uploads after N days" does the
+        same on the server side.)
         """
-        full_prefix = join_key(self.prefix, prefix)
+        # "backups/pg/" and not "backups/pg": another job's "backups/pg2" is not ours.
+        full_prefix = join_key(self.prefix, prefix or "")
+        if not prefix and full_prefix:
+            full_prefix += "/"
         aborted = 0
         markers: dict[str, str] = {}
+        now = datetime.now(UTC)
         while True:
             page = self._api.call(
                 "list uploads",
@@ -236,8 +242,18 @@ class S3Storage:
                 **markers,
             )
             for upload in page.get("Uploads", []):
+                initiated = upload.get("Initiated")
+                if age_s(initiated, now) < older_than_s:
+                    continue
                 self._multipart.abort(upload["Key"], upload["UploadId"])
                 aborted += 1
+                logger.info(
+                    "%s: aborted the unfinished upload of %s (started %s)",
+                    self.url,
+                    self._api.relative(upload["Key"]),
+                    initiated.isoformat(timespec="seconds") if initiated else "at an unknown time",
+                    extra={"stage": "cleanup", "destination": self.url},
+                )
             next_key = page.get("NextKeyMarker")
             if not page.get("IsTruncated") or not next_key:
                 return aborted  # (a store that omits the markers would otherwise loop forever)
