@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from backup import catalog, dump, history, metrics, notify, prune, storage, verify
 from backup import log as log_module
 from backup.config import Config
-from backup.errors import BackupError, IntegrityError
+from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
 from backup.notify.base import Notifier
 from backup.outcome import DatabaseResult, RunReport
@@ -35,6 +35,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     notifiers = notify.build_notifiers(config.notify)
     with job_lock(config):
         started_at = datetime.now(UTC)
+        _collect_orphans(config, storages, started_at)
         notify.start_all(notifiers)
         previous = {s.url: history.load(s) for s in storages}
         log.info(
@@ -92,9 +93,24 @@ def _verify_after_backup(
     return None
 
 
+def _collect_orphans(config: Config, storages: list[Storage], now: datetime) -> None:
+    """Data objects of this job's databases that no manifest commits, older than any run may
+    last (a run cut off between its upload and its manifest): never backups, so removed. Only
+    under the lock, so never the upload of a run of this job in progress."""
+    try:
+        removed = prune.collect_orphans(config, storages, now)
+    except Interrupted:
+        raise
+    except BackupError as err:
+        log.warning("orphan cleanup skipped: %s", err.message, extra={"stage": "cleanup"})
+        return
+    if removed:
+        log.info("removed %d orphan data object(s)", removed, extra={"stage": "cleanup"})
+
+
 def _retention(config: Config, storages: list[Storage]) -> None:
-    items = prune.plan(storages, config.retention, datetime.now(UTC))
-    deleted = prune.apply(storages, items, dry_run=False)
+    planned = prune.plan(storages, config.retention, datetime.now(UTC), prune.job_scope(config))
+    deleted = prune.apply(storages, planned, dry_run=False)
     log.info(
         "retention (%d days, keep at least %d): deleted %d old backup(s)",
         config.retention.days,
