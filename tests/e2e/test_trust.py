@@ -184,6 +184,7 @@ def test_all_means_the_servers_databases_now_and_the_globals(pg15, job_env, back
     gone = unique_name("dropped")  # not on the server (any more)
     old = datetime.now(UTC) - timedelta(days=90)
     kept = plant_bare(backup_dir, template, gone, old)
+    kept_too = plant_bare(backup_dir, template, gone, old - timedelta(days=1))
     postgres_old = plant_bare(backup_dir, template, "postgres", old)
     env = {**job_env, "BACKUP_DATABASES": "all", "BACKUP_KEEP_MIN": "1"}
     env.pop("PGDATABASE")
@@ -191,7 +192,7 @@ def test_all_means_the_servers_databases_now_and_the_globals(pg15, job_env, back
     result = run_job("prune", env=env)
     assert result.returncode == 0, result.output
     left = {m["name"] for m in manifests(backup_dir)}
-    assert kept in left and newer in left and postgres_old not in left
+    assert {kept, kept_too, newer} <= left and postgres_old not in left
     status = run_job("status", "--json", env=env)
     rows = {row["database"] for row in json.loads(status.stdout)}
     assert "postgres" in rows and "globals" in rows and gone not in rows
