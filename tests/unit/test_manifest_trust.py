@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backup import manifest, prune
+from backup import catalog, manifest, prune
 from backup.config import CodecConfig, RetentionPolicy
 from backup.errors import IntegrityError
 from backup.manifest import Manifest, Scope
@@ -244,3 +244,23 @@ def test_orphan_detection_is_pure_and_needs_an_age() -> None:
     assert manifest.orphans([ObjectInfo(key, 1, NOW)], NOW, 3600) == []
     committed = ObjectInfo("shop/shop-20251110T030000Z.manifest.json", 1, old)
     assert manifest.orphans([ObjectInfo(key, 1, old), committed], NOW, 3600) == []
+
+
+def test_latest_never_falls_back_silently_past_an_untrusted_newest(tmp_path: Path) -> None:
+    first, second = LocalStorage(tmp_path / "a"), LocalStorage(tmp_path / "b")
+    older, newest = record("shop", NOW - timedelta(days=1)), record("shop", NOW)
+    store(first, older)
+    store(second, older)
+    # The newest backup exists only on the first destination, and its manifest was altered.
+    storage_lie = replace(newest, object_key=older.object_key)
+    first.put(newest.key, io.BytesIO(storage_lie.to_json()))
+    with pytest.raises(IntegrityError, match=r"newest backup .* is not trustworthy"):
+        catalog.resolve([first, second], "latest", "shop", None)
+    with pytest.raises(IntegrityError, match="not trustworthy"):
+        catalog.resolve([first, second], newest.name, None, None)
+    # A backup whose manifest is good on another destination is taken from there.
+    store(second, newest)
+    [entry] = catalog.resolve([first, second], newest.name, None, None)
+    assert entry.destination == second.url
+    [entry] = catalog.resolve([first, second], "latest", "shop", None)
+    assert (entry.manifest, entry.destination) == (newest, second.url)
