@@ -233,3 +233,47 @@ def test_orphans_are_collected_by_prune_and_at_the_start_of_a_run(sample_db, job
     assert run_job("prune", env=env).returncode == 0
     assert not young.exists()
     assert len(manifests(backup_dir)) == 2  # the backups themselves untouched
+
+
+def test_on_s3_prune_stays_in_its_databases_and_never_follows_a_lie(
+    pg15, sample_db, job_env, s3_server
+):
+    from tests.e2e.test_destinations import _s3_env, _s3_keys
+
+    bucket = s3_server.create_bucket()
+    env = {**job_env, **_s3_env(s3_server, bucket), "BACKUP_DESTINATIONS": f"s3://{bucket}/pg"}
+    assert run_job("backup", env=env).returncode == 0
+    client = s3_server.client()
+    [key] = [k for k in _s3_keys(s3_server, bucket) if k.endswith(".manifest.json")]
+    real = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def put_manifest(database: str, when: datetime, **changes) -> str:
+        name = f"{database}-{when.strftime(STAMP)}"
+        data = {
+            **real,
+            "name": name,
+            "database": database,
+            "object_key": f"{database}/{name}.dump.zst",
+            "created_at": _iso(when),
+            "finished_at": _iso(when),
+            **changes,
+        }
+        client.put_object(Bucket=bucket, Key=f"pg/{database}/{name}.dump.zst", Body=b"x")
+        client.put_object(
+            Bucket=bucket,
+            Key=f"pg/{database}/{name}.manifest.json",
+            Body=json.dumps(data).encode(),
+        )
+        return name
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    other_job = [put_manifest("app", now - timedelta(days=d)) for d in (40, 50)]
+    lie = put_manifest(sample_db, now - timedelta(days=90), object_key=real["object_key"])
+    result = run_job("prune", env={**env, "BACKUP_KEEP_MIN": "1"})
+    assert result.returncode == 0, result.output
+    keys = set(_s3_keys(s3_server, bucket))
+    assert f"pg/{real['object_key']}" in keys
+    assert f"pg/{sample_db}/{lie}.manifest.json" in keys
+    assert {f"pg/app/{name}.manifest.json" for name in other_job} <= keys
+    assert run_job("verify", real["name"], env=env).returncode == 0
+    assert run_job("verify", lie, env=env).returncode == 5
