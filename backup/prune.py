@@ -115,8 +115,12 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
         storage = by_url[item.destination]
         record = item.manifest
         # Only a backup's own object goes with it (scan already refused any other manifest).
-        if record.problem() is not None:
-            raise StorageError(f"retention refused to delete through {record.name}: not its own")
+        reason = record.problem()
+        if reason is not None:
+            log.warning(
+                "leaving %s on %s alone: the manifest %s", record.name, item.destination, reason
+            )
+            continue
         try:
             storage.delete([record.key])
             storage.delete([record.expected_object_key])
@@ -164,10 +168,15 @@ def collect_orphans(
     """The start-up cleanup of a backup run: orphan data objects of the job's databases older
     than ``config.orphan_min_age_s`` are deleted. Returns how many."""
     scope = job_scope(config)
-    found: list[tuple[str, ObjectInfo]] = []
+    removed = 0
     for storage in storages:
-        objects = manifest.scoped_objects(storage, scope)
-        found.extend(
-            (storage.url, o) for o in manifest.orphans(objects, now, config.orphan_min_age_s)
-        )
-    return remove_orphans(storages, found, dry_run)
+        # One destination that cannot be listed or cleaned does not stop the others.
+        try:
+            objects = manifest.scoped_objects(storage, scope)
+            found = [
+                (storage.url, o) for o in manifest.orphans(objects, now, config.orphan_min_age_s)
+            ]
+            removed += remove_orphans([storage], found, dry_run)
+        except StorageError as err:
+            log.warning("orphan cleanup skipped on %s: %s", storage.url, err.message)
+    return removed
