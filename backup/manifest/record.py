@@ -100,23 +100,24 @@ class Manifest:
         return object_key(database, self.created_at, suffix)
 
     def problem(self, read_from: str | None = None) -> str | None:
-        """Why this manifest cannot be believed about its backup, or None. ``read_from`` is the
-        key it was read from, which must be its own."""
+        """Why this manifest cannot be believed about its backup, or None: a phrase that follows
+        "the manifest" ("names ... as its object ..."). ``read_from`` is the key it was read
+        from, which must be its own."""
         if self.kind == "database":
             expected_name = backup_name(self.database or "", self.created_at)
         else:
             expected_name = globals_name(self.created_at)
         if self.name != expected_name:
             return (
-                f"its name {self.name!r} is not {expected_name!r}, the name the key scheme gives "
+                f"is named {self.name!r}, not {expected_name!r}, the name the key scheme gives "
                 f"a backup of {self.database or 'the globals'} made at {timestamp(self.created_at)}"
             )
         if read_from is not None and read_from != self.key:
-            return f"it was read from {read_from}, not from {self.key}, the key of its own name"
+            return f"was read from {read_from}, not from {self.key}, the key of its own name"
         expected_object = self.expected_object_key
         if self.object_key != expected_object:
             return (
-                f"it names {self.object_key!r} as its object, not {expected_object!r}: "
+                f"names {self.object_key!r} as its object, not {expected_object!r}: "
                 "that object is not this backup's"
             )
         return None
@@ -233,7 +234,7 @@ def load(storage: Storage, key: str) -> Manifest:
 
 def untrusted_error(key: str, reason: str) -> IntegrityError:
     return IntegrityError(
-        f"manifest {key} is not trustworthy: {reason}",
+        f"manifest {key} is not trustworthy: it {reason}",
         hint="a stale or tampered manifest: nothing is restored, verified or deleted through it; "
         "restore another backup ('list' flags this one)",
     )

@@ -160,7 +160,7 @@ def scan_keys(storage: Storage, keys: Iterable[str]) -> Scan:
         except ObjectNotFound:
             continue  # deleted between list and read (a concurrent prune)
         except IntegrityError as err:
-            rejected.append(Rejected(key, err.message.removeprefix(f"manifest {key} is ")))
+            rejected.append(Rejected(key, err.message.removeprefix(f"manifest {key} ")))
             continue
         except StorageError as err:
             rejected.append(Rejected(key, f"cannot be read: {err.message}"))
