@@ -1,16 +1,20 @@
 """What backups exist: listing them, and choosing one by name or ``latest``.
 
-Everything here reads manifests only: a dump without a manifest is not a backup.
+Everything here reads manifests only: a dump without a manifest is not a backup. A manifest that
+cannot be believed (``manifest.Rejected``: invalid, or not about its own object) is never a
+backup either: ``list`` shows it flagged, and choosing it for restore or verify is an integrity
+error (exit 5), as is ``latest`` when the newest manifest of the database is such a one.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from backup import manifest
-from backup.errors import ConfigError, StorageError
-from backup.manifest import Manifest
+from backup.errors import ConfigError, IntegrityError, StorageError
+from backup.manifest import Manifest, Rejected
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -24,22 +28,44 @@ class Entry:
     destination: str
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """A manifest on one destination that is not believed, and why."""
+
+    rejected: Rejected
+    destination: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[Entry]
+    flagged: list[Flagged]
+
+
 def list_entries(storages: list[Storage], globals_only: bool = False) -> list[Entry]:
     """Every complete backup on every destination, newest first."""
-    entries = []
+    return list_all(storages, globals_only).entries
+
+
+def list_all(storages: list[Storage], globals_only: bool = False) -> Listing:
+    """Every complete backup on every destination, newest first, and the flagged manifests."""
+    entries: list[Entry] = []
+    flagged: list[Flagged] = []
     for storage in storages:
-        for record in manifest.read_all(storage, globals_only):
-            entries.append(Entry(record, storage.url))
-    return sorted(entries, key=lambda e: e.manifest.created_at, reverse=True)
+        found = manifest.scan(storage, globals_only)
+        entries.extend(Entry(record, storage.url) for record in found.trusted)
+        flagged.extend(Flagged(bad, storage.url) for bad in found.rejected)
+    entries.sort(key=lambda e: e.manifest.created_at, reverse=True)
+    return Listing(entries, flagged)
 
 
-def list_first_answering(storages: list[Storage], globals_only: bool = False) -> list[Entry]:
+def list_first_answering(storages: list[Storage], globals_only: bool = False) -> Listing:
     """The backups on the first destination that answers (``list``'s default); a destination
     that cannot be listed is skipped with a warning, and all failing is a storage error."""
     errors = []
     for storage in storages:
         try:
-            return list_entries([storage], globals_only)
+            return list_all([storage], globals_only)
         except StorageError as err:
             log.warning("cannot list %s (%s): trying the next destination", storage.url, err)
             errors.append(f"{storage.url}: {err}")
@@ -54,23 +80,56 @@ def resolve(
     globals_only: bool = False,
 ) -> list[Entry]:
     """The backup called ``name`` (or the ``latest``), one entry per destination that has it,
-    in destination order. A name that matches nothing is a usage error (exit 2)."""
+    in destination order. A name that matches nothing is a usage error (exit 2); one that
+    matches only manifests that are not believed is an integrity error (exit 5)."""
     found: list[Entry] = []
+    refused: list[Flagged] = []
     errors: list[str] = []
     for storage in storages:
         try:
-            records = manifest.read_all(storage, globals_only)
+            scan = manifest.scan(storage, globals_only)
         except StorageError as err:
             log.warning("cannot list %s: %s", storage.url, err)
             errors.append(f"{storage.url}: {err}")
             continue
+        records = scan.trusted
         if name == "latest":
-            db = database or default_database or _only_database(records)
+            db = database or default_database or _only_database(records, scan.rejected)
             chosen = [m for m in records if globals_only or m.database == db]
-            if chosen:
+            newest = chosen[0].created_at if chosen else None
+            bad = [
+                r
+                for r in scan.rejected
+                if (globals_only or r.database == db) and _newer(r.created_at, newest)
+            ]
+            if bad:
+                # The newest backup here is not believed: never fall back silently to an older one.
+                refused.extend(Flagged(r, storage.url) for r in bad)
+            elif chosen:
                 found.append(Entry(chosen[0], storage.url))
         else:
             found.extend(Entry(m, storage.url) for m in records if m.name == name)
+            refused.extend(
+                Flagged(r, storage.url)
+                for r in scan.rejected
+                if name in (r.name, r.manifest.name if r.manifest else None)
+            )
+    if refused and _refusal_wins(found, refused, latest=name == "latest"):
+        first = refused[0]
+        raise IntegrityError(
+            f"{'the newest backup' if name == 'latest' else 'the backup'} "
+            f"{first.rejected.name} on {first.destination} is not trustworthy: the manifest "
+            f"{first.rejected.reason}",
+            hint="nothing was read through it; 'list' flags it: restore or verify an older "
+            "backup by name",
+        )
+    for flagged in refused:
+        log.warning(
+            "ignoring the manifest %s on %s: %s",
+            flagged.rejected.key,
+            flagged.destination,
+            flagged.rejected.reason,
+        )
     if not found:
         if errors and len(errors) == len(storages):
             raise StorageError("no destination could be read: " + "; ".join(errors))
@@ -91,8 +150,26 @@ def resolve(
     return found
 
 
-def _only_database(records: list[Manifest]) -> str | None:
-    names = {m.database for m in records}
+def _refusal_wins(found: list[Entry], refused: list[Flagged], latest: bool) -> bool:
+    """A name found only in manifests that are not believed, or a ``latest`` whose newest
+    manifest anywhere is one: an integrity error rather than another (older) backup."""
+    if not found:
+        return True
+    if not latest:
+        return False
+    newest_found = max(e.manifest.created_at for e in found)
+    return any(_newer(f.rejected.created_at, newest_found, strict=True) for f in refused)
+
+
+def _newer(moment: datetime | None, than: datetime | None, strict: bool = False) -> bool:
+    """A rejected manifest dated by its key at ``moment`` is newer than ``than``."""
+    if moment is None:
+        return False
+    return than is None or moment > than or (not strict and moment == than)
+
+
+def _only_database(records: list[Manifest], rejected: list[Rejected]) -> str | None:
+    names = {m.database for m in records} | {r.database for r in rejected}
     if len(names) > 1:
         raise ConfigError(
             f"backups of several databases exist ({', '.join(sorted(n or '' for n in names))})",

@@ -1,22 +1,30 @@
-"""Retention applied to the destinations: the plan for every backup, then the deletions.
+"""Retention applied to the destinations: the plan for every backup, then the deletions; and the
+collection of orphan data objects.
 
 ``retention.py`` decides (pure code); this module reads the manifests it decides on and deletes
 what it says, manifest first, so a half-done delete never leaves something that looks like a
 backup. It runs only after a fully successful backup run, and on ``prune``.
+
+Everything here stays inside the job's ``Scope`` (``job_scope``): the folders of the databases
+this job is configured for, so two jobs sharing a prefix never delete each other's backups. A
+manifest that cannot be believed (``manifest.Rejected``) is never planned: it and the object it
+names are left alone, with a warning. A backup is deleted only through its own manifest, and
+only its own object (the key scheme's key for that manifest) goes with it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from backup import manifest, retention
-from backup.config import RetentionPolicy
+from backup.config import Config, RetentionPolicy
 from backup.errors import BackupError, StorageError
-from backup.manifest import Manifest
-from backup.storage import Storage
+from backup.manifest import Manifest, Rejected, Scope
+from backup.postgres import server as pg_server
+from backup.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +37,70 @@ class PruneItem:
     reasons: tuple[str, ...]
 
 
-def plan(storages: list[Storage], policy: RetentionPolicy, now: datetime) -> list[PruneItem]:
-    """Retention decisions for every database (and the globals) on every destination."""
-    items: list[PruneItem] = []
+@dataclass(frozen=True)
+class Plan:
+    """Retention decisions on trusted manifests, the manifests left alone, and the orphans."""
+
+    items: list[PruneItem] = field(default_factory=list)
+    rejected: list[tuple[str, Rejected]] = field(default_factory=list)
+    orphans: list[tuple[str, ObjectInfo]] = field(default_factory=list)
+
+
+def job_scope(config: Config) -> Scope:
+    """The databases this job answers for: ``BACKUP_DATABASES`` (or ``PGDATABASE``); with
+    ``BACKUP_DATABASES=all``, every database the server has now, and the globals."""
+    pg = config.postgres
+    if not pg.all_databases:
+        return Scope(frozenset(pg.databases))
+    with pg_server.connect(pg, pg.database or "postgres") as conn:
+        databases = pg_server.list_databases(conn)
+    return Scope(frozenset(databases), globals=True)
+
+
+def plan(
+    storages: list[Storage],
+    policy: RetentionPolicy,
+    now: datetime,
+    scope: Scope,
+    orphan_min_age_s: float | None = None,
+) -> Plan:
+    """Retention decisions for every database of ``scope`` (and the globals) on every
+    destination; with ``orphan_min_age_s``, also the orphan data objects older than that."""
+    result = Plan()
     for storage in storages:
+        objects = manifest.scoped_objects(storage, scope)
+        found = manifest.scan_keys(storage, manifest.manifest_keys_in(objects))
+        result.rejected.extend((storage.url, bad) for bad in found.rejected)
         groups: dict[tuple[str, str | None], list[Manifest]] = defaultdict(list)
-        for globals_only in (False, True):
-            for record in manifest.read_all(storage, globals_only):
+        for record in found.trusted:
+            if scope.covers(record.kind, record.database):
                 groups[(record.kind, record.database)].append(record)
         for records in groups.values():
             by_name = {m.name: m for m in records}
             for decision in retention.plan(records, policy, now):
-                items.append(
+                result.items.append(
                     PruneItem(storage.url, by_name[decision.name], decision.keep, decision.reasons)
                 )
-    return items
+        if orphan_min_age_s is not None:
+            for info in manifest.orphans(objects, now, orphan_min_age_s):
+                result.orphans.append((storage.url, info))
+    return result
 
 
-def apply(storages: list[Storage], items: list[PruneItem], dry_run: bool) -> int:
+def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
     """Delete what the plan says (manifest first, so a half-done delete is never a backup);
-    return how many backups were deleted."""
+    return how many backups were deleted. Orphans are removed too (``remove_orphans``)."""
     by_url = {s.url: s for s in storages}
+    for destination, bad in planned.rejected:
+        log.warning(
+            "leaving %s on %s alone (and the object it names): the manifest %s",
+            bad.name,
+            destination,
+            bad.reason,
+            extra={"stage": "retention", "destination": destination},
+        )
     deleted = 0
-    for item in items:
+    for item in planned.items:
         verb = "keep" if item.keep else ("would delete" if dry_run else "delete")
         log.info(
             "%s %s on %s: %s",
@@ -64,12 +113,70 @@ def apply(storages: list[Storage], items: list[PruneItem], dry_run: bool) -> int
         if item.keep or dry_run:
             continue
         storage = by_url[item.destination]
+        record = item.manifest
+        # Only a backup's own object goes with it (scan already refused any other manifest).
+        reason = record.problem()
+        if reason is not None:
+            log.warning(
+                "leaving %s on %s alone: the manifest %s", record.name, item.destination, reason
+            )
+            continue
         try:
-            storage.delete([item.manifest.key])
-            storage.delete([item.manifest.object_key])
+            storage.delete([record.key])
+            storage.delete([record.expected_object_key])
             deleted += 1
         except BackupError as err:
             raise StorageError(
-                f"retention could not delete {item.manifest.name} on {item.destination}: {err}"
+                f"retention could not delete {record.name} on {item.destination}: {err}"
             ) from err
+    remove_orphans(storages, planned.orphans, dry_run)
     return deleted
+
+
+def remove_orphans(
+    storages: list[Storage], orphans: list[tuple[str, ObjectInfo]], dry_run: bool
+) -> int:
+    """Delete data objects that no manifest commits (a run cut off between the upload and the
+    manifest); they are never backups. Returns how many were deleted."""
+    by_url = {s.url: s for s in storages}
+    removed = 0
+    for destination, info in orphans:
+        log.info(
+            "%s orphan %s on %s: a data object without a manifest, %d bytes, last modified %s",
+            "would delete" if dry_run else "delete",
+            info.key,
+            destination,
+            info.size,
+            info.modified.isoformat() if info.modified else "?",
+            extra={"stage": "cleanup", "destination": destination, "bytes": info.size},
+        )
+        if dry_run:
+            continue
+        try:
+            by_url[destination].delete([info.key])
+            removed += 1
+        except BackupError as err:
+            raise StorageError(
+                f"could not delete the orphan {info.key} on {destination}: {err}"
+            ) from err
+    return removed
+
+
+def collect_orphans(
+    config: Config, storages: list[Storage], now: datetime, dry_run: bool = False
+) -> int:
+    """The start-up cleanup of a backup run: orphan data objects of the job's databases older
+    than ``config.orphan_min_age_s`` are deleted. Returns how many."""
+    scope = job_scope(config)
+    removed = 0
+    for storage in storages:
+        # One destination that cannot be listed or cleaned does not stop the others.
+        try:
+            objects = manifest.scoped_objects(storage, scope)
+            found = [
+                (storage.url, o) for o in manifest.orphans(objects, now, config.orphan_min_age_s)
+            ]
+            removed += remove_orphans([storage], found, dry_run)
+        except StorageError as err:
+            log.warning("orphan cleanup skipped on %s: %s", storage.url, err.message)
+    return removed

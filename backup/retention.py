@@ -10,6 +10,9 @@ A backup is kept if ANY rule keeps it; everything else is deleted:
 - ``days``: backups created less than ``days`` days before ``now`` (``BACKUP_RETENTION_DAYS``;
   0 means this rule keeps nothing);
 - backups dated after ``now`` (a clock skew between runs must never delete the newest backups);
+  but one dated more than ``FUTURE_TOLERANCE`` ahead (a skewed clock, a tampered manifest) takes
+  no place among the newest ``keep_min`` nor a daily/weekly/monthly slot, so it can never push
+  real backups out;
 - grandfather-father-son (``BACKUP_KEEP_DAILY`` / ``_WEEKLY`` / ``_MONTHLY``): the newest backup of
   each of the last N UTC days / ISO weeks / months *that have backups*, as restic's and borg's
   ``--keep-daily`` etc. count them: a week without backups does not use up one of the N.
@@ -23,6 +26,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from backup.config import RetentionPolicy
+
+# A backup dated further ahead than this is "future-dated": flagged by list, status and check,
+# kept, and never counted among the newest N (a tolerance for small clock differences).
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def future_dated(created_at: datetime, now: datetime) -> bool:
+    """More than ``FUTURE_TOLERANCE`` ahead of ``now``."""
+    return created_at - now > FUTURE_TOLERANCE
 
 
 class Backup(Protocol):
@@ -92,7 +104,8 @@ def _newest_per_bucket(
 def plan(backups: Iterable[Backup], policy: RetentionPolicy, now: datetime) -> list[Decision]:
     """One ``Decision`` per input backup, newest first (ties broken by name, newest name first).
 
-    Promised: the newest ``policy.keep_min`` backups are kept; a backup that any rule keeps is kept
+    Promised: the newest ``policy.keep_min`` backups that are not future-dated are kept, and
+    future-dated ones are kept too but count for no rule; a backup that any rule keeps is kept
     with every such rule named in ``reasons``; applying the plan and planning again with the same
     ``now`` deletes nothing more. ``now`` and every ``created_at`` must be time-zone aware.
     """
@@ -100,14 +113,18 @@ def plan(backups: Iterable[Backup], policy: RetentionPolicy, now: datetime) -> l
         raise ValueError("now has no time zone")
     ordered = sorted(backups, key=lambda b: (_utc(b), b.name), reverse=True)
     reasons: list[list[str]] = [[] for _ in ordered]
+    # Indexes in ``ordered`` of the backups that may count as the newest (not future-dated).
+    counted = [i for i, b in enumerate(ordered) if not future_dated(_utc(b), now)]
 
-    for index in range(min(policy.keep_min, len(ordered))):
+    for index in counted[: policy.keep_min]:
         reasons[index].append(f"newest {policy.keep_min} (BACKUP_KEEP_MIN)")
 
     cutoff = now - timedelta(days=policy.days)
     for index, backup in enumerate(ordered):
         created = _utc(backup)
-        if created > now:
+        if future_dated(created, now):
+            reasons[index].append("dated more than a day after now (clock skew or tampering?)")
+        elif created > now:
             reasons[index].append("dated after now (clock skew?)")
         elif policy.days > 0 and created > cutoff:
             reasons[index].append(f"younger than {policy.days} days")
@@ -116,8 +133,9 @@ def plan(backups: Iterable[Backup], policy: RetentionPolicy, now: datetime) -> l
         count = getattr(policy, field)
         if not count:
             continue
-        for index, bucket in _newest_per_bucket(ordered, bucket_of, count).items():
-            reasons[index].append(f"{label} {bucket}")
+        eligible = [ordered[i] for i in counted]
+        for position, bucket in _newest_per_bucket(eligible, bucket_of, count).items():
+            reasons[counted[position]].append(f"{label} {bucket}")
 
     if policy.days > 0:
         deleted_reason = f"older than {policy.days} days, no rule keeps it"

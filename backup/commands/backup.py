@@ -20,7 +20,7 @@ from types import FrameType
 
 from backup import catalog, dump, history, notify, prune, reporting, storage, verify
 from backup.config import Config
-from backup.errors import BackupError, IntegrityError
+from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
 from backup.outcome import DatabaseResult
 from backup.storage import Storage
@@ -52,6 +52,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         error: BackupError | None = None
         try:
             with _deadline(config.timeout_s):
+                _collect_orphans(config, storages, started_at)
                 results = dump.run_backup(config, storages)
                 error = dump.outcome_error(results)
                 if error is None and config.verify == "restore":
@@ -133,9 +134,24 @@ def _verify_after_backup(
     return None
 
 
+def _collect_orphans(config: Config, storages: list[Storage], now: datetime) -> None:
+    """Data objects of this job's databases that no manifest commits, older than any run may
+    last (a run cut off between its upload and its manifest): never backups, so removed. Only
+    under the lock, so never the upload of a run of this job in progress."""
+    try:
+        removed = prune.collect_orphans(config, storages, now)
+    except (Interrupted, dump.RunTimedOut):
+        raise
+    except BackupError as err:
+        log.warning("orphan cleanup skipped: %s", err.message, extra={"stage": "cleanup"})
+        return
+    if removed:
+        log.info("removed %d orphan data object(s)", removed, extra={"stage": "cleanup"})
+
+
 def _retention(config: Config, storages: list[Storage]) -> None:
-    items = prune.plan(storages, config.retention, datetime.now(UTC))
-    deleted = prune.apply(storages, items, dry_run=False)
+    planned = prune.plan(storages, config.retention, datetime.now(UTC), prune.job_scope(config))
+    deleted = prune.apply(storages, planned, dry_run=False)
     log.info(
         "retention (%d days, keep at least %d): deleted %d old backup(s)",
         config.retention.days,

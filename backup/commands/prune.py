@@ -1,4 +1,5 @@
-"""``prune``: apply retention alone (``--dry-run`` prints what would go and why)."""
+"""``prune``: apply retention alone (``--dry-run`` prints what would go and why), to the
+databases this job is configured for only, and collect their orphan data objects."""
 
 from __future__ import annotations
 
@@ -19,11 +20,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     storages = storage.open_all(config.storage)
-    items = engine.plan(storages, config.retention, datetime.now(UTC))
-    deleted = engine.apply(storages, items, args.dry_run)
+    scope = engine.job_scope(config)
+    planned = engine.plan(
+        storages,
+        config.retention,
+        datetime.now(UTC),
+        scope,
+        orphan_min_age_s=config.orphan_min_age_s,
+    )
+    deleted = engine.apply(storages, planned, args.dry_run)
+    items = planned.items
     going = sum(1 for i in items if not i.keep)
+    extra = []
+    if planned.orphans:
+        extra.append(
+            f"{len(planned.orphans)} orphan object(s) without a manifest "
+            + ("would be deleted" if args.dry_run else "deleted")
+        )
+    if planned.rejected:
+        extra.append(f"{len(planned.rejected)} untrustworthy manifest(s) left alone")
+    tail = "; " + "; ".join(extra) if extra else ""
     if args.dry_run:
-        print(f"dry run: {going} backup(s) would be deleted, {len(items) - going} kept")
+        print(f"dry run: {going} backup(s) would be deleted, {len(items) - going} kept{tail}")
     else:
-        print(f"deleted {deleted} backup(s), kept {len(items) - going}")
+        print(f"deleted {deleted} backup(s), kept {len(items) - going}{tail}")
     return 0

@@ -20,10 +20,12 @@ import zstandard
 
 from backup.config import CodecConfig
 from backup.errors import IntegrityError
+
+# The suffix table is part of the key scheme (manifest.py); re-exported for the backup engine.
+from backup.manifest import COMPRESSION_SUFFIX
+from backup.manifest import object_suffix as object_suffix
 from backup.storage import Readable
 
-COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
-ENCRYPTION_SUFFIX = ".age"
 DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -38,11 +40,6 @@ class Encoder(Protocol):
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
-
-
-def object_suffix(compression: str, encrypted: bool) -> str:
-    """``.zst``, ``.gz.age``, ...: the suffix after ``.dump`` / ``.sql`` in an object key."""
-    return COMPRESSION_SUFFIX[compression] + (ENCRYPTION_SUFFIX if encrypted else "")
 
 
 class _Compressor:

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from backup.config import CodecConfig
 from backup.errors import BackupError, IntegrityError, StorageError
-from backup.manifest import Manifest
+from backup.manifest import Manifest, untrusted_error
 from backup.storage import Readable, Storage
 from backup.stream.codec import open_decoder
 
@@ -68,7 +68,11 @@ def open_archive(
     codec: CodecConfig, storage: Storage, m: Manifest
 ) -> tuple[VerifyingReader, Readable]:
     """The stored object of ``m`` as a ``VerifyingReader``, and the decrypted, decompressed
-    archive read through it."""
+    archive read through it. A manifest that is not about its own object is refused before
+    anything is read (exit 5): its object may be another backup's, or any key at all."""
+    reason = m.problem()
+    if reason:
+        raise untrusted_error(m.key, reason)
     raw = storage.open(m.object_key)
     verifying = VerifyingReader(raw, m, storage.url)
     if m.encrypted and not (codec.age_identity or codec.age_passphrase):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backup.config import RetentionPolicy
-from backup.retention import Decision, plan, to_delete
+from backup.retention import FUTURE_TOLERANCE, Decision, plan, to_delete
 
 NOW = datetime(2025, 11, 10, 3, 0, tzinfo=UTC)
 
@@ -68,6 +68,23 @@ def test_future_dated_backups_are_kept_even_without_an_age_rule() -> None:
     )
     assert [d.keep for d in decisions[1:]] == [False] * 5
     assert decisions[1].reasons == ("no rule keeps it (BACKUP_RETENTION_DAYS=0)",)
+
+
+def test_far_future_backups_take_no_keep_min_slot_and_no_gfs_slot() -> None:
+    # Three manifests dated a week ahead (a skewed clock, or planted): retention must still keep
+    # the newest real backups, and must not delete the planted ones either.
+    planted = [Manifest(f"shop-planted{i}", NOW + timedelta(days=7, hours=i)) for i in range(3)]
+    real = daily(5, start=NOW - timedelta(days=40))
+    decisions = {d.name: d for d in plan([*planted, *real], RetentionPolicy(keep_min=3), NOW)}
+    assert [decisions[b.name].keep for b in real] == [True, True, True, False, False]
+    assert decisions[real[0].name].reasons == ("newest 3 (BACKUP_KEEP_MIN)",)
+    for fake in planted:
+        assert decisions[fake.name].reasons == (
+            "dated more than a day after now (clock skew or tampering?)",
+        )
+    weekly = RetentionPolicy(days=0, keep_min=0, keep_daily=2)
+    decisions = {d.name: d for d in plan([*planted, *real], weekly, NOW)}
+    assert [decisions[b.name].keep for b in real] == [True, True, False, False, False]
 
 
 def test_input_order_does_not_matter_and_output_is_newest_first() -> None:
@@ -173,9 +190,11 @@ def newest_first(backups: list[Manifest]) -> list[Manifest]:
 
 def must_keep(backups: list[Manifest], policy: RetentionPolicy, now: datetime) -> set[str]:
     """Every rule recomputed on its own, the slow obvious way."""
-    ordered = newest_first(backups)
-    keep = {b.name for b in ordered[: policy.keep_min]}
-    keep |= {b.name for b in ordered if b.created_at > now}
+    everything = newest_first(backups)
+    keep = {b.name for b in everything if b.created_at > now}
+    # Future-dated backups (beyond the tolerance) are kept but count for no other rule.
+    ordered = [b for b in everything if b.created_at - now <= FUTURE_TOLERANCE]
+    keep |= {b.name for b in ordered[: policy.keep_min]}
     if policy.days:
         keep |= {b.name for b in ordered if now - b.created_at < timedelta(days=policy.days)}
     for count, key in (
@@ -206,9 +225,15 @@ def test_properties(backups: list[Manifest], policy: RetentionPolicy, now: datet
     assert all(d.reasons for d in decisions)
 
     # Never deletes the newest keep_min, nor anything another rule keeps; keeps nothing else.
-    newest = {b.name for b in newest_first(backups)[: policy.keep_min]}
+    real = [b for b in newest_first(backups) if b.created_at - now <= FUTURE_TOLERANCE]
+    newest = {b.name for b in real[: policy.keep_min]}
     assert not newest & set(deleted)
     assert {d.name for d in decisions if d.keep} == must_keep(backups, policy, now)
+    # A backup dated more than a day ahead never takes one of the newest keep_min places.
+    newest_reason = f"newest {policy.keep_min} (BACKUP_KEEP_MIN)"
+    for decision in decisions:
+        if decision.created_at - now > FUTURE_TOLERANCE:
+            assert decision.keep and newest_reason not in decision.reasons
 
     # Idempotent: planning again on the survivors with the same now deletes nothing more.
     survivors = [b for b in backups if b.name not in set(deleted)]

@@ -1,0 +1,240 @@
+"""The manifest: the commit marker of one backup, its validation on read, and whether it is
+believed (``Manifest.problem``): every field of the right type, its name the scheme's name for
+its database and ``created_at``, read from the scheme's manifest key, and naming as its object
+exactly the scheme's object key with the suffix of its compression and encryption.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from backup.errors import IntegrityError
+from backup.manifest.scheme import (
+    COMPRESSION_SUFFIX,
+    backup_name,
+    globals_name,
+    manifest_key,
+    object_key,
+    object_suffix,
+    timestamp,
+)
+from backup.storage import Storage
+
+FORMAT_VERSION = 1
+KINDS = ("database", "globals")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    kind: str  # "database" | "globals"
+    database: str | None
+    created_at: datetime
+    finished_at: datetime
+    object_key: str
+    size_bytes: int
+    sha256: str
+    compression: str
+    encryption: dict[str, Any] | None
+    pg_dump_version: str
+    server_version: str
+    duration_s: float
+    job_version: str
+    raw_size_bytes: int = 0
+    row_counts: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption)
+
+    @property
+    def key(self) -> str:
+        """This manifest's own key."""
+        return manifest_key(self.database if self.kind == "database" else None, self.created_at)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["created_at"] = iso(self.created_at)
+        data["finished_at"] = iso(self.finished_at)
+        ordered = {"format_version": data.pop("format_version"), **data}
+        return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes, key: str = "?") -> Manifest:
+        """Parse and validate: every required field present with the right type, else an
+        ``IntegrityError`` naming the field (a damaged or hand-edited manifest)."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise _invalid(key, f"not JSON ({err})") from err
+        if not isinstance(data, dict):
+            raise _invalid(key, "not a JSON object")
+        version = data.get("format_version", FORMAT_VERSION)
+        if not _is_int(version):
+            raise _invalid(key, "format_version is not an integer")
+        if version > FORMAT_VERSION:
+            raise IntegrityError(
+                f"manifest {key} has format {version}, newer than this job",
+                hint="upgrade pgbackup-job to read it",
+            )
+        reason = _field_problem(data)
+        if reason:
+            raise _invalid(key, reason)
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in data.items() if k in known}
+        values["created_at"] = _parse_iso(data["created_at"])
+        values["finished_at"] = _parse_iso(data["finished_at"])
+        return cls(**values)
+
+    @property
+    def expected_object_key(self) -> str:
+        """The object key the scheme gives this manifest's kind, database, time and suffix."""
+        database = self.database if self.kind == "database" else None
+        suffix = object_suffix(self.compression, self.encrypted)
+        return object_key(database, self.created_at, suffix)
+
+    def problem(self, read_from: str | None = None) -> str | None:
+        """Why this manifest cannot be believed about its backup, or None: a phrase that follows
+        "the manifest" ("names ... as its object ..."). ``read_from`` is the key it was read
+        from, which must be its own."""
+        if self.kind == "database":
+            expected_name = backup_name(self.database or "", self.created_at)
+        else:
+            expected_name = globals_name(self.created_at)
+        if self.name != expected_name:
+            return (
+                f"is named {self.name!r}, not {expected_name!r}, the name the key scheme gives "
+                f"a backup of {self.database or 'the globals'} made at {timestamp(self.created_at)}"
+            )
+        if read_from is not None and read_from != self.key:
+            return f"was read from {read_from}, not from {self.key}, the key of its own name"
+        expected_object = self.expected_object_key
+        if self.object_key != expected_object:
+            return (
+                f"names {self.object_key!r} as its object, not {expected_object!r}: "
+                "that object is not this backup's"
+            )
+        return None
+
+    def to_listing(self, destination: str) -> dict[str, Any]:
+        """The object ``list --json`` prints."""
+        return {
+            "name": self.name,
+            "database": self.database,
+            "kind": self.kind,
+            "created_at": iso(self.created_at),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "compression": self.compression,
+            "encrypted": self.encrypted,
+            "destination": destination,
+            "object_key": self.object_key,
+            "pg_dump_version": self.pg_dump_version,
+            "server_version": self.server_version,
+        }
+
+
+_TEXT_FIELDS = (
+    "name",
+    "kind",
+    "created_at",
+    "finished_at",
+    "object_key",
+    "sha256",
+    "compression",
+    "pg_dump_version",
+    "server_version",
+    "job_version",
+)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field_problem(data: dict[str, Any]) -> str | None:
+    """The first field of a manifest that is missing or of the wrong type, as a sentence."""
+    for name in (*_TEXT_FIELDS, "size_bytes", "duration_s", "database", "encryption"):
+        if name not in data:
+            return f"the field {name!r} is missing"
+    for name in _TEXT_FIELDS:
+        if not isinstance(data[name], str):
+            return f"{name} is {data[name]!r}, not a string"
+    if not _is_int(data["size_bytes"]) or data["size_bytes"] < 0:
+        return f"size_bytes is {data['size_bytes']!r}, not a byte count"
+    if not _is_int(data.get("raw_size_bytes", 0)) or data.get("raw_size_bytes", 0) < 0:
+        return f"raw_size_bytes is {data['raw_size_bytes']!r}, not a byte count"
+    duration = data["duration_s"]
+    if isinstance(duration, bool) or not isinstance(duration, int | float):
+        return f"duration_s is {duration!r}, not a number"
+    if not _SHA256.match(data["sha256"]):
+        return f"sha256 is {data['sha256']!r}, not 64 lowercase hex digits"
+    if data["kind"] not in KINDS:
+        return f"kind is {data['kind']!r}, not one of {', '.join(KINDS)}"
+    database = data["database"]
+    if data["kind"] == "database" and (not isinstance(database, str) or not database):
+        return f"database is {database!r}, not a database name"
+    if data["kind"] == "globals" and database is not None:
+        return f"a globals manifest names the database {database!r}"
+    if data["compression"] not in COMPRESSION_SUFFIX:
+        return f"compression is {data['compression']!r}, not one of {', '.join(COMPRESSION_SUFFIX)}"
+    if data["encryption"] is not None and not isinstance(data["encryption"], dict):
+        return f"encryption is {data['encryption']!r}, not an object or null"
+    if not isinstance(data.get("row_counts", {}), dict):
+        return "row_counts is not an object"
+    for name in ("created_at", "finished_at"):
+        try:
+            _parse_iso(data[name])
+        except ValueError:
+            return f"{name} is {data[name]!r}, not an ISO 8601 time"
+    return None
+
+
+def _invalid(key: str, reason: str) -> IntegrityError:
+    return IntegrityError(
+        f"manifest {key} is not valid: {reason}",
+        hint="it was damaged or edited by hand: list flags it and prune leaves it and its object "
+        "alone; restore another backup, and delete both by hand once you know what they are",
+    )
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def write(storage: Storage, manifest: Manifest) -> None:
+    storage.put(manifest.key, io.BytesIO(manifest.to_json()))
+
+
+def read(storage: Storage, key: str) -> Manifest:
+    """The manifest at ``key``, validated and believed (``IntegrityError`` otherwise)."""
+    record = load(storage, key)
+    reason = record.problem(key)
+    if reason:
+        raise untrusted_error(key, reason)
+    return record
+
+
+def load(storage: Storage, key: str) -> Manifest:
+    with storage.open(key) as stream:
+        return Manifest.from_json(stream.read(), key)
+
+
+def untrusted_error(key: str, reason: str) -> IntegrityError:
+    return IntegrityError(
+        f"manifest {key} is not trustworthy: it {reason}",
+        hint="a stale or tampered manifest: nothing is restored, verified or deleted through it; "
+        "restore another backup ('list' flags this one)",
+    )
