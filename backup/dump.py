@@ -297,9 +297,8 @@ def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list
     """Remove what crashed runs of this job left unfinished: only in the folders of the
     databases it backs up (another job may share the bucket), and only uploads older than any
     run may last (another copy of this job may be uploading right now)."""
-    folders = [f"{manifest.encode_name(db)}/" for db in databases]
-    if config.postgres.all_databases:
-        folders.append(f"{manifest.GLOBALS_DIR}/")
+    scope = manifest.Scope(frozenset(databases), globals=config.postgres.all_databases)
+    folders = [f"{folder}/" for folder in scope.folders()]
     for storage in storages:
         removed = 0
         try:
