@@ -91,7 +91,7 @@ def _server_lock(config: Config) -> Iterator[None]:
     name = f"{APPLICATION_PREFIX} {socket.gethostname()[:32]} pid {os.getpid()}"
     with contextlib.ExitStack() as stack:
         try:
-            conn = stack.enter_context(pg_server.session(pg, database, name))
+            conn = stack.enter_context(pg_server.connect(pg, database, application_name=name))
             taken = pg_server.try_advisory_lock(conn, key)
             holder = None if taken else pg_server.advisory_lock_holder(conn, key)
         except DatabaseError as err:

@@ -64,7 +64,9 @@ class LockWatcher:
 
     def _run(self) -> None:
         try:
-            with server.session(self.pg, self.database, "pgbackup-job lock watcher") as conn:
+            with server.connect(
+                self.pg, self.database, application_name="pgbackup-job lock watcher"
+            ) as conn:
                 conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
                 logged_at: dict[tuple[str, int], float] = {}
                 while not self._stop.wait(self.poll_s):

@@ -81,10 +81,18 @@ def connection_hint(message: str) -> str:
 
 @contextmanager
 def connect(
-    pg: PostgresConfig, database: str | None = None, autocommit: bool = True
+    pg: PostgresConfig,
+    database: str | None = None,
+    autocommit: bool = True,
+    application_name: str | None = None,
 ) -> Iterator[psycopg.Connection]:
+    """A connection to ``database``; ``application_name`` names it in ``pg_stat_activity``
+    (the job's lock session and lock watcher are found by theirs)."""
+    kwargs = connect_kwargs(pg, database)
+    if application_name:
+        kwargs["application_name"] = application_name[:63]
     try:
-        conn = psycopg.connect(**connect_kwargs(pg, database), autocommit=autocommit)
+        conn = psycopg.connect(**kwargs, autocommit=autocommit)
     except psycopg.Error as err:
         message = describe_connection_error(err, pg, database)
         raise DatabaseError(message, hint=connection_hint(message)) from err
@@ -351,25 +359,6 @@ def database_creation(conn: psycopg.Connection, name: str) -> dict[str, str]:
         if provider:
             found["LOCALE_PROVIDER"] = names.get(provider[0], provider[0])
     return found
-
-
-@contextmanager
-def session(
-    pg: PostgresConfig, database: str | None, application_name: str
-) -> Iterator[psycopg.Connection]:
-    """A connection that names itself ``application_name`` (seen in ``pg_stat_activity``)."""
-    kwargs = {**connect_kwargs(pg, database), "application_name": application_name[:63]}
-    try:
-        conn = psycopg.connect(**kwargs, autocommit=True)
-    except psycopg.Error as err:
-        message = describe_connection_error(err, pg, database)
-        raise DatabaseError(message, hint=connection_hint(message)) from err
-    try:
-        yield conn
-    except psycopg.Error as err:
-        raise DatabaseError(f"{pg.display_host}: {str(err).strip()}") from err
-    finally:
-        conn.close()
 
 
 def try_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
