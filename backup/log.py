@@ -35,6 +35,12 @@ _KEYVALUE_SECRETS = re.compile(r"(?i)\b(password|passwd|secret|token)=([^\s&]+)"
 _AGE_SECRET = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+")
 _TELEGRAM_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]{20,}")
 
+# The attributes every LogRecord has; the others come from ``extra``.
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
 _tail: collections.deque[str] = collections.deque(maxlen=50)
 _state: dict[str, object] = {"format": "text", "redactor": None}
 
@@ -92,6 +98,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         record.msg = self.redact(message)
         record.args = None
+        for key, value in vars(record).items():  # the facts passed as ``extra`` (JSON lines)
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
         return True
 
 
@@ -104,8 +113,6 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the ``extra`` facts."""
 
-    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
-
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -114,7 +121,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in self._standard and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 line[key] = value
         if record.exc_text:
             line["traceback"] = record.exc_text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import b2sdk.v2.exception as b2exc
@@ -115,12 +116,13 @@ def test_storage_errors_use_the_same_rules() -> None:
         log.setup()
 
 
-def test_log_filter_masks_exception_text_too() -> None:
-    record = __import__("logging").LogRecord(
-        "x", 20, __file__, 1, "connecting with %s", ("s3cr3t-value",), None
-    )
+def test_log_filter_masks_arguments_and_extra_facts() -> None:
+    record = logging.LogRecord("x", 20, __file__, 1, "connecting with %s", ("s3cr3t-value",), None)
+    record.hint = "retry with s3cr3t-value"  # what ``extra=`` sets; JSON lines print it
+    record.seconds = 1.5
     RedactingFilter(["s3cr3t-value"]).filter(record)
     assert record.getMessage() == f"connecting with {REDACTED}"
+    assert record.hint == f"retry with {REDACTED}" and record.seconds == 1.5
 
 
 @pytest.mark.parametrize(
