@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = output  # type: ignore[assignment]
     try:
         code = _main(argv)
+    finally:  # also after argparse's --help, which exits
         output.flush()
-    finally:
         sys.stdout = output._stream
     if output.reader_gone and code == 0:
         code = EXIT_OUTPUT_CLOSED

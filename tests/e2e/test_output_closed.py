@@ -64,3 +64,8 @@ def test_a_failure_keeps_its_code_when_the_output_is_cut(tmp_path: Path) -> None
     assert result.returncode == 1, result.stderr
     assert "error: " in result.stderr and "not trustworthy" in result.stderr
     assert "BrokenPipe" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    result = _run_into_closed_pipe("list", "--help", env={})
+    assert (result.returncode, result.stderr) == (0, "")
