@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any, TextIO
 
 from backup import __version__, commands, reporting
 from backup import config as config_module
@@ -30,6 +31,9 @@ log = logging.getLogger("backup")
 
 # After a failed run, threads still working (a request to a hung server) get this long to end.
 EXIT_GRACE_S = 3.0
+# The reader of our output went away (``list | head -3``) and the command had nothing else to
+# say: the status ``sh`` reports for any tool whose output pipe closed (128 + SIGPIPE).
+EXIT_OUTPUT_CLOSED = 141
 
 DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
@@ -62,8 +66,49 @@ def _while_stopping(signum: int, frame: FrameType | None) -> None:
     log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)
 
 
+class _Output:
+    """stdout for a command: once its reader has gone, the rest of the output is dropped
+    quietly and the command goes on to end as it would have (``status`` still exits 1 when a
+    backup is stale), instead of failing with a ``BrokenPipeError`` in whatever it was doing."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        # What is buffered, and every later write, goes nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+        self.reader_gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    code = _main(argv)
+    output = _Output(sys.stdout)
+    sys.stdout = output  # type: ignore[assignment]
+    try:
+        code = _main(argv)
+    finally:  # also after argparse's --help, which exits
+        output.flush()
+        sys.stdout = output._stream
+    if output.reader_gone and code == 0:
+        code = EXIT_OUTPUT_CLOSED
     _leave_stuck_threads(code)
     return code
 

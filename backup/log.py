@@ -18,33 +18,77 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 REDACTED = "***"
-# postgresql://user:secret@host, https://user:secret@host: the password part goes.
+MIN_SECRET_CHARS = 4
+"""A secret shorter than this is not masked where it appears inside other text: a one-letter
+password would turn every such letter of every line into ``***`` and say what it is. The
+configuration should refuse such secrets; the patterns below still mask them in a URL or a
+``password=`` pair."""
+# postgresql://user:secret@host, https://user:secret@host: the password part goes. The scheme
+# is bounded and must start where a scheme can (the look-behind): without that, a long run of
+# letters is scanned again from each of its positions, quadratic in the line's length. The user
+# and password stop at '/', so each '://' is followed at most to the next one: linear.
 _URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@"
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)"
+    r"(?P<user>[^:/@\s]*):[^@/\s]*@"
 )
 _KEYVALUE_SECRETS = re.compile(r"(?i)\b(password|passwd|secret|token)=([^\s&]+)")
 _AGE_SECRET = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+")
 _TELEGRAM_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]{20,}")
 
+# The attributes every LogRecord has; the others come from ``extra``.
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
 _tail: collections.deque[str] = collections.deque(maxlen=50)
 _state: dict[str, object] = {"format": "text", "redactor": None}
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with every secret removed."""
+class Redactor:
+    """The one redaction of the job: log lines, the final error lines, reports, storage errors.
+
+    Every occurrence of a known secret of at least ``MIN_SECRET_CHARS`` characters (an exact,
+    case-sensitive match; the longest first where two overlap) becomes ``***``; then the
+    credentials of any URL, ``password=``/``token=`` values, age identities and Telegram bot
+    tokens. Nothing else in the text changes. Linear in the text's length.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
         # Longest first so a secret containing another is removed whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = tuple(
+            sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+        )
+        self._exact = (
+            re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
+        )
+
+    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
+        """This redactor with more secrets (a backend's own keys)."""
+        return Redactor((*self.secrets, *secrets))
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
+        if self._exact is not None:
+            text = self._exact.sub(REDACTED, text)
         text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
         text = _KEYVALUE_SECRETS.sub(lambda m: f"{m[1]}={REDACTED}", text)
         text = _AGE_SECRET.sub(REDACTED, text)
         return _TELEGRAM_TOKEN.sub(f"bot{REDACTED}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message (and traceback) through a ``Redactor``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.redactor = Redactor(secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.redactor.secrets
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -54,6 +98,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         record.msg = self.redact(message)
         record.args = None
+        for key, value in vars(record).items():  # the facts passed as ``extra`` (JSON lines)
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
         return True
 
 
@@ -66,8 +113,6 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the ``extra`` facts."""
 
-    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
-
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -76,7 +121,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in self._standard and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 line[key] = value
         if record.exc_text:
             line["traceback"] = record.exc_text
@@ -119,10 +164,12 @@ def tail_lines(count: int = 20) -> list[str]:
     return list(_tail)[-count:]
 
 
-def redact(text: str) -> str:
-    """Remove secrets from text printed outside logging (the final error lines)."""
-    redactor = _state["redactor"]
-    return redactor.redact(text) if isinstance(redactor, RedactingFilter) else text
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without the secrets the log knows (``setup``) nor ``secrets``: for text that
+    leaves the job outside logging (the final error lines, reports, a storage error)."""
+    installed = _state["redactor"]
+    redactor = installed.redactor if isinstance(installed, RedactingFilter) else Redactor()
+    return redactor.with_secrets(secrets).redact(text) if secrets else redactor.redact(text)
 
 
 def current_format() -> str:

@@ -1,6 +1,7 @@
-"""One module per CLI verb, each with the same three members:
+"""One module per CLI verb, each with the same five members:
 
-- ``HELP``: one line for ``entrypoint.py --help``, and the verb's own ``--help`` description;
+- ``HELP``: one line for ``entrypoint.py --help``;
+- ``DESCRIPTION``: a paragraph for the verb's own ``--help``;
 - ``NEEDS_DATABASES``: the verb acts on the databases this job backs up, so one must be named
   (``BACKUP_DATABASES``, ``PGDATABASE`` or ``DATABASE_URL``'s path), else exit 2;
 - ``configure(parser)``: the verb's arguments;
@@ -29,5 +30,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """One subparser per verb, each configured by its own module."""
     for name in COMMANDS:
         module = load(name)
-        parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        parser = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
         module.configure(parser)

@@ -29,6 +29,15 @@ log = logging.getLogger(__name__)
 
 HELP = "one backup run (the default command)"
 NEEDS_DATABASES = True
+DESCRIPTION = (
+    "Back up every database of the job (BACKUP_DATABASES) to every destination "
+    "(BACKUP_DESTINATIONS): pg_dump -Fc streamed through zstd or gzip and age when set, its "
+    "sha256 checked, and a manifest written last as the commit. Then BACKUP_VERIFY=restore's "
+    "test restore, retention (only after a fully successful run), the run history, metrics "
+    "and notifications. Takes no arguments: everything comes from the environment. Exit 0 "
+    "done, 3 database, 4 storage, 5 integrity, 6 partial, 7 skipped (another run holds the "
+    "lock)."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

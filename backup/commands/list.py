@@ -16,6 +16,11 @@ from backup.config import Config
 
 HELP = "complete backups of every database, newest first"
 NEEDS_DATABASES = False
+DESCRIPTION = (
+    "List the complete backups (those with a manifest), newest first, from the first "
+    "destination that answers: name, size, date, encryption, destination. Manifests that "
+    "cannot be believed are shown and marked, never hidden."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,10 @@ from backup.config import Config
 
 HELP = "apply retention alone"
 NEEDS_DATABASES = True
+DESCRIPTION = (
+    "Apply retention alone (BACKUP_RETENTION_DAYS, BACKUP_KEEP_*), to this job's databases "
+    "only, and remove their orphan objects; --dry-run prints what would go and why."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,6 @@ DESCRIPTION = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = DESCRIPTION
     parser.add_argument(
         "name", nargs="?", default="latest", help="backup name from 'list', or latest"
     )

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 HELP = "age of the newest complete backup; exit 1 when too old"
 NEEDS_DATABASES = True
+DESCRIPTION = (
+    "The newest complete backup of each database of the job on each destination, its age "
+    "and the failures in a row. Exit 1 when one is older than --max-age, missing, dated in "
+    "the future or not trustworthy: point an external monitor at it."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

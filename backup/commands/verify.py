@@ -13,6 +13,11 @@ from backup.postgres import tools as pg_tools
 
 HELP = "check a backup: size, sha256, archive listing"
 NEEDS_DATABASES = False
+DESCRIPTION = (
+    "Download a backup, check its size and sha256 against its manifest, decrypt and decode "
+    "it to the end and list the archive with pg_restore --list; --restore-test also "
+    "restores it into a scratch database. Exit 5 when the backup is damaged."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from backup.log import redact
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed, check_status, post
 from backup.notify.message import clip, format_message
@@ -62,7 +63,7 @@ class TelegramNotifier(Notifier):
             code = answer.get("error_code") or response.status_code
             description = str(answer.get("description") or f"HTTP {response.status_code}")
             # Telegram never echoes the token, but a proxy in between might.
-            description = clip(description.replace(token, "***"), 300)
+            description = clip(redact(description, (token,)), 300)
             parameters = answer.get("parameters")
             retry_after = parameters.get("retry_after", 0) if isinstance(parameters, dict) else 0
             raise NotificationFailed(

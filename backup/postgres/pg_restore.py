@@ -19,7 +19,7 @@ from typing import IO, Protocol
 from backup.config import PostgresConfig
 from backup.errors import BackupError, DatabaseError, IntegrityError
 from backup.postgres import properties
-from backup.postgres.processes import Child, ChildGroup, Readable, pump
+from backup.postgres.processes import Child, ChildGroup, Readable, child_env, pump
 from backup.postgres.tools import (
     Tools,
     pg_restore_argv,
@@ -130,7 +130,12 @@ def _run_reader(argv: list[str], archive: IO[bytes]) -> str:
     archive.seek(0)
     try:
         done = subprocess.run(
-            argv, stdin=archive, capture_output=True, timeout=TOOL_TIMEOUT_S, check=False
+            argv,
+            stdin=archive,
+            capture_output=True,
+            timeout=TOOL_TIMEOUT_S,
+            check=False,
+            env=child_env(),  # it reads a file and connects nowhere: no secret
         )
     except (OSError, subprocess.SubprocessError) as err:
         raise DatabaseError(f"{argv[0]} could not read the archive's properties: {err}") from err

@@ -1,7 +1,8 @@
 """Checked child processes: start, stream, wait, and kill on failure.
 
-Every child gets an argv list (never a shell), an environment built from our config (the
-password travels there, never in argv) and a thread that drains its stderr into the log and
+Every child gets an argv list (never a shell), an environment built from our config and nothing
+else of ours (``child_env``: the password travels there, never in argv, and only to a child
+that connects) and a thread that drains its stderr into the log and
 keeps the last lines for the error message. ``ChildGroup`` is a context manager: leaving it
 with an exception kills and reaps every child it started; ``finish()`` waits for each and raises
 on a non-zero exit, so callers check the children *before* an upload is finalised. ``pump``
@@ -35,9 +36,14 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+def child_env(libpq: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a child process: the few harmless variables of ours
+    (``_INHERITED``), plus ``libpq`` (``PostgresConfig.libpq_env``: the connection variables
+    and ``PGPASSWORD``) for a process that connects: pg_dump, pg_dumpall, pg_restore into a
+    database, psql. A process that does not connect (``pg_dump --version``, ``pg_restore
+    --list``) gets nothing else: no libpq variable, no secret of the job."""
     env = {k: v for k in _INHERITED if (v := os.environ.get(k)) is not None}
-    env.update(extra)
+    env.update(libpq or {})
     return env
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup.errors import DatabaseError
+from backup.postgres.processes import child_env
 from backup.postgres.server import ServerInfo
 
 SYSTEM_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -42,7 +43,12 @@ class Tools:
 def _tool_version(pg_dump: Path) -> tuple[int, str] | None:
     try:
         out = subprocess.run(
-            [str(pg_dump), "--version"], capture_output=True, text=True, timeout=10, check=True
+            [str(pg_dump), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+            env=child_env(),  # it does not connect: no libpq variable, no secret
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None

@@ -14,6 +14,7 @@ import urllib3
 from b2sdk.v2 import exception as b2exc
 
 from backup.errors import ObjectNotFound, StorageError
+from backup.log import redact
 
 KEY_HINT = "check B2_KEY_ID and B2_APPLICATION_KEY (the application key, not the master key id)"
 
@@ -30,15 +31,15 @@ def storage_error(
     """Translate a b2sdk error into ``StorageError``/``ObjectNotFound`` with a hint.
 
     A ``StorageError`` is returned as is; a missing file on download is ``ObjectNotFound``.
-    Every string in ``secrets`` becomes ``***`` in the message, should a server echo one back.
+    The message goes through the job's one redaction (``backup.log.redact``) with ``secrets``
+    added, should a server echo one back.
     """
     if isinstance(err, StorageError):
         return err
     if isinstance(err, b2exc.FileNotPresent) and action == "download":
         return ObjectNotFound(f"{url}: no object {key}")
     detail = f"{type(err).__name__}: {err}".replace("\n", "; ")
-    for secret in secrets:
-        detail = detail.replace(secret, "***")
+    detail = redact(detail, secrets)
     message = f"{url}: {action} {key} failed: {detail}"
     if isinstance(err, b2exc.MaxRetriesExceeded) and err.exception_info_list:
         err = err.exception_info_list[-1]  # the hint depends on why the tries failed

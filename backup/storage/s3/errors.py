@@ -12,6 +12,7 @@ import urllib3
 from botocore import exceptions as botoexc
 
 from backup.errors import ObjectNotFound, StorageError
+from backup.log import redact
 
 # Error codes worth another attempt; any other 4xx is the caller's to fix.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
@@ -66,7 +67,8 @@ def storage_error(
     """``err``, raised by ``action`` on ``key``, as a ``StorageError`` with a hint.
 
     A ``StorageError`` is returned as is; a missing object on download is ``ObjectNotFound``.
-    Every string in ``secrets`` becomes ``***`` in the message, should a server echo one back.
+    The message goes through the job's one redaction (``backup.log.redact``) with ``secrets``
+    added, should a server echo one back.
     """
     if isinstance(err, StorageError):
         return err
@@ -88,8 +90,7 @@ def storage_error(
     else:
         detail = f"{type(err).__name__}: {err}"
         hint = DEFAULT_HINT
-    for secret in secrets:
-        detail = detail.replace(secret, "***")
+    detail = redact(detail, secrets)
     return StorageError(f"{url}: {action} {key} failed: {detail}", hint=hint)
 
 
