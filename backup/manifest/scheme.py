@@ -71,10 +71,17 @@ def manifest_key(database: str | None, moment: datetime) -> str:
 
 
 def key_timestamp(key: str) -> str:
-    """The timestamp in a manifest key's name, or "" when it has none."""
+    """The timestamp in a manifest key's name, or "" when it has none (or an impossible one,
+    such as month 91: a name nobody's clock wrote)."""
     stem = key.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX)
     match = _NAME.match(stem)
-    return match["ts"] if match else ""
+    if not match:
+        return ""
+    try:
+        parse_timestamp(match["ts"])
+    except ValueError:
+        return ""
+    return match["ts"]
 
 
 def _data_key_pattern() -> re.Pattern[str]:

@@ -29,3 +29,15 @@ def test_commands_that_name_their_backup_need_no_database(job_env, backup_dir):
     assert database in listing.stdout
     verify = run_job("verify", "latest", "--database", database, env=env)
     assert verify.returncode == 0, verify.output
+
+
+def test_a_manifest_named_with_an_impossible_date_is_flagged_not_a_crash(tmp_path):
+    destination = tmp_path / "backups"
+    (destination / "shop").mkdir(parents=True)
+    (destination / "shop" / "shop-20250191T129900Z.manifest.json").write_text("{}")
+    env = {"BACKUP_DESTINATIONS": f"file://{destination}", "BACKUP_LOCK_DIR": str(tmp_path)}
+    for args in (("list",), ("list", "--json")):
+        result = run_job(*args, env=env)
+        assert result.returncode == 0, result.output
+        assert "shop-20250191T129900Z" in result.stdout
+        assert "Traceback" not in result.output and "unexpected" not in result.output
