@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
 
 from backup.config import age_keys, files, syntax
+from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.model import (
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
@@ -33,22 +32,18 @@ from backup.config.model import (
     LogConfig,
     MetricsConfig,
     NotifyConfig,
-    PostgresConfig,
     RetentionPolicy,
     RetryConfig,
     S3Config,
     Secret,
     StorageConfig,
 )
-from backup.config.syntax import MAX_SECRET_CHARS, MAX_VALUE_CHARS
+from backup.config.reader import Reader
+from backup.config.syntax import MAX_SECRET_CHARS
 from backup.errors import ConfigError
 
-DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Bounds: nothing sensible is larger, and every number stays far from what overflows a date
 # (BACKUP_RETENTION_DAYS=99999999999 once failed after the backup was committed).
-MAX_INT = 100_000
 MAX_RETENTION_DAYS = 36_500
 MAX_COUNT = 10_000
 MAX_TIMEOUT_S = 7 * 86_400.0
@@ -69,286 +64,9 @@ PREFIXES = (
 )
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
-# Values libpq accepts for the pass-through variables that take one of a few words:
-# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
-LIBPQ_CHOICES = {
-    "PGSSLMODE": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
-    "PGTARGETSESSIONATTRS": (
-        "any",
-        "read-write",
-        "read-only",
-        "primary",
-        "standby",
-        "prefer-standby",
-    ),
-}
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
 B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
-
-LIBPQ_PASSTHROUGH = (
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGCONNECT_TIMEOUT",
-    "PGOPTIONS",
-    "PGAPPNAME",
-    "PGPASSFILE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGTARGETSESSIONATTRS",
-)
-
-
-class Reader:
-    """Reads variables and collects every problem instead of stopping at the first.
-
-    Every name asked for is recorded in ``names`` (secrets with their ``_FILE`` variant): the
-    registry of known variables that ``unknown_variables`` compares the environment with.
-    """
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.env = environ
-        self.problems: list[str] = []
-        self.names: set[str] = set()
-
-    def raw(self, name: str, max_chars: int = MAX_VALUE_CHARS) -> str | None:
-        """The stripped value, or ``None`` when unset, empty, too long or not plain text."""
-        self.names.add(name)
-        value = self.env.get(name, "")
-        if len(value) > max_chars:
-            self.problems.append(f"{name} is {len(value)} characters long: at most {max_chars}")
-            return None
-        value = value.strip()
-        problem = syntax.character_problem(value)
-        if problem:
-            self.problems.append(f"{name} {problem}")
-            return None
-        return value or None
-
-    def str(
-        self, name: str, default: str | None = None, max_chars: int = MAX_VALUE_CHARS
-    ) -> str | None:
-        value = self.raw(name, max_chars)
-        return value or default
-
-    def secret(self, name: str) -> Secret | None:
-        """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
-        self.names.update((name, f"{name}_FILE"))
-        direct = self.env.get(name, "")
-        path = self.raw(f"{name}_FILE")
-        if direct and path:
-            self.problems.append(f"{name} and {name}_FILE are both set: keep one")
-            return None
-        if path:
-            try:
-                value = files.read_small_text(path).strip()
-            except files.FileProblem as err:
-                self.problems.append(f"{name}_FILE: {err}")
-                return None
-            if not value:
-                self.problems.append(f"{name}_FILE: {path} is empty")
-                return None
-            return self._checked_secret(f"{name}_FILE", value)
-        if len(direct) > MAX_SECRET_CHARS:
-            self.problems.append(
-                f"{name} is {len(direct)} characters long: at most {MAX_SECRET_CHARS}"
-            )
-            return None
-        direct = direct.strip()
-        return self._checked_secret(name, direct) if direct else None
-
-    def _checked_secret(self, name: str, value: str) -> Secret | None:
-        # A secret may span lines (an identity file); other control characters are refused.
-        problem = syntax.character_problem(value.replace("\n", "").replace("\r", ""))
-        if problem:
-            self.problems.append(f"{name} {problem}")
-            return None
-        return Secret(value)
-
-    def int(
-        self, name: str, default: int | None, minimum: int = 0, maximum: int = MAX_INT
-    ) -> int | None:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        if not WHOLE_NUMBER.fullmatch(raw):
-            self.problems.append(f"{name}={syntax.shown(raw)} is not a whole number")
-            return default
-        value = int(raw)
-        if value < minimum or value > maximum:
-            self.problems.append(f"{name}={raw} must be between {minimum} and {maximum}")
-            return default
-        return value
-
-    def float(self, name: str, default: float, minimum: float, maximum: float) -> float:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw) if NUMBER.fullmatch(raw) else math.nan
-        except ValueError:
-            value = math.nan
-        if math.isnan(value):
-            self.problems.append(f"{name}={syntax.shown(raw)} is not a number")
-            return default
-        if not minimum <= value <= maximum:
-            self.problems.append(
-                f"{name}={syntax.shown(raw)} must be between {minimum:g} and {maximum:g}"
-            )
-            return default
-        return value
-
-    def duration(self, name: str, default_s: float, minimum_s: float, maximum_s: float) -> float:
-        """Seconds: a plain number of seconds, or a number with ``s``, ``m`` or ``h``."""
-        raw = self.str(name)
-        if raw is None:
-            return default_s
-        text = raw.lower().replace(" ", "")
-        unit = 1.0
-        if text and text[-1] in DURATION_UNITS:
-            unit, text = DURATION_UNITS[text[-1]], text[:-1]
-        if not NUMBER.fullmatch(text):
-            self.problems.append(
-                f"{name}={syntax.shown(raw)} is not a duration (e.g. 90s, 30m, 6h)"
-            )
-            return default_s
-        value = float(text) * unit
-        if not minimum_s <= value <= maximum_s:
-            self.problems.append(
-                f"{name}={syntax.shown(raw)} must be between {minimum_s:g} and "
-                f"{maximum_s:g} seconds"
-            )
-            return default_s
-        return value
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        value = raw.lower()
-        if value not in choices:
-            self.problems.append(f"{name}={syntax.shown(raw)} must be one of: {', '.join(choices)}")
-            return default
-        return value
-
-    def bool(self, name: str, default: bool = False) -> bool:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        value = raw.lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        self.problems.append(f"{name}={syntax.shown(raw)} must be true or false")
-        return default
-
-    def csv(self, name: str, max_chars: int = MAX_VALUE_CHARS) -> tuple[str, ...]:
-        raw = self.str(name, max_chars=max_chars) or ""
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-    def check(self, name: str, value: str | None, rule: Callable[[str], str | None]) -> str | None:
-        """``value`` if ``rule`` finds no problem in it, else ``None`` (the problem recorded)."""
-        if value is None:
-            return None
-        problem = rule(value)
-        if problem:
-            self.problems.append(f"{name} {problem}")
-            return None
-        return value
-
-
-def _postgres(r: Reader) -> PostgresConfig:
-    host = r.check("PGHOST", r.str("PGHOST"), syntax.pghost_problem)
-    port = r.check("PGPORT", r.str("PGPORT"), syntax.port_problem)
-    user, password, database = r.str("PGUSER"), r.secret("PGPASSWORD"), r.str("PGDATABASE")
-    extra: dict[str, str] = {}
-    for name in LIBPQ_PASSTHROUGH:
-        value = r.str(name)
-        if value is not None and name in LIBPQ_CHOICES:
-            value = r.choice(name, "", LIBPQ_CHOICES[name]) or None
-        elif value is not None and name == "PGCONNECT_TIMEOUT":
-            seconds = r.int(name, None, 0, 3600)
-            value = None if seconds is None else str(seconds)
-        if value:
-            extra[name] = value
-    url = r.secret("DATABASE_URL")
-    if url:
-        # Never quoted back: the URL may hold the password.
-        parts, problem = syntax.url_problem(
-            url.reveal(),
-            ("postgresql", "postgres"),
-            secret=True,
-            host_required=False,
-            host_rule=syntax.url_host_problem,
-        )
-        if problem or parts is None:
-            r.problems.append(f"DATABASE_URL {problem}")
-        else:
-            # The URL is split into libpq variables so the password travels in the child's
-            # environment, never in its argv.
-            host = unquote(parts.hostname) if parts.hostname else host
-            port = str(parts.port) if parts.port else port
-            user = unquote(parts.username) if parts.username else user
-            if parts.password:
-                password = Secret(unquote(parts.password))
-            if parts.path.strip("/"):
-                database = unquote(parts.path.strip("/"))
-            for key, value in parse_qsl(parts.query):
-                env_name = URL_PARAMETERS.get(key)
-                if not env_name:
-                    continue
-                if syntax.character_problem(value):
-                    r.problems.append(
-                        f"DATABASE_URL's {key} parameter {syntax.character_problem(value)}"
-                    )
-                elif env_name in LIBPQ_CHOICES and value not in LIBPQ_CHOICES[env_name]:
-                    r.problems.append(
-                        f"DATABASE_URL's {key}={syntax.shown(value)} must be one of: "
-                        + ", ".join(LIBPQ_CHOICES[env_name])
-                    )
-                else:
-                    extra[env_name] = value
-    listed = r.csv("BACKUP_DATABASES")
-    all_databases = len(listed) == 1 and listed[0].lower() == "all"
-    if all_databases:
-        databases: tuple[str, ...] = ()
-    elif listed:
-        if any(name.lower() == "all" for name in listed):
-            r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
-        databases = tuple(dict.fromkeys(listed))
-    else:
-        # No libpq default (the database named like the user, often the empty "postgres"):
-        # with none named, the commands that back up refuse to guess (require_databases).
-        databases = (database,) if database else ()
-    for name in databases:
-        # PostgreSQL's identifiers: at most NAMEDATALEN - 1 = 63 bytes.
-        if len(name.encode()) > 63:
-            r.problems.append(f"BACKUP_DATABASES: {syntax.shown(name)} is longer than 63 bytes")
-    return PostgresConfig(
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        database=database,
-        databases=databases,
-        all_databases=all_databases,
-        extra_env=tuple(sorted(extra.items())),
-    )
-
-
-URL_PARAMETERS = {
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "application_name": "PGAPPNAME",
-    "options": "PGOPTIONS",
-}
-"""DATABASE_URL's parameters that become libpq variables; the others are ignored."""
 
 
 def _storage(r: Reader) -> StorageConfig:
@@ -619,7 +337,7 @@ def _metrics_file_problem(path: str) -> str | None:
 
 def _read(r: Reader) -> Config:
     """Every variable read into a ``Config``; the problems found are left in ``r.problems``."""
-    postgres = _postgres(r)
+    postgres = read_postgres(r)
     storage = _storage(r)
     codec = _codec(r)
     retention = _retention(r)

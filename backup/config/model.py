@@ -232,7 +232,10 @@ class Config:
         # client debug lines print the path alone, so the paths are secrets too.
         for url in (*self.notify.webhook_urls, self.notify.healthcheck_url):
             if url:
-                path = urlsplit(url.reveal()).path
+                try:
+                    path = urlsplit(url.reveal()).path
+                except ValueError:  # a URL refused by the configuration, read leniently
+                    continue
                 if len(path.strip("/")) >= 8:
                     revealed.append(path)
         return revealed

@@ -293,3 +293,46 @@ def test_every_command_warns_about_a_typo(tmp_path: Path) -> None:
     assert result.returncode == 0, result.output
     assert "BACKUP_RETENTON_DAYS is not a variable of this job" in result.stderr
     assert "did you mean BACKUP_RETENTION_DAYS?" in result.stderr
+
+
+def test_the_cli_refuses_hostile_values_at_once_without_a_traceback(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = run_job(
+        "list",
+        env={
+            "BACKUP_DESTINATIONS": f"file://{tmp_path}",
+            "DATABASE_URL": f"postgresql://app:{SECRET}@[::1/shop",
+            "NOTIFY_WEBHOOK_URL": "http://[::1",
+            "HEALTHCHECK_URL_FILE": str(fifo),
+            "BACKUP_RETENTION_DAYS": "99999999999",
+            "S3_ENDPOINT_URL": "http://mïnio:9000",
+        },
+        timeout=60,
+    )
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output and SECRET not in result.output
+    for name in (
+        "DATABASE_URL",
+        "NOTIFY_WEBHOOK_URL",
+        "HEALTHCHECK_URL_FILE",
+        "BACKUP_RETENTION_DAYS",
+        "S3_ENDPOINT_URL",
+    ):
+        assert name in result.stderr, name
+
+
+def test_the_lenient_read_for_reports_leaves_out_broken_urls() -> None:
+    from backup.config.environment import parse_for_reports
+
+    settings = parse_for_reports(
+        {
+            "NOTIFY_WEBHOOK_URL": "http://[::1,http://127.0.0.1:9/hook",
+            "HEALTHCHECK_URL": "http://bad host/x",
+            "PROMETHEUS_PUSHGATEWAY_URL": "http://[::1",
+            "METRICS_FILE": "/nonexistent/x.prom",
+        }
+    )
+    assert [u.reveal() for u in settings.notify.webhook_urls] == ["http://127.0.0.1:9/hook"]
+    assert settings.notify.healthcheck_url is None
+    assert settings.metrics.pushgateway_url is None and settings.metrics.metrics_file is None
