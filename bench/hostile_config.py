@@ -303,8 +303,12 @@ def main() -> int:
             base_env.update(cluster.env("postgres"))
             runner = run_cli
             # A check that works, whatever the value: its time is what each case is compared with.
-            base = Case("(none)", "base", {})
-            STARTUP_S = max(run_cli(base, base_env).seconds for _ in range(3))
+            base = Case("BACKUP_STRICT_ENV", "base", {"BACKUP_STRICT_ENV": "true"})
+            runs = [run_cli(base, base_env) for _ in range(3)]
+            if any(not run.why.startswith("exit 0") for run in runs):
+                print(f"the base environment does not pass check: {runs[0].why}", file=sys.stderr)
+                return 1
+            STARTUP_S = max(run.seconds for run in runs)
         try:
             with ThreadPoolExecutor(args.workers) as pool:
                 outcomes = list(pool.map(lambda c: runner(c, base_env), cases))
