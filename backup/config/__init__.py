@@ -4,7 +4,13 @@
 else in the package reads ``os.environ``; each part receives only its slice of ``Config``.
 
 - ``model.py``: the frozen dataclasses, ``Secret``, and the limits they carry;
-- ``environment.py``: reading and validating every variable of the contract;
+- ``environment.py``: reading and validating every variable of the contract; the registry of
+  known variables and ``unknown_variables`` (typos with a suggestion);
+- ``reader.py``: the ``Reader``, one typed and bounded variable at a time, problems collected;
+- ``database.py``: the source server's variables (libpq's, ``DATABASE_URL``, the databases);
+- ``syntax.py``: the rules of values (lengths, characters, URLs, hosts, ports, regions, buckets);
+- ``files.py``: reading a ``NAME_FILE`` safely (a regular file, bounded, UTF-8);
+- ``age_keys.py``: age recipients and identities parsed with pyrage (also used by the stream);
 - ``destination.py``: parsing a destination URL (``b2://``, ``s3://``, ``file://``).
 
 This package is a leaf: it imports nothing of the job but ``backup.errors``.
@@ -17,6 +23,7 @@ from collections.abc import Mapping
 
 from backup.config.destination import SCHEMES, Destination
 from backup.config.environment import parse
+from backup.config.environment import unknown_variables as _unknown_variables
 from backup.config.model import (
     DEFAULT_PART_SIZE_MB,
     MAX_PART_SIZE_MB,
@@ -43,6 +50,13 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     return parse(os.environ if environ is None else environ)
 
 
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``(name, suggestion)`` for each variable of ``environ`` (``os.environ`` by default) with
+    one of the job's prefixes that the job does not read (a typo: its value is ignored);
+    ``suggestion`` is the closest variable the job reads, or ``None``."""
+    return _unknown_variables(environ)
+
+
 __all__ = [
     "DEFAULT_PART_SIZE_MB",
     "MAX_PART_SIZE_MB",
@@ -63,4 +77,5 @@ __all__ = [
     "Secret",
     "StorageConfig",
     "load",
+    "unknown_variables",
 ]

@@ -3,6 +3,12 @@
 Parsing belongs to the configuration (``BACKUP_DESTINATIONS`` is validated before anything
 runs); opening the backend for a parsed destination belongs to ``backup.storage``, whose
 registry has one backend per scheme in ``SCHEMES``.
+
+Refused, each with exit 2: another scheme; credentials (``user:secret@``: never quoted back);
+control characters; ``?`` or ``#``; a bucket name S3 or B2 would refuse; a ``.`` or ``..``
+segment or an empty one in a prefix; a ``file://`` URL naming a host (``file://relative/path``)
+rather than an absolute path (``file:///path``) or one relative to the working directory
+(``file://./path``).
 """
 
 from __future__ import annotations
@@ -10,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from backup.config import syntax
 from backup.errors import ConfigError
 
 SCHEMES = ("b2", "s3", "file")
 """Every scheme a destination may use; ``backup.storage.BACKENDS`` has a backend for each."""
+
+USAGE = "use b2://bucket/prefix, s3://bucket/prefix, file:///absolute/path or file://./relative"
+CREDENTIALS_HINT = "put keys in B2_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/..."
 
 
 @dataclass(frozen=True)
@@ -27,26 +37,70 @@ class Destination:
 
     @classmethod
     def parse(cls, url: str) -> Destination:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in SCHEMES:
-            raise ConfigError(
-                f"BACKUP_DESTINATIONS: unsupported destination {url!r}",
-                hint="use b2://bucket/prefix, s3://bucket/prefix or file:///path",
-            )
-        if scheme == "file":
-            # file:///abs/path, file://./relative and file://relative are all accepted.
-            path = (parts.netloc + parts.path) if parts.netloc else parts.path
-            if not path:
-                raise ConfigError(f"BACKUP_DESTINATIONS: {url!r} has no path")
-            return cls(url=url.strip(), scheme=scheme, bucket="", prefix=path)
-        if not parts.netloc:
-            raise ConfigError(f"BACKUP_DESTINATIONS: {url!r} has no bucket name")
-        if "@" in parts.netloc:
+        url = url.strip()
+        if len(url) > syntax.MAX_VALUE_CHARS:
+            raise ConfigError(f"BACKUP_DESTINATIONS: a destination is {len(url)} characters long")
+        if "@" in url.partition("://")[2].split("/", 1)[0]:
+            # Before anything quotes the URL: what precedes the @ is a secret.
             raise ConfigError(
                 "BACKUP_DESTINATIONS: credentials in a destination URL are not accepted",
-                hint="put keys in B2_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/...",
+                hint=CREDENTIALS_HINT,
             )
-        return cls(
-            url=url.strip(), scheme=scheme, bucket=parts.netloc, prefix=parts.path.strip("/")
-        )
+        problem = syntax.character_problem(url)
+        if problem:
+            raise ConfigError(f"BACKUP_DESTINATIONS: a destination {problem}", hint=USAGE)
+        shown = syntax.shown(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ConfigError(
+                f"BACKUP_DESTINATIONS: {shown} is not a valid URL", hint=USAGE
+            ) from None
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES or not url.lower().startswith(f"{scheme}://"):
+            raise ConfigError(f"BACKUP_DESTINATIONS: unsupported destination {shown}", hint=USAGE)
+        if parts.query or parts.fragment or "?" in url or "#" in url:
+            raise ConfigError(f"BACKUP_DESTINATIONS: {shown} has a '?' or '#'", hint=USAGE)
+        if scheme == "file":
+            return cls(
+                url=url,
+                scheme=scheme,
+                bucket="",
+                prefix=_file_path(parts.netloc, parts.path, shown),
+            )
+        if not parts.netloc:
+            raise ConfigError(f"BACKUP_DESTINATIONS: {shown} has no bucket name", hint=USAGE)
+        problem = syntax.bucket_problem(parts.netloc)
+        if problem:
+            raise ConfigError(f"BACKUP_DESTINATIONS: {shown} {problem}", hint=USAGE)
+        prefix = parts.path.strip("/")
+        _check_segments(prefix, shown)
+        return cls(url=url, scheme=scheme, bucket=parts.netloc, prefix=prefix)
+
+
+def _file_path(netloc: str, path: str, shown: str) -> str:
+    """``file:///abs`` -> ``/abs``; ``file://./rel`` -> ``./rel``; anything else is refused."""
+    if netloc == "":
+        if not path.startswith("/"):
+            raise ConfigError(f"BACKUP_DESTINATIONS: {shown} has no path", hint=USAGE)
+        _check_segments(path.strip("/"), shown)
+        return path
+    if netloc == ".":
+        _check_segments(path.strip("/"), shown)
+        return "." + path
+    raise ConfigError(
+        f"BACKUP_DESTINATIONS: {shown} names the host {syntax.shown(netloc)}, not a path",
+        hint="an absolute path takes three slashes (file:///var/backups); a path relative to "
+        "the working directory starts with ./ (file://./backups)",
+    )
+
+
+def _check_segments(prefix: str, shown: str) -> None:
+    if not prefix:
+        return
+    for segment in prefix.split("/"):
+        if segment in ("", ".", ".."):
+            raise ConfigError(
+                f"BACKUP_DESTINATIONS: {shown} has an empty, '.' or '..' path segment",
+                hint="name the folder plainly: s3://bucket/backups/postgresql",
+            )

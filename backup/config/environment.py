@@ -8,13 +8,16 @@ the notification and metrics settings that still work, so a configuration error 
 
 from __future__ import annotations
 
-import math
+import difflib
+import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from backup.config import age_keys, files, syntax
+from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.model import (
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
@@ -29,204 +32,45 @@ from backup.config.model import (
     LogConfig,
     MetricsConfig,
     NotifyConfig,
-    PostgresConfig,
     RetentionPolicy,
     RetryConfig,
     S3Config,
     Secret,
     StorageConfig,
 )
+from backup.config.reader import Reader
+from backup.config.syntax import MAX_SECRET_CHARS
 from backup.errors import ConfigError
 
-DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+# Bounds: nothing sensible is larger, and every number stays far from what overflows a date
+# (BACKUP_RETENTION_DAYS=99999999999 once failed after the backup was committed).
+MAX_RETENTION_DAYS = 36_500
+MAX_COUNT = 10_000
+MAX_TIMEOUT_S = 7 * 86_400.0
+MAX_LOCK_WAIT_S = 86_400.0
 
-LIBPQ_PASSTHROUGH = (
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGCONNECT_TIMEOUT",
-    "PGOPTIONS",
-    "PGAPPNAME",
-    "PGPASSFILE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGTARGETSESSIONATTRS",
+PREFIXES = (
+    "BACKUP_",
+    "B2_",
+    "S3_",
+    "NOTIFY_",
+    "TELEGRAM_",
+    "PROMETHEUS_",
+    "ALERT_",
+    "VERIFY_",
+    "HEALTHCHECK_",
+    "METRICS_",
+    "LOG_",
 )
+"""The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
-
-class Reader:
-    """Reads variables and collects every problem instead of stopping at the first."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.env = environ
-        self.problems: list[str] = []
-
-    def str(self, name: str, default: str | None = None) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or default
-
-    def secret(self, name: str) -> Secret | None:
-        """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
-        direct = self.env.get(name, "")
-        path = self.env.get(f"{name}_FILE", "").strip()
-        if direct and path:
-            self.problems.append(f"{name} and {name}_FILE are both set: keep one")
-            return None
-        if path:
-            try:
-                value = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as err:
-                self.problems.append(f"{name}_FILE: cannot read {path}: {err.strerror}")
-                return None
-            if not value:
-                self.problems.append(f"{name}_FILE: {path} is empty")
-                return None
-            return Secret(value)
-        direct = direct.strip()
-        return Secret(direct) if direct else None
-
-    def int(
-        self, name: str, default: int | None, minimum: int = 0, maximum: int | None = None
-    ) -> int | None:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a whole number")
-            return default
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            self.problems.append(f"{name}={value} must be {bound}")
-            return default
-        return value
-
-    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a number")
-            return default
-        if value < minimum:
-            self.problems.append(f"{name}={value} must be >= {minimum}")
-            return default
-        return value
-
-    def duration(self, name: str, default_s: float, minimum_s: float = 0.0) -> float:
-        """Seconds: a plain number of seconds, or a number with ``s``, ``m`` or ``h``."""
-        raw = self.str(name)
-        if raw is None:
-            return default_s
-        text = raw.lower().replace(" ", "")
-        unit = 1.0
-        if text and text[-1] in DURATION_UNITS:
-            unit, text = DURATION_UNITS[text[-1]], text[:-1]
-        try:
-            value = float(text) * unit
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a duration (e.g. 90s, 30m, 6h)")
-            return default_s
-        if not math.isfinite(value) or value < minimum_s:
-            self.problems.append(f"{name}={raw!r} must be at least {minimum_s:g} seconds")
-            return default_s
-        return value
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        value = raw.lower()
-        if value not in choices:
-            self.problems.append(f"{name}={raw!r} must be one of: {', '.join(choices)}")
-            return default
-        return value
-
-    def bool(self, name: str, default: bool = False) -> bool:
-        raw = self.str(name)
-        if raw is None:
-            return default
-        value = raw.lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        self.problems.append(f"{name}={raw!r} must be true or false")
-        return default
-
-    def csv(self, name: str) -> tuple[str, ...]:
-        raw = self.str(name) or ""
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _postgres(r: Reader) -> PostgresConfig:
-    host, port, user = r.str("PGHOST"), r.str("PGPORT"), r.str("PGUSER")
-    password, database = r.secret("PGPASSWORD"), r.str("PGDATABASE")
-    extra = {name: r.env[name] for name in LIBPQ_PASSTHROUGH if r.env.get(name)}
-    url = r.secret("DATABASE_URL")
-    if url:
-        parts = urlsplit(url.reveal())
-        if parts.scheme not in ("postgres", "postgresql"):
-            r.problems.append("DATABASE_URL must start with postgresql:// or postgres://")
-        else:
-            # The URL is split into libpq variables so the password travels in the child's
-            # environment, never in its argv.
-            try:
-                url_port = str(parts.port) if parts.port else None
-            except ValueError:
-                r.problems.append("DATABASE_URL has an invalid port")
-                url_port = None
-            host = unquote(parts.hostname) if parts.hostname else host
-            port = url_port or port
-            user = unquote(parts.username) if parts.username else user
-            if parts.password:
-                password = Secret(unquote(parts.password))
-            if parts.path.strip("/"):
-                database = unquote(parts.path.strip("/"))
-            for key, value in parse_qsl(parts.query):
-                env_name = {
-                    "sslmode": "PGSSLMODE",
-                    "sslrootcert": "PGSSLROOTCERT",
-                    "sslcert": "PGSSLCERT",
-                    "sslkey": "PGSSLKEY",
-                    "connect_timeout": "PGCONNECT_TIMEOUT",
-                    "application_name": "PGAPPNAME",
-                    "options": "PGOPTIONS",
-                }.get(key)
-                if env_name:
-                    extra[env_name] = value
-    if port is not None and not port.isdigit():
-        r.problems.append(f"PGPORT={port!r} is not a port number")
-    listed = r.csv("BACKUP_DATABASES")
-    all_databases = len(listed) == 1 and listed[0].lower() == "all"
-    if all_databases:
-        databases: tuple[str, ...] = ()
-    elif listed:
-        if any(name.lower() == "all" for name in listed):
-            r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
-        databases = tuple(dict.fromkeys(listed))
-    else:
-        # No libpq default (the database named like the user, often the empty "postgres"):
-        # with none named, the commands that back up refuse to guess (require_databases).
-        databases = (database,) if database else ()
-    return PostgresConfig(
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        database=database,
-        databases=databases,
-        all_databases=all_databases,
-        extra_env=tuple(sorted(extra.items())),
-    )
+S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
+B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 def _storage(r: Reader) -> StorageConfig:
-    bucket = r.str("B2_BUCKET_NAME")
+    bucket = r.check("B2_BUCKET_NAME", r.str("B2_BUCKET_NAME"), syntax.bucket_problem)
     destinations = r.csv("BACKUP_DESTINATIONS")
     if not destinations:
         destinations = (f"b2://{bucket}/backups/postgresql",) if bucket else ("file://./backups",)
@@ -239,30 +83,37 @@ def _storage(r: Reader) -> StorageConfig:
     if len(set(destinations)) != len(destinations):
         r.problems.append("BACKUP_DESTINATIONS lists the same destination twice")
     b2 = B2Config(
-        key_id=r.str("B2_KEY_ID"),
+        key_id=r.check("B2_KEY_ID", r.str("B2_KEY_ID"), _b2_key_id_problem),
         application_key=r.secret("B2_APPLICATION_KEY"),
         bucket_name=bucket,
         sse_b2=r.bool("B2_SSE", False),
     )
     if "b2" in schemes:
         for name, value in (("B2_KEY_ID", b2.key_id), ("B2_APPLICATION_KEY", b2.application_key)):
-            if not value:
+            if not value and not any(p.startswith(name) for p in r.problems):
                 r.problems.append(f"{name} is required for b2:// destinations")
+    endpoint = r.str("S3_ENDPOINT_URL")
+    if endpoint:
+        _, problem = syntax.url_problem(endpoint, ("http", "https"))
+        if problem:
+            r.problems.append(f"S3_ENDPOINT_URL {problem}")
+            endpoint = None
+    region = r.str("AWS_REGION")
+    default_region = r.str("AWS_DEFAULT_REGION")
     s3 = S3Config(
         access_key_id=r.str("AWS_ACCESS_KEY_ID"),
         secret_access_key=r.secret("AWS_SECRET_ACCESS_KEY"),
         session_token=r.secret("AWS_SESSION_TOKEN"),
-        region=r.str("AWS_REGION") or r.str("AWS_DEFAULT_REGION"),
-        endpoint_url=r.str("S3_ENDPOINT_URL"),
-        sse=r.str("S3_SSE"),
+        region=r.check("AWS_REGION", region, syntax.region_problem)
+        or r.check("AWS_DEFAULT_REGION", None if region else default_region, syntax.region_problem),
+        endpoint_url=endpoint,
+        sse=_s3_sse(r),
     )
-    if s3.endpoint_url and not s3.endpoint_url.startswith(("http://", "https://")):
-        r.problems.append("S3_ENDPOINT_URL must start with http:// or https://")
     part_mb = r.int("BACKUP_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB)
     retry = RetryConfig(
         attempts=r.int("BACKUP_RETRY_ATTEMPTS", 5, 1, 100) or 5,
-        max_seconds=r.float("BACKUP_RETRY_MAX_SECONDS", 120.0, 0.0),
-        initial_backoff_s=r.float("BACKUP_RETRY_BACKOFF_SECONDS", 1.0, 0.0),
+        max_seconds=r.float("BACKUP_RETRY_MAX_SECONDS", 120.0, 0.0, 86_400.0),
+        initial_backoff_s=r.float("BACKUP_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 3600.0),
     )
     return StorageConfig(
         destinations=destinations,
@@ -273,51 +124,83 @@ def _storage(r: Reader) -> StorageConfig:
     )
 
 
+def _b2_key_id_problem(value: str) -> str | None:
+    if B2_KEY_ID.fullmatch(value):
+        return None
+    return "is not a B2 key ID (letters and digits, like 0012ab34cd56ef7000000001)"
+
+
+def _s3_sse(r: Reader) -> str | None:
+    raw = r.str("S3_SSE")
+    if raw is None or raw in S3_SSE_CHOICES:
+        return raw
+    r.problems.append(f"S3_SSE={syntax.shown(raw)} must be one of: {', '.join(S3_SSE_CHOICES)}")
+    return None
+
+
 def _codec(r: Reader) -> CodecConfig:
     compression = r.choice("BACKUP_COMPRESSION", "zstd", ("zstd", "gzip", "none"))
     limits = {"zstd": (1, 22), "gzip": (1, 9), "none": (0, 0)}[compression]
     level = r.int("BACKUP_COMPRESSION_LEVEL", None, limits[0], limits[1])
-    recipients = r.csv("BACKUP_AGE_RECIPIENTS")
+    recipients = r.csv("BACKUP_AGE_RECIPIENTS", max_chars=MAX_SECRET_CHARS)
     recipients_file = r.str("BACKUP_AGE_RECIPIENTS_FILE")
     if recipients_file:
         try:
-            lines = Path(recipients_file).read_text(encoding="utf-8").splitlines()
-            recipients += tuple(
+            lines = files.read_small_text(recipients_file).splitlines()
+        except files.FileProblem as err:
+            r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: {err}")
+        else:
+            listed = tuple(
                 line.strip() for line in lines if line.strip() and not line.startswith("#")
             )
-        except OSError as err:
-            r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: cannot read it: {err.strerror}")
+            problem = next(filter(None, map(syntax.character_problem, listed)), None)
+            if problem:
+                r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: a line {problem}")
+            else:
+                recipients += listed
     passphrase = r.secret("BACKUP_AGE_PASSPHRASE")
     if recipients and passphrase:
         r.problems.append("BACKUP_AGE_RECIPIENTS and BACKUP_AGE_PASSPHRASE are both set: keep one")
     for recipient in recipients:
-        if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
-            r.problems.append(
-                f"BACKUP_AGE_RECIPIENTS: {recipient[:12]}... is not an age or ssh public key"
-            )
+        try:
+            age_keys.parse_recipient(recipient)
+        except age_keys.KeyProblem as err:
+            r.problems.append(str(err))
+    identity = r.secret("BACKUP_AGE_IDENTITY")
+    if identity:
+        try:
+            age_keys.parse_identities(identity.reveal())
+        except age_keys.KeyProblem as err:
+            r.problems.append(str(err))
     return CodecConfig(
         compression=compression,
         level=level,
         age_recipients=recipients,
         age_passphrase=passphrase,
-        age_identity=r.secret("BACKUP_AGE_IDENTITY"),
+        age_identity=identity,
     )
 
 
 def _retention(r: Reader) -> RetentionPolicy:
     return RetentionPolicy(
-        days=r.int("BACKUP_RETENTION_DAYS", 30, 0) or 0,
-        keep_min=r.int("BACKUP_KEEP_MIN", 3, 1) or 1,
-        keep_daily=r.int("BACKUP_KEEP_DAILY", None, 0),
-        keep_weekly=r.int("BACKUP_KEEP_WEEKLY", None, 0),
-        keep_monthly=r.int("BACKUP_KEEP_MONTHLY", None, 0),
+        days=r.int("BACKUP_RETENTION_DAYS", 30, 0, MAX_RETENTION_DAYS) or 0,
+        keep_min=r.int("BACKUP_KEEP_MIN", 3, 1, MAX_COUNT) or 1,
+        keep_daily=r.int("BACKUP_KEEP_DAILY", None, 0, MAX_COUNT),
+        keep_weekly=r.int("BACKUP_KEEP_WEEKLY", None, 0, MAX_COUNT),
+        keep_monthly=r.int("BACKUP_KEEP_MONTHLY", None, 0, MAX_COUNT),
     )
 
 
 def _notify(r: Reader) -> NotifyConfig:
     token = r.secret("TELEGRAM_BOT_TOKEN")
-    chat = r.str("TELEGRAM_CHAT_ID") or r.str("ADMIN_USER_ID")
-    if token and not chat:
+    chat = r.check("TELEGRAM_CHAT_ID", r.str("TELEGRAM_CHAT_ID"), _chat_problem) or r.check(
+        "ADMIN_USER_ID", r.str("ADMIN_USER_ID"), _chat_problem
+    )
+    if (
+        token
+        and not chat
+        and not any(p.startswith(("TELEGRAM_CHAT_ID", "ADMIN_USER_ID")) for p in r.problems)
+    ):
         r.problems.append("TELEGRAM_BOT_TOKEN is set but ADMIN_USER_ID / TELEGRAM_CHAT_ID is not")
     webhooks = r.secret("NOTIFY_WEBHOOK_URL")
     webhook_urls = tuple(
@@ -325,13 +208,15 @@ def _notify(r: Reader) -> NotifyConfig:
     )
     healthcheck = r.secret("HEALTHCHECK_URL")
     api_url = r.str("TELEGRAM_API_URL", "https://api.telegram.org") or ""
-    for name, value in (
-        ("TELEGRAM_API_URL", api_url),
-        ("HEALTHCHECK_URL", healthcheck.reveal() if healthcheck else ""),
-        *(("NOTIFY_WEBHOOK_URL", u.reveal()) for u in webhook_urls),
+    for name, value, secret in (
+        ("TELEGRAM_API_URL", api_url, False),
+        ("HEALTHCHECK_URL", healthcheck.reveal() if healthcheck else "", True),
+        *(("NOTIFY_WEBHOOK_URL", u.reveal(), True) for u in webhook_urls),
     ):
-        if value and not value.startswith(("http://", "https://")):
-            r.problems.append(f"{name} must be an http:// or https:// URL")
+        if value:
+            _, problem = syntax.url_problem(value, ("http", "https"), secret=secret)
+            if problem:
+                r.problems.append(f"{name} {problem}")
     return NotifyConfig(
         telegram_bot_token=token,
         telegram_chat_id=chat,
@@ -339,9 +224,15 @@ def _notify(r: Reader) -> NotifyConfig:
         webhook_urls=webhook_urls,
         healthcheck_url=healthcheck,
         notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
-        alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1) or 2,
-        timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1),
+        alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
+        timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
     )
+
+
+def _chat_problem(value: str) -> str | None:
+    if TELEGRAM_CHAT.fullmatch(value):
+        return None
+    return f"={syntax.shown(value)} is not a Telegram chat (a number, or @channelname)"
 
 
 def parse(environ: Mapping[str, str]) -> Config:
@@ -350,7 +241,29 @@ def parse(environ: Mapping[str, str]) -> Config:
     config = _read(r)
     if r.problems:
         raise ConfigError(r.problems)
-    return config
+    return replace(config, unknown_variables=tuple(unknown_variables(environ)))
+
+
+@functools.cache
+def known_variables() -> frozenset[str]:
+    """Every variable the job reads: the names ``_read`` asks its ``Reader`` for (secrets with
+    their ``_FILE`` variant), so the list cannot drift from the code."""
+    reader = Reader({})
+    _read(reader)
+    return frozenset(reader.names)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``(name, suggestion)`` for each variable of ``environ`` (``os.environ`` by default) with
+    one of the job's ``PREFIXES`` that the job does not read: a typo, most likely, whose value is
+    ignored. ``suggestion`` is the closest known name (difflib), or ``None``."""
+    known = known_variables()
+    found = []
+    for name in sorted(os.environ if environ is None else environ):
+        if name.startswith(PREFIXES) and name not in known:
+            close = difflib.get_close_matches(name[:100], sorted(known), n=1, cutoff=0.6)
+            found.append((name, close[0] if close else None))
+    return found
 
 
 @dataclass(frozen=True)
@@ -385,7 +298,13 @@ def parse_for_reports(environ: Mapping[str, str] | None = None) -> ReportingSett
         healthcheck_url=healthcheck if healthcheck and _http(healthcheck.reveal()) else None,
     )
     pushgateway = metrics.pushgateway_url
-    metrics = replace(metrics, pushgateway_url=pushgateway if _http(pushgateway or "") else None)
+    metrics = replace(
+        metrics,
+        pushgateway_url=pushgateway if _http(pushgateway or "") else None,
+        metrics_file=metrics.metrics_file
+        if _metrics_file_problem(metrics.metrics_file or "") is None
+        else None,
+    )
     return ReportingSettings(
         notify=notify,
         metrics=metrics,
@@ -395,36 +314,70 @@ def parse_for_reports(environ: Mapping[str, str] | None = None) -> ReportingSett
 
 
 def _http(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
+    """A URL a notifier or the metrics pusher can send to."""
+    return bool(url) and syntax.url_problem(url, ("http", "https"))[1] is None
+
+
+def _metrics_file_problem(path: str) -> str | None:
+    """METRICS_FILE: a file (or none yet) in an existing directory."""
+    if not path:
+        return None
+    target = Path(path)
+    try:
+        if target.is_dir():
+            return f"{path} is a directory: name the file to write"
+        if target.exists() and not target.is_file():
+            return f"{path} is not a regular file"
+        if not target.parent.is_dir():
+            return f"the directory {target.parent} does not exist"
+    except OSError as err:  # a name too long, a permission denied on the way
+        return f"{path} cannot be checked: {err.strerror or err}"
+    return None
 
 
 def _read(r: Reader) -> Config:
     """Every variable read into a ``Config``; the problems found are left in ``r.problems``."""
-    postgres = _postgres(r)
+    postgres = read_postgres(r)
     storage = _storage(r)
     codec = _codec(r)
     retention = _retention(r)
     notify = _notify(r)
     pushgateway = r.str("PROMETHEUS_PUSHGATEWAY_URL")
-    if pushgateway and not pushgateway.startswith(("http://", "https://")):
-        r.problems.append("PROMETHEUS_PUSHGATEWAY_URL must be an http:// or https:// URL")
+    if pushgateway:
+        _, problem = syntax.url_problem(pushgateway, ("http", "https"))
+        if problem:
+            r.problems.append(f"PROMETHEUS_PUSHGATEWAY_URL {problem}")
+    metrics_file = r.str("METRICS_FILE")
+    problem = _metrics_file_problem(metrics_file or "")
+    if problem:
+        r.problems.append(f"METRICS_FILE: {problem}")
     metrics = MetricsConfig(
         pushgateway_url=pushgateway,
-        metrics_file=r.str("METRICS_FILE"),
-        job_name=r.str("PROMETHEUS_JOB_NAME", "pgbackup") or "pgbackup",
+        metrics_file=metrics_file,
+        job_name=r.str("PROMETHEUS_JOB_NAME", "pgbackup", max_chars=256) or "pgbackup",
     )
     log = LogConfig(
         format=r.choice("LOG_FORMAT", "text", ("text", "json")),
         level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
-        progress_interval_s=r.float("BACKUP_PROGRESS_SECONDS", 30.0, 0.0),
+        progress_interval_s=r.float("BACKUP_PROGRESS_SECONDS", 30.0, 0.0, 86_400.0),
     )
     verify = r.choice("BACKUP_VERIFY", "none", ("none", "restore"))
     row_counts = r.choice("BACKUP_ROW_COUNTS", "estimate", ("exact", "estimate", "off"))
     verify_url = r.secret("VERIFY_DATABASE_URL")
-    if verify_url and not verify_url.reveal().startswith(("postgres://", "postgresql://")):
-        r.problems.append("VERIFY_DATABASE_URL must start with postgresql://")
-    timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0)
-    lock_wait_timeout_s = r.duration("BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0)
+    if verify_url:
+        _, problem = syntax.url_problem(
+            verify_url.reveal(),
+            ("postgresql", "postgres"),
+            secret=True,
+            host_required=False,
+            host_rule=syntax.url_host_problem,
+        )
+        if problem:
+            r.problems.append(f"VERIFY_DATABASE_URL {problem}")
+    timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0, MAX_TIMEOUT_S)
+    lock_wait_timeout_s = r.duration(
+        "BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0, MAX_LOCK_WAIT_S
+    )
     return Config(
         postgres=postgres,
         storage=storage,
@@ -442,4 +395,5 @@ def _read(r: Reader) -> Config:
         pg_bin_dirs=tuple(
             d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
         ),
+        strict_env=r.bool("BACKUP_STRICT_ENV", True),
     )

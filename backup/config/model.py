@@ -201,6 +201,11 @@ class Config:
     """BACKUP_TIMEOUT: the longest a whole run may take before it is aborted (exit 3)."""
     lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_TIMEOUT_S
     """BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout for each table lock."""
+    strict_env: bool = True
+    """BACKUP_STRICT_ENV: ``check`` fails on ``unknown_variables`` (else it only warns)."""
+    unknown_variables: tuple[tuple[str, str | None], ...] = ()
+    """(name, closest known name or None) for each variable with the job's prefixes that the
+    job does not read: a typo whose value is ignored (``environment.unknown_variables``)."""
 
     @property
     def orphan_min_age_s(self) -> float:
@@ -227,7 +232,10 @@ class Config:
         # client debug lines print the path alone, so the paths are secrets too.
         for url in (*self.notify.webhook_urls, self.notify.healthcheck_url):
             if url:
-                path = urlsplit(url.reveal()).path
+                try:
+                    path = urlsplit(url.reveal()).path
+                except ValueError:  # a URL refused by the configuration, read leniently
+                    continue
                 if len(path.strip("/")) >= 8:
                     revealed.append(path)
         return revealed

@@ -167,9 +167,9 @@ def test_from_destination_touches_no_network() -> None:
 
 
 def test_from_destination_without_credentials() -> None:
-    config = StorageConfig(destinations=("b2://b/p",))
+    config = StorageConfig(destinations=("b2://bucket/p",))
     with pytest.raises(StorageError) as raised:
-        B2Storage.from_destination(Destination.parse("b2://b/p"), config)
+        B2Storage.from_destination(Destination.parse("b2://bucket/p"), config)
     assert "B2_APPLICATION_KEY" in raised.value.hint
 
 

@@ -249,8 +249,10 @@ def test_a_skipped_backup_is_not_a_failure(recording_server, tmp_path):
 def test_failing_channels_never_change_the_exit_code(recording_server, tmp_path):
     for path in (f"/bot{TOKEN}/sendMessage", HOOK, f"{PING}/fail"):
         recording_server.respond(path, status=400, body={"ok": False, "description": "no"})
-    metrics_dir = tmp_path / "not-a-directory"
-    metrics_dir.write_text("")
+    # The metrics write fails too (status writes pgbackup.status.prom: here a directory); the
+    # configuration itself is valid (METRICS_FILE names a file in a directory that exists).
+    metrics_dir = tmp_path / "metrics"
+    (metrics_dir / "pgbackup.status.prom").mkdir(parents=True)
     env = _offline_env(tmp_path, recording_server, METRICS_FILE=str(metrics_dir / "pgbackup.prom"))
     result = run_job("status", env=env)
     assert result.returncode == 1, result.output

@@ -24,11 +24,11 @@ import logging
 import threading
 import weakref
 
-import pyrage
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from backup.config import CodecConfig
+from backup.config import CodecConfig, age_keys
+from backup.config.age_keys import IDENTITY_HINT
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.stream.age import header as age_header
 from backup.stream.age.header import Prefixed, Readable, ScryptHeaderWriter, Writable
@@ -53,7 +53,6 @@ ABORT_JOIN_TIMEOUT_S = 30.0
 # https://github.com/FiloSottile/age/blob/main/scrypt.go
 SCRYPT_LOG_N = 18
 
-IDENTITY_HINT = "set BACKUP_AGE_IDENTITY or BACKUP_AGE_IDENTITY_FILE"
 PASSPHRASE_HINT = "set BACKUP_AGE_PASSPHRASE or BACKUP_AGE_PASSPHRASE_FILE"  # noqa: S105
 
 
@@ -265,47 +264,18 @@ class Decryptor:
 
 
 def _recipients(recipients: tuple[str, ...]) -> list[object]:
-    parsed: list[object] = []
-    for recipient in recipients:
-        module = pyrage.ssh if recipient.startswith("ssh-") else pyrage.x25519
-        try:
-            parsed.append(module.Recipient.from_str(recipient))
-        except Exception as err:  # pyrage.RecipientError, or ValueError for bad encodings
-            raise ConfigError(
-                f"BACKUP_AGE_RECIPIENTS: {recipient[:16]}... is not a valid age or ssh public key",
-                "use the line 'Public key: age1...' printed by age-keygen, or an ssh .pub line",
-            ) from err
-    return parsed
+    try:
+        return age_keys.parse_recipients(recipients)
+    except age_keys.KeyProblem as err:
+        raise ConfigError(str(err), err.hint) from err
 
 
 def _identities(text: str) -> list[object]:
     """Every identity in an age identity file, or the one unencrypted OpenSSH/PEM key."""
-    if "-----BEGIN" in text:
-        try:
-            return [pyrage.ssh.Identity.from_buffer(text.encode())]
-        except Exception:
-            raise IntegrityError(
-                "BACKUP_AGE_IDENTITY holds an ssh private key that cannot be used "
-                "(passphrase-protected ssh keys are not supported)",
-                "decrypt the key first (ssh-keygen -p -N '' -f KEY) or use an age identity; "
-                + IDENTITY_HINT,
-            ) from None
-    identities: list[object] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            identities.append(pyrage.x25519.Identity.from_str(line))
-        except Exception:
-            # from None: pyrage's message could quote the line, which is a secret.
-            raise IntegrityError(
-                f"BACKUP_AGE_IDENTITY line {number} is not an age identity (AGE-SECRET-KEY-1...)",
-                "use the file written by age-keygen; " + IDENTITY_HINT,
-            ) from None
-    if not identities:
-        raise IntegrityError("BACKUP_AGE_IDENTITY holds no age identity", IDENTITY_HINT)
-    return identities
+    try:
+        return age_keys.parse_identities(text)
+    except age_keys.KeyProblem as err:
+        raise IntegrityError(str(err), err.hint) from None
 
 
 def _fingerprint(recipient: str) -> str:

@@ -1,0 +1,134 @@
+"""The source database's settings: the libpq variables, ``DATABASE_URL``, ``BACKUP_DATABASES``.
+
+``read_postgres`` fills ``PostgresConfig``; the password never leaves a ``Secret`` and is never
+quoted in a problem (a ``DATABASE_URL`` is never quoted at all).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote
+
+from backup.config import syntax
+from backup.config.model import PostgresConfig, Secret
+from backup.config.reader import Reader
+
+LIBPQ_PASSTHROUGH = (
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGCONNECT_TIMEOUT",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGTARGETSESSIONATTRS",
+)
+
+
+# Values libpq accepts for the pass-through variables that take one of a few words:
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
+LIBPQ_CHOICES = {
+    "PGSSLMODE": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "PGTARGETSESSIONATTRS": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+}
+
+
+def read_postgres(r: Reader) -> PostgresConfig:
+    """The source server: PG* variables, DATABASE_URL (its parts win), BACKUP_DATABASES."""
+    host = r.check("PGHOST", r.str("PGHOST"), syntax.pghost_problem)
+    port = r.check("PGPORT", r.str("PGPORT"), syntax.port_problem)
+    user, password, database = r.str("PGUSER"), r.secret("PGPASSWORD"), r.str("PGDATABASE")
+    extra: dict[str, str] = {}
+    for name in LIBPQ_PASSTHROUGH:
+        value = r.str(name)
+        if value is not None and name in LIBPQ_CHOICES:
+            value = r.choice(name, "", LIBPQ_CHOICES[name]) or None
+        elif value is not None and name == "PGCONNECT_TIMEOUT":
+            seconds = r.int(name, None, 0, 3600)
+            value = None if seconds is None else str(seconds)
+        if value:
+            extra[name] = value
+    url = r.secret("DATABASE_URL")
+    if url:
+        # Never quoted back: the URL may hold the password.
+        parts, problem = syntax.url_problem(
+            url.reveal(),
+            ("postgresql", "postgres"),
+            secret=True,
+            host_required=False,
+            host_rule=syntax.url_host_problem,
+        )
+        if problem or parts is None:
+            r.problems.append(f"DATABASE_URL {problem}")
+        else:
+            # The URL is split into libpq variables so the password travels in the child's
+            # environment, never in its argv.
+            host = unquote(parts.hostname) if parts.hostname else host
+            port = str(parts.port) if parts.port else port
+            user = unquote(parts.username) if parts.username else user
+            if parts.password:
+                password = Secret(unquote(parts.password))
+            if parts.path.strip("/"):
+                database = unquote(parts.path.strip("/"))
+            for key, value in parse_qsl(parts.query):
+                env_name = URL_PARAMETERS.get(key)
+                if not env_name:
+                    continue
+                if syntax.character_problem(value):
+                    r.problems.append(
+                        f"DATABASE_URL's {key} parameter {syntax.character_problem(value)}"
+                    )
+                elif env_name in LIBPQ_CHOICES and value not in LIBPQ_CHOICES[env_name]:
+                    r.problems.append(
+                        f"DATABASE_URL's {key}={syntax.shown(value)} must be one of: "
+                        + ", ".join(LIBPQ_CHOICES[env_name])
+                    )
+                else:
+                    extra[env_name] = value
+    listed = r.csv("BACKUP_DATABASES")
+    all_databases = len(listed) == 1 and listed[0].lower() == "all"
+    if all_databases:
+        databases: tuple[str, ...] = ()
+    elif listed:
+        if any(name.lower() == "all" for name in listed):
+            r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
+        databases = tuple(dict.fromkeys(listed))
+    else:
+        # No libpq default (the database named like the user, often the empty "postgres"):
+        # with none named, the commands that back up refuse to guess (require_databases).
+        databases = (database,) if database else ()
+    for name in databases:
+        # PostgreSQL's identifiers: at most NAMEDATALEN - 1 = 63 bytes.
+        if len(name.encode()) > 63:
+            r.problems.append(f"BACKUP_DATABASES: {syntax.shown(name)} is longer than 63 bytes")
+    return PostgresConfig(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+        databases=databases,
+        all_databases=all_databases,
+        extra_env=tuple(sorted(extra.items())),
+    )
+
+
+URL_PARAMETERS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+}
+"""DATABASE_URL's parameters that become libpq variables; the others are ignored."""
