@@ -148,8 +148,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     log_module.setup(config.log.format, config.log.level, config.secrets())
     for variable, suggestion in config.unknown_variables:
         maybe = f" (did you mean {suggestion}?)" if suggestion else ""
-        name = variable if variable.isascii() and variable.isidentifier() else ascii(variable[:100])
-        log.warning("%s is not a variable of this job and is ignored%s", name, maybe)
+        shown = (
+            variable if variable.isascii() and variable.isidentifier() else ascii(variable[:100])
+        )
+        log.warning("%s is not a variable of this job and is ignored%s", shown, maybe)
     if command.NEEDS_DATABASES:
         try:
             config.postgres.require_databases()

@@ -85,6 +85,8 @@ class _Results:
 def run(config: Config, args: argparse.Namespace) -> int:
     storages = storage.open_all(config.storage)
     results = _Results()
+    if config.unknown_variables:
+        results.attempt("environment", lambda: check_unknown_variables(config))
     if config.metrics.metrics_file:
         path = config.metrics.metrics_file
         results.attempt("METRICS_FILE", lambda: probe_metrics_file(path))
@@ -130,6 +132,23 @@ def _destination(config: Config, store: Storage, plans: list[Server]) -> list[st
         scope = Scope(frozenset(plans[0].databases), globals=config.postgres.all_databases)
         lines.extend(flag_manifests(store, scope, datetime.now(UTC)))
     return lines
+
+
+def check_unknown_variables(config: Config) -> list[str]:
+    """Variables with the job's prefixes that it does not read: a typo whose value is ignored
+    (``BACKUP_RETENTON_DAYS=7`` keeps 30 days). A failure unless ``BACKUP_STRICT_ENV=false``."""
+    named = [
+        f"{name} (did you mean {suggestion}?)" if suggestion else name
+        for name, suggestion in config.unknown_variables
+    ]
+    text = "not variables of this job, their values are ignored: " + ", ".join(named)
+    if config.strict_env:
+        raise ConfigError(
+            text,
+            hint="fix the names (README, 'Configuration'), or set BACKUP_STRICT_ENV=false if "
+            "another program reads them",
+        )
+    return [f"environment: warning: {text} (BACKUP_STRICT_ENV=false)"]
 
 
 def probe_metrics_file(path: str) -> list[str]:

@@ -150,3 +150,26 @@ def test_check_tries_every_part_when_the_database_is_down(job_env, tmp_path):
     assert "METRICS_FILE" in result.stderr and "database" in result.stdout
     assert "database: FAILED" in result.stdout
     assert "write, read back, delete ok" in result.stdout
+
+
+def test_check_fails_on_a_typo_unless_strict_env_is_off(job_env):
+    env = {**job_env, "BACKUP_RETENTON_DAYS": "7"}
+    result = run_job("check", env=env)
+    assert result.returncode == 2, result.output
+    assert "BACKUP_RETENTON_DAYS (did you mean BACKUP_RETENTION_DAYS?)" in result.output
+    relaxed = run_job("check", env={**env, "BACKUP_STRICT_ENV": "false"})
+    assert relaxed.returncode == 0, relaxed.output
+    assert "environment: warning:" in relaxed.stdout and "check: ok" in relaxed.stdout
+
+
+def test_a_typo_warning_does_not_rename_the_command_in_reports(job_env, recording_server):
+    env = {
+        **job_env,
+        "NOTIFY_WEBHOOK_URL": f"{recording_server.url}/hook",
+        "BACKUP_RETENTON_DAYS": "7",
+    }
+    env.pop("PGDATABASE")
+    result = run_job("backup", env=env)
+    assert result.returncode == 2, result.output
+    [request] = recording_server.requests
+    assert request.json()["command"] == "backup"
