@@ -69,7 +69,7 @@ def test_check_notify_without_a_channel_fails(job_env):
 
 @pytest.mark.parametrize(
     ("where", "expected"),
-    [("missing/dir/pgbackup.prom", "cannot write in"), ("", "is a directory")],
+    [("missing/dir/pgbackup.prom", "does not exist"), ("", "is a directory")],
     ids=["missing-directory", "a-directory"],
 )
 def test_check_fails_when_metrics_file_cannot_be_written(job_env, tmp_path, where, expected):
@@ -143,11 +143,11 @@ def test_verbs_help_describes_them(verb: str, words: str) -> None:
 
 
 def test_check_tries_every_part_when_the_database_is_down(job_env, tmp_path):
-    env = {**job_env, "PGPORT": "1", "METRICS_FILE": str(tmp_path / "missing" / "x.prom")}
-    result = run_job("check", env=env)
-    # The first failure's code (METRICS_FILE: 2), every failure named, the destination probed.
+    env = {**job_env, "PGPORT": "1"}
+    result = run_job("check", "--notify", env=env)  # and no channel configured
+    # The first failure's code (--notify: 2), every failure named, the destination probed.
     assert result.returncode == 2, result.output
-    assert "METRICS_FILE" in result.stderr and "database" in result.stdout
+    assert "no notification channel" in result.stderr and "database" in result.stdout
     assert "database: FAILED" in result.stdout
     assert "write, read back, delete ok" in result.stdout
 

@@ -111,4 +111,14 @@ def test_several_bad_values_are_all_reported_each_by_name(env: dict[str, str]) -
         for name in SECRETS:
             value = env.get(name, "").strip()
             if len(value) >= MIN_SECRET_CHARS and not any(value in v for v in shown):
-                assert value not in err.message
+                # The words of another problem may happen to be the value ("https://" in "must
+                # start with http:// or https://"): a leak is the value shown because it is set.
+                assert value not in err.message or value in _message_without(env, name)
+
+
+def _message_without(env: dict[str, str], name: str) -> str:
+    try:
+        load({**BASE, **{k: v for k, v in env.items() if k != name}})
+    except ConfigError as err:
+        return err.message
+    return ""
