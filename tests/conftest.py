@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.fixtures.pgcluster import Cluster, find_bindir
 
 # Session-scoped servers are defined once here, so every test directory shares one of each.
 pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.b2sim"]
+
+# CI runs the property tests on a fixed sequence of examples, so a green commit stays green;
+# a developer's run explores new ones (and hypothesis remembers what failed in .hypothesis/).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SQL = (REPO / "tests" / "fixtures" / "sample.sql").read_text()
