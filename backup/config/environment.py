@@ -80,6 +80,8 @@ def _storage(r: Reader) -> StorageConfig:
             schemes.add(Destination.parse(url).scheme)
         except ConfigError as err:
             r.problems.extend(err.problems)
+            if err.hint != ConfigError.default_hint:
+                r.hints.append(err.hint)
     if len(set(destinations)) != len(destinations):
         r.problems.append("BACKUP_DESTINATIONS lists the same destination twice")
     b2 = B2Config(
@@ -240,7 +242,7 @@ def parse(environ: Mapping[str, str]) -> Config:
     r = Reader(environ)
     config = _read(r)
     if r.problems:
-        raise ConfigError(r.problems)
+        raise ConfigError(r.problems, hint="; ".join(dict.fromkeys(r.hints)) or None)
     return replace(config, unknown_variables=tuple(unknown_variables(environ)))
 
 

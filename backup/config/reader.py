@@ -32,6 +32,8 @@ class Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.env = environ
         self.problems: list[str] = []
+        self.hints: list[str] = []
+        """Specific hints of the problems that have one (a destination's URL form, ...)."""
         self.names: set[str] = set()
 
     def raw(self, name: str, max_chars: int = MAX_VALUE_CHARS) -> str | None:

@@ -269,3 +269,9 @@ def test_a_channel_with_unusable_settings_is_left_out():
     assert settings.notify.telegram_bot_token is None
     assert settings.notify.healthcheck_url is None
     assert settings.metrics.pushgateway_url is None
+
+
+def test_a_destinations_own_hint_reaches_the_user() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"PGDATABASE": "shop", "BACKUP_DESTINATIONS": "file://relative/path"})
+    assert "file://./backups" in info.value.hint  # how to write a relative path
