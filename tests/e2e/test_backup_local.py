@@ -315,12 +315,32 @@ def test_signals_stop_children_and_leave_nothing(pg15, big_db, job_env, backup_d
 
 def test_second_run_is_skipped_while_one_holds_the_lock(pg15, big_db, job_env, backup_dir):
     env = {**job_env, "PGDATABASE": big_db, "BACKUP_COMPRESSION": "none"}
-    first = _start_job(env)
-    wait_for_copy(pg15, big_db)
-    second = run_job("backup", env=env)
+    # The first run is held inside its dump, whatever the machine's speed: its pg_dump waits
+    # for a table that another session has locked, until the second run has been refused.
+    with pg15.connect(big_db, autocommit=False) as holder:
+        holder.execute("LOCK TABLE big IN ACCESS EXCLUSIVE MODE")
+        first = _start_job(env)
+        _wait_for_pg_dump_waiting_on_a_lock(pg15, big_db)
+        second = run_job("backup", env=env)
+        holder.rollback()
     assert second.returncode == 7, second.output
     first.communicate(timeout=300)
     assert first.returncode == 0
+
+
+def _wait_for_pg_dump_waiting_on_a_lock(cluster, database: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    with cluster.connect() as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name LIKE 'pg_dump%%' AND wait_event_type = 'Lock'",
+                (database,),
+            ).fetchone()
+            if row:
+                return
+            time.sleep(0.05)
+    raise AssertionError("pg_dump never waited for the locked table")
 
 
 def _damage(backup_dir, how: str) -> None:
