@@ -171,7 +171,27 @@ class Fanout:
         self._join(deadline=time.monotonic() + ABORT_DEADLINE_S)
         for upload in self.uploads:
             assert upload.thread is not None
-            if upload.thread.is_alive():
+            if not upload.thread.is_alive() and upload.error is None:
+                # The backend had read the whole stream before the abort and finished its put:
+                # an object no manifest will ever commit. Removed, so nothing is left visible.
+                try:
+                    upload.storage.delete([upload.key])
+                except Exception as err:  # the later orphan cleanup removes it
+                    log.warning(
+                        "%s: could not remove %s after the abort: %s",
+                        upload.storage.url,
+                        upload.key,
+                        err,
+                        extra={"stage": "abort", "destination": upload.storage.url},
+                    )
+                else:
+                    log.info(
+                        "%s: removed %s, finished as the run was aborted",
+                        upload.storage.url,
+                        upload.key,
+                        extra={"stage": "abort", "destination": upload.storage.url},
+                    )
+            elif upload.thread.is_alive():
                 log.warning(
                     "%s: the upload did not stop within %.0f s; its unfinished upload is left "
                     "for a later run's cleanup",

@@ -109,7 +109,11 @@ def stream_dump(
         fanout.abort(err)
         raise
     progress.close()
-    uploads = fanout.commit()
+    try:
+        uploads = fanout.commit()
+    except BaseException as err:  # a signal (or BACKUP_TIMEOUT) while the uploads finish
+        fanout.abort(err)
+        raise
     return StreamResult(
         raw_bytes=raw,
         stored_bytes=fanout.size,

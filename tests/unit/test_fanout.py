@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -131,3 +132,30 @@ def test_an_aborted_stream_raises_even_on_read_of_nothing(tmp_path):
         reader.read(0)
     gate.set()
     fanout.abort(RuntimeError("dump failed"))
+
+
+class SlowFinishStorage(LocalStorage):
+    """Reads the whole stream, then takes its time to finish (a slow fsync, a slow complete)."""
+
+    def __init__(self, root, finishing: threading.Event, release: threading.Event) -> None:
+        super().__init__(root)
+        self.finishing, self.release = finishing, release
+
+    def put(self, key, stream):
+        data = stream.read()
+        self.finishing.set()
+        self.release.wait(5)
+        return super().put(key, io.BytesIO(data))
+
+
+def test_an_upload_that_finishes_after_the_abort_is_removed(tmp_path):
+    finishing, release = threading.Event(), threading.Event()
+    fanout = Fanout([(SlowFinishStorage(tmp_path / "d", finishing, release), "db/k.dump")])
+    fanout.write(b"x" * 1000)
+    committing = threading.Thread(target=fanout.commit)
+    committing.start()
+    assert finishing.wait(5)  # the stream has ended; the backend is still finishing
+    release.set()
+    fanout.abort(KeyboardInterrupt("a signal during the final join"))
+    committing.join(5)
+    assert not (tmp_path / "d" / "db" / "k.dump").exists()
