@@ -60,13 +60,7 @@ def read_postgres(r: Reader) -> PostgresConfig:
     url = r.secret("DATABASE_URL")
     if url:
         # Never quoted back: the URL may hold the password.
-        parts, problem = syntax.url_problem(
-            url.reveal(),
-            ("postgresql", "postgres"),
-            secret=True,
-            host_required=False,
-            host_rule=syntax.url_host_problem,
-        )
+        parts, problem = syntax.postgres_url_problem(url.reveal())
         if problem or parts is None:
             r.problems.append(f"DATABASE_URL {problem}")
         else:

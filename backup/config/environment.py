@@ -367,13 +367,7 @@ def _read(r: Reader) -> Config:
     row_counts = r.choice("BACKUP_ROW_COUNTS", "estimate", ("exact", "estimate", "off"))
     verify_url = r.secret("VERIFY_DATABASE_URL")
     if verify_url:
-        _, problem = syntax.url_problem(
-            verify_url.reveal(),
-            ("postgresql", "postgres"),
-            secret=True,
-            host_required=False,
-            host_rule=syntax.url_host_problem,
-        )
+        _, problem = syntax.postgres_url_problem(verify_url.reveal())
         if problem:
             r.problems.append(f"VERIFY_DATABASE_URL {problem}")
     timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0, MAX_TIMEOUT_S)

@@ -145,3 +145,15 @@ def url_problem(
     if problem:
         return None, problem if not secret else "has an invalid host name"
     return parts, None
+
+
+def postgres_url_problem(url: str) -> tuple[SplitResult | None, str | None]:
+    """``url_problem`` for a ``postgresql://`` connection URL (``DATABASE_URL``,
+    ``VERIFY_DATABASE_URL``): never quoted back, since it may hold the password."""
+    return url_problem(
+        url,
+        ("postgresql", "postgres"),
+        secret=True,
+        host_required=False,
+        host_rule=url_host_problem,
+    )

@@ -30,20 +30,27 @@ def fake_pg_dump(directory: Path, body: str) -> Path:
     return directory
 
 
-def wait_for_copy(cluster: Cluster, database: str, timeout_s: float = 60) -> int:
-    """PID of pg_dump's backend once it is copying table data."""
+def wait_for_pg_dump(
+    cluster: Cluster, database: str, condition: str, what: str, timeout_s: float = 60
+) -> int:
+    """PID of pg_dump's backend once ``condition`` (SQL on pg_stat_activity) holds for it."""
     deadline = time.monotonic() + timeout_s
     with cluster.connect() as conn:
         while time.monotonic() < deadline:
             row = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s "
-                "AND application_name LIKE 'pg_dump%%' AND query ILIKE 'COPY%%'",
+                f"AND application_name LIKE 'pg_dump%%' AND {condition}",
                 (database,),
             ).fetchone()
             if row:
                 return row[0]
             time.sleep(0.02)
-    raise AssertionError("pg_dump never started copying")
+    raise AssertionError(f"pg_dump never {what}")
+
+
+def wait_for_copy(cluster: Cluster, database: str, timeout_s: float = 60) -> int:
+    """PID of pg_dump's backend once it is copying table data."""
+    return wait_for_pg_dump(cluster, database, "query ILIKE 'COPY%%'", "started copying", timeout_s)
 
 
 def visible_files(root: Path) -> list[str]:

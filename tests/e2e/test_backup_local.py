@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     processes_running,
     visible_files,
     wait_for_copy,
+    wait_for_pg_dump,
 )
 from tests.fixtures.compare import fingerprint_db
 
@@ -320,27 +321,12 @@ def test_second_run_is_skipped_while_one_holds_the_lock(pg15, big_db, job_env, b
     with pg15.connect(big_db, autocommit=False) as holder:
         holder.execute("LOCK TABLE big IN ACCESS EXCLUSIVE MODE")
         first = _start_job(env)
-        _wait_for_pg_dump_waiting_on_a_lock(pg15, big_db)
+        wait_for_pg_dump(pg15, big_db, "wait_event_type = 'Lock'", "waited for the lock")
         second = run_job("backup", env=env)
         holder.rollback()
     assert second.returncode == 7, second.output
     first.communicate(timeout=300)
     assert first.returncode == 0
-
-
-def _wait_for_pg_dump_waiting_on_a_lock(cluster, database: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    with cluster.connect() as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = %s "
-                "AND application_name LIKE 'pg_dump%%' AND wait_event_type = 'Lock'",
-                (database,),
-            ).fetchone()
-            if row:
-                return
-            time.sleep(0.05)
-    raise AssertionError("pg_dump never waited for the locked table")
 
 
 def _damage(backup_dir, how: str) -> None:
