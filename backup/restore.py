@@ -221,11 +221,11 @@ def _restore_from(
     if options.in_place:
         # Check the whole object before touching the only copy of the data.
         verifying, archive = open_archive(config.codec, storage, m)
-        head = HeadRecorder(archive)
-        while head.read(CHUNK_BYTES):
-            pass
-        verifying.drain()
-        props = _database_properties(tools, head, m.name, reopen)
+        with HeadRecorder(archive) as head:
+            while head.read(CHUNK_BYTES):
+                pass
+            verifying.drain()
+            props = _database_properties(tools, head, m.name, reopen)
         # A rehearsal: a role the properties name that is missing here stops the restore now.
         _give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
         verifying, archive = open_archive(config.codec, storage, m)
@@ -251,9 +251,9 @@ def _restore_from(
         pg_server.create_database(conn, fresh, owner)
     try:
         verifying, archive = open_archive(config.codec, storage, m)
-        head = HeadRecorder(archive)
-        run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
-        props = _database_properties(tools, head, m.name, reopen)
+        with HeadRecorder(archive) as head:
+            run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
+            props = _database_properties(tools, head, m.name, reopen)
         _give_properties(pg, admin_db, fresh, props, options, final_name=target)
         _compare_creation(pg, admin_db, fresh, props)
     except BaseException:
@@ -299,7 +299,7 @@ def _database_properties(
 ) -> DatabaseProperties:
     """The database's own properties in the archive (owner, settings, comment, grants);
     statements of a shape not recognised are reported and not run."""
-    props = read_database_properties(tools, bytes(head.head), reopen)
+    props = read_database_properties(tools, head, reopen)
     for statement in props.skipped:
         log.warning("%s: database property not restored (not understood): %s", name, statement)
     return props

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import logging
 import os
+import queue
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Protocol
 
 from backup.errors import BackupError, DatabaseError
@@ -30,6 +32,12 @@ _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USE
 STDERR_LINES_KEPT = 20
 KILL_GRACE_S = 5.0
 PUMP_CHUNK_BYTES = 1024 * 1024
+# Chunks read ahead of a child reading its stdin (read_ahead): 4 MiB.
+READ_AHEAD_CHUNKS = 4
+_READ_AHEAD_POLL_S = 0.2
+# A child's stdin pipe is widened to this (Linux: F_SETPIPE_SZ; 1 MiB is the unprivileged
+# maximum by default), so a 1 MiB write is one wake-up of the reader, not sixteen.
+PIPE_BYTES = 1024 * 1024
 
 
 class Readable(Protocol):
@@ -45,6 +53,13 @@ def child_env(libpq: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k in _INHERITED if (v := os.environ.get(k)) is not None}
     env.update(libpq or {})
     return env
+
+
+def _widen_pipe(fd: int) -> None:
+    """Best effort: a pipe that cannot be widened (not Linux, a lower pipe-max-size) keeps
+    its 64 KiB."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class Child:
@@ -80,6 +95,8 @@ class Child:
                 hint=f"is {self.argv[0]} installed? The image ships it; elsewhere install "
                 "the PostgreSQL client tools",
             ) from err
+        if stdin == subprocess.PIPE and self.popen.stdin is not None:
+            _widen_pipe(self.popen.stdin.fileno())
         self._drain = threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True)
         self._drain.start()
 
@@ -183,12 +200,65 @@ class ChildGroup:
         self.kill_all()
 
 
+def read_ahead(
+    source: Readable, chunk_bytes: int = PUMP_CHUNK_BYTES, depth: int = READ_AHEAD_CHUNKS
+) -> Iterator[bytes]:
+    """The chunks of ``source``, read by a thread while the caller consumes the previous ones,
+    so that downloading, checking and decompressing (the thread) overlap with pg_restore
+    reading its pipe (the caller). An error of ``source`` is raised in the caller, in order.
+
+    Memory bound: ``depth`` chunks of at most ``chunk_bytes`` in the queue, plus the one the
+    thread holds and the one the caller holds. When the caller stops early (an error, a
+    signal), the thread stops at its next chunk; one stuck in a hung download is a daemon
+    thread and does not keep the process alive."""
+    chunks: queue.Queue[bytes | _Failed] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: bytes | _Failed) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=_READ_AHEAD_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            while put(chunk := source.read(chunk_bytes)) and chunk:
+                pass
+        except BaseException as err:  # handed to the caller, raised there in order
+            put(_Failed(err))
+
+    reader = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = chunks.get()
+            if isinstance(item, _Failed):
+                raise item.error
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        # Ended already in the normal case; after an early stop it leaves a blocked put within
+        # _READ_AHEAD_POLL_S, and one stuck in a read is left behind (a daemon thread).
+        reader.join(timeout=1)
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def pump(source: Readable, sink: IO[bytes], drain: Callable[[], None]) -> None:
-    """Copy ``source`` into a child's stdin, then call ``drain``. If the child stops reading
-    early, ``source`` is still read to its end (and drained), so that a checksum computed on
-    the way is still checked; the child's own exit status says why it stopped."""
+    """Copy ``source`` into a child's stdin (read ahead by a thread: ``read_ahead``), then call
+    ``drain``. If the child stops reading early, ``source`` is still read to its end (and
+    drained), so that a checksum computed on the way is still checked; the child's own exit
+    status says why it stopped."""
     broken = False
-    while chunk := source.read(PUMP_CHUNK_BYTES):
+    for chunk in read_ahead(source):
         if broken:
             continue
         try:

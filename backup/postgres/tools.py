@@ -186,13 +186,16 @@ def pg_restore_argv(
     archive_path: str | None = None,
     jobs: int = 1,
     extra_args: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> list[str]:
-    """pg_restore into ``database``: from stdin, or from ``archive_path`` with ``jobs`` workers.
+    """pg_restore into ``database``: from stdin, or from ``archive_path`` with ``jobs`` workers;
+    only the given ``sections`` (pre-data, data, post-data) if any.
 
     ``clean`` (``--in-place``) drops each object before recreating it; otherwise the restore
     stops at the first failing statement (``--exit-on-error``)."""
     argv = [tools.path("pg_restore"), "--no-password", *extra_args]
     argv += ["--clean", "--if-exists"] if clean else ["--exit-on-error"]
+    argv += [f"--section={section}" for section in sections]
     if archive_path is not None:
         argv += [f"--jobs={jobs}", archive_path]
     return [*argv, "--dbname", conninfo_dbname(database)]

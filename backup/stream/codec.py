@@ -117,47 +117,73 @@ def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
     return _Compressor(config.compression, config.level, target, on_abort)
 
 
-class _Decompressor:
-    """Pull-based decompression of ``source``; damage raises ``IntegrityError``."""
+class _ZstdReader:
+    """Pull-based zstd decompression of ``source``; damage raises ``IntegrityError``.
 
-    def __init__(self, compression: str, source: Readable) -> None:
+    Memory bound: one ``read`` returns at most ``size`` bytes (zstd's streaming API fills a
+    bounded output buffer), reads at most ``READ_CHUNK_BYTES`` of ``source`` at a time, plus the
+    frame's window (2 MiB at level 3, at most 8 MiB up to level 19, 128 MiB at 20-22). A
+    one-shot decompression of a chunk would not be bounded: 1 MiB of a very compressible dump
+    (pgbench's blank filler) inflates to hundreds of MiB.
+
+    A stream that ends early is not an error here: every read goes through the manifest's size
+    and sha256 check (``readback.VerifyingReader``), which a truncated object fails, and
+    pg_restore refuses an archive that stops short; zstd's own checksum catches damage."""
+
+    def __init__(self, source: Readable) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            source, read_size=READ_CHUNK_BYTES, read_across_frames=True
+        )
+
+    def read(self, size: int = -1) -> bytes:
+        want = READ_CHUNK_BYTES if size is None or size < 0 else size
+        try:
+            return self._reader.read(want)
+        except zstandard.ZstdError as err:
+            raise IntegrityError(f"the zstd stream is damaged: {err}") from err
+
+
+class _GzipReader:
+    """Pull-based gzip decompression of ``source`` (several members read as one stream, as
+    ``gzip -d`` does); damage or an early end raises ``IntegrityError``.
+
+    Memory bound: one ``read`` returns at most ``size`` bytes (zlib's ``max_length``; the input
+    it did not consume waits in ``unconsumed_tail``), plus one ``READ_CHUNK_BYTES`` chunk of
+    ``source`` and zlib's 32 KiB window."""
+
+    def __init__(self, source: Readable) -> None:
         self.source = source
-        self.compression = compression
-        if compression == "zstd":
-            self._obj = zstandard.ZstdDecompressor().decompressobj()
-        else:
-            self._obj = zlib.decompressobj(31)
-        self._buffer = bytearray()
-        self._offset = 0
+        self._obj = zlib.decompressobj(31)
+        self._pending = b""
         self._eof = False
 
     def read(self, size: int = -1) -> bytes:
         want = READ_CHUNK_BYTES if size is None or size < 0 else size
-        # One decompressed chunk can be many MiB: hand it out by offset, never re-copying the rest.
-        while len(self._buffer) - self._offset < want and not self._eof:
-            chunk = self.source.read(READ_CHUNK_BYTES)
-            if not chunk:
-                self._eof = True
-                self._check_complete()
-                break
+        while not self._eof:
+            if not self._pending:
+                self._pending = self.source.read(READ_CHUNK_BYTES)
+                if not self._pending:
+                    self._eof = True
+                    if not self._obj.eof:
+                        raise IntegrityError("the gzip stream ends early: the object is truncated")
+                    break
             try:
-                out = self._obj.decompress(chunk)
-            except (zstandard.ZstdError, zlib.error) as err:
-                raise IntegrityError(f"the {self.compression} stream is damaged: {err}") from err
+                out = self._obj.decompress(self._pending, want)
+            except zlib.error as err:
+                raise IntegrityError(f"the gzip stream is damaged: {err}") from err
+            self._pending = self._obj.unconsumed_tail
+            if self._obj.eof:
+                # The next member, if any, starts in what followed this one.
+                self._pending = self._obj.unused_data
+                self._obj = zlib.decompressobj(31)
+                if not self._pending:
+                    self._pending = self.source.read(READ_CHUNK_BYTES)
+                    if not self._pending:
+                        self._eof = True
+                        return out
             if out:
-                del self._buffer[: self._offset]
-                self._offset = 0
-                self._buffer += out
-        end = min(self._offset + want, len(self._buffer))
-        piece = bytes(self._buffer[self._offset : end])
-        self._offset = end
-        return piece
-
-    def _check_complete(self) -> None:
-        if not self._obj.eof:
-            raise IntegrityError(
-                f"the {self.compression} stream ends early: the object is truncated"
-            )
+                return out
+        return b""
 
 
 def open_decoder(
@@ -172,4 +198,6 @@ def open_decoder(
         return source
     if compression not in COMPRESSION_SUFFIX:
         raise IntegrityError(f"unknown compression {compression!r} in the manifest")
-    return _Decompressor(compression, source)
+    if compression == "zstd":
+        return _ZstdReader(source)
+    return _GzipReader(source)

@@ -226,7 +226,7 @@ def test_an_empty_name_is_a_usage_error(pg15, sample_db, job_env, args):
     assert pg15.databases() == before
 
 
-def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatch):
+def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15):
     """Past HEAD_LIMIT_BYTES the archive is read a second time (to its end, so its checksum is
     checked again) and the properties still come back."""
     from backup.postgres import pg_restore
@@ -241,10 +241,15 @@ def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatc
         check=True,
     ).stdout
     tools = Tools(bindir=bindir, major=15, version="15")
-    monkeypatch.setattr(pg_restore, "HEAD_LIMIT_BYTES", 600)
-    head = archive[:600]
-    with pytest.raises(DatabaseError):
-        pg_restore.read_database_properties(tools, head)
+
+    def head() -> pg_restore.HeadRecorder:
+        recorder = pg_restore.HeadRecorder(io.BytesIO(archive), limit_bytes=600)
+        while recorder.read(1 << 16):
+            pass
+        return recorder
+
+    with head() as first, pytest.raises(DatabaseError):
+        pg_restore.read_database_properties(tools, first)
 
     drained: list[bool] = []
 
@@ -260,7 +265,8 @@ def test_a_table_of_contents_larger_than_the_head_is_read_again(pg15, monkeypatc
         stream = io.BytesIO(archive)
         return Stored(stream), stream
 
-    props = pg_restore.read_database_properties(tools, head, reopen)
+    with head() as second:
+        props = pg_restore.read_database_properties(tools, second, reopen)
     assert drained == [True]
     applied = [s.as_string(None) for s in props.for_database("x")]
     assert f'ALTER DATABASE "x" OWNER TO {owner}' in applied
