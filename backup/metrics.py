@@ -28,18 +28,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.exposition import (
-    basic_auth_handler,
-    default_handler,
-    pushadd_to_gateway,
-    write_to_textfile,
-)
-
 from backup.history import DatabaseState, State, stored_in
 from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     from backup.config import MetricsConfig
 
 log = logging.getLogger(__name__)
@@ -131,6 +125,9 @@ class Metrics:
         definitions: Mapping[str, str] = DEFINITIONS,
         labels: tuple[str, ...] = LABELS,
     ) -> None:
+        # prometheus_client (and the http.server it loads) only when metrics are configured.
+        from prometheus_client import CollectorRegistry, Gauge
+
         self.registry = CollectorRegistry()
         self.gauges: dict[str, Gauge] = {
             name: Gauge(name, help_text, labels, registry=self.registry)
@@ -191,6 +188,8 @@ class Metrics:
 
     def text(self) -> str:
         """The Prometheus text exposition of the registry."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry).decode()
 
     def push(self, url: str, job: str, timeout_s: float = PUSH_TIMEOUT_S) -> bool:
@@ -199,6 +198,12 @@ class Metrics:
         Only this job's group (``job`` and the grouping key) is touched: other jobs' series
         stay. Credentials in the URL (``https://user:pass@host``) are sent as basic auth.
         """
+        from prometheus_client.exposition import (
+            basic_auth_handler,
+            default_handler,
+            pushadd_to_gateway,
+        )
+
         parts = urlsplit(url)
         handler: Callable[..., Callable[[], None]] = default_handler
         if parts.username:
@@ -227,6 +232,8 @@ class Metrics:
 
     def write(self, path: str) -> bool:
         """Write the text exposition to ``path`` atomically (temporary file, then rename)."""
+        from prometheus_client.exposition import write_to_textfile
+
         try:
             write_to_textfile(path, self.registry)
         except Exception as err:  # metrics must never fail the run

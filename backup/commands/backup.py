@@ -24,6 +24,7 @@ from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
 from backup.outcome import DatabaseResult
 from backup.storage import Storage
+from backup.stream.codec import DEFAULT_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
         notify.start_all(notifiers)
         previous = {s.url: history.load(s) for s in storages}
         log.info(
-            "starting database backup: %s to %s",
+            "starting database backup: %s to %s (%s)",
             ", ".join(config.postgres.databases) or "all databases",
             ", ".join(s.url for s in storages),
-            extra={"stage": "start"},
+            _compression_settings(config),
+            extra={"stage": "start", "compression_threads": config.codec.threads},
         )
         results: list[DatabaseResult] = []
         error: BackupError | None = None
@@ -87,6 +89,18 @@ def run(config: Config, args: argparse.Namespace) -> int:
             raise error
         log.info("database backup completed successfully", extra={"stage": "done"})
         return 0
+
+
+def _compression_settings(config: Config) -> str:
+    """How the dump is compressed, for the run's first line: BACKUP_COMPRESSION_THREADS shown
+    once, as chosen (from the variable or the cgroup CPU quota)."""
+    codec = config.codec
+    if codec.compression == "none":
+        return "no compression"
+    level = codec.level or DEFAULT_LEVEL[codec.compression]
+    if codec.compression == "gzip":
+        return f"gzip level {level}"
+    return f"zstd level {level}, {codec.threads} compression thread(s)"
 
 
 @contextlib.contextmanager

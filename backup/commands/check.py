@@ -28,7 +28,6 @@ from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
 from backup.outcome import RunReport
 from backup.storage import Storage
-from backup.stream.age import open_decryptor, open_encryptor
 
 HELP = "config, database, pg_dump/server versions, destinations"
 NEEDS_DATABASES = True
@@ -177,6 +176,8 @@ _METRICS_HINT = (
 def probe_age_keys(codec: CodecConfig) -> list[str]:
     """Encrypt a small payload as a backup is encrypted, then decrypt it as restore does: to
     the recipients and with the identity alone (or with the passphrase)."""
+    from backup.stream.age import open_decryptor, open_encryptor  # pyrage: only with keys
+
     payload = secrets.token_bytes(AGE_PROBE_BYTES)
     sink = _KeptBytes()
     with open_encryptor(codec, sink) as encryptor:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pyrage
-
 IDENTITY_HINT = "set BACKUP_AGE_IDENTITY or BACKUP_AGE_IDENTITY_FILE"
 RECIPIENT_HINT = "use the line 'Public key: age1...' printed by age-keygen, or an ssh .pub line"
 
@@ -25,6 +23,8 @@ class KeyProblem(ValueError):
 
 def parse_recipient(recipient: str) -> object:
     """One recipient: ``age1...`` (X25519), ``ssh-ed25519 ...`` or ``ssh-rsa ...``."""
+    import pyrage  # only when keys are configured
+
     module = pyrage.ssh if recipient.startswith("ssh-") else pyrage.x25519
     try:
         return module.Recipient.from_str(recipient)
@@ -41,6 +41,8 @@ def parse_recipients(recipients: Iterable[str]) -> list[object]:
 
 def parse_identities(text: str) -> list[object]:
     """Every identity in an age identity file, or the one unencrypted OpenSSH/PEM key."""
+    import pyrage
+
     if "-----BEGIN" in text:
         try:
             return [pyrage.ssh.Identity.from_buffer(text.encode())]

@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backup.config import age_keys, files, syntax
+from backup.config import age_keys, cpus, files, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.model import (
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
     DEFAULT_TIMEOUT_S,
+    MAX_COMPRESSION_THREADS,
     MAX_PART_SIZE_MB,
     MIB,
     MIN_PART_SIZE_MB,
@@ -144,6 +145,9 @@ def _codec(r: Reader) -> CodecConfig:
     compression = r.choice("BACKUP_COMPRESSION", "zstd", ("zstd", "gzip", "none"))
     limits = {"zstd": (1, 22), "gzip": (1, 9), "none": (0, 0)}[compression]
     level = r.int("BACKUP_COMPRESSION_LEVEL", None, limits[0], limits[1])
+    threads = r.int("BACKUP_COMPRESSION_THREADS", None, 0, MAX_COMPRESSION_THREADS)
+    if threads is None:  # the cores the job may use, not the host's: cgroup quota, affinity
+        threads = min(cpus.available_cores(), MAX_COMPRESSION_THREADS)
     recipients = r.csv("BACKUP_AGE_RECIPIENTS", max_chars=MAX_SECRET_CHARS)
     recipients_file = r.str("BACKUP_AGE_RECIPIENTS_FILE")
     if recipients_file:
@@ -177,6 +181,7 @@ def _codec(r: Reader) -> CodecConfig:
     return CodecConfig(
         compression=compression,
         level=level,
+        threads=threads,
         age_recipients=recipients,
         age_passphrase=passphrase,
         age_identity=identity,

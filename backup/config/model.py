@@ -17,9 +17,12 @@ MIB = 1024 * 1024
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 MIN_PART_SIZE_MB = 5
 MAX_PART_SIZE_MB = 5 * 1024
-# 16 MiB parts x 2 in flight x every destination stays well under 150 MB and still covers a
-# 160 GB compressed dump in 10,000 parts; raise it for bigger databases.
-DEFAULT_PART_SIZE_MB = 16
+# 8 MiB parts x 2 in flight keeps a backup to S3 or B2 under 100 MB for the whole process tree.
+# On S3 the parts grow every 1,000 (storage/s3/multipart.py), so 10,000 parts hold 430 GiB;
+# B2's parts do not grow (b2sdk's unbound stream): 10,000 x 8 MiB is 78 GiB there.
+DEFAULT_PART_SIZE_MB = 8
+# BACKUP_COMPRESSION_THREADS: zstd's own limit is 200 workers; past a few dozen nothing is gained.
+MAX_COMPRESSION_THREADS = 64
 # A run that takes longer than this is stuck, not slow: a few hundred GB dump in well under 6 h.
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 # pg_dump waits this long for each table's lock before giving up (a table held in ACCESS
@@ -138,6 +141,9 @@ class StorageConfig:
 class CodecConfig:
     compression: str = "zstd"
     level: int | None = None
+    threads: int = 0
+    """zstd worker threads (BACKUP_COMPRESSION_THREADS): 0 compresses in the thread that reads
+    the dump; N >= 1 hands the work to N workers. gzip ignores it."""
     age_recipients: tuple[str, ...] = ()
     age_passphrase: Secret | None = None
     age_identity: Secret | None = None

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 if TYPE_CHECKING:
+    import requests
+
     from backup.config import NotifyConfig
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def post(
     once the attempts are spent or at the first permanent error. A read timeout is not resent:
     the server may have acted on the request already, and a resend would repeat the wait.
     """
+
+    import requests  # only when a notification is sent: a run without channels never loads it
 
     def once() -> requests.Response:
         try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import requests
-
 from backup.log import redact
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed, check_status, post
@@ -14,6 +12,8 @@ from backup.notify.message import clip, format_message
 from backup.outcome import RunReport
 
 if TYPE_CHECKING:
+    import requests
+
     from backup.config import NotifyConfig, Secret
 
 

@@ -28,6 +28,12 @@ from backup.storage import Readable
 
 DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
 READ_CHUNK_BYTES = 1024 * 1024
+# What the encoder hands its sink at a time: the size of one item in each destination's queue.
+WRITE_CHUNK_BYTES = 1024 * 1024
+# A zstd worker's job: zstd's default at level 3 is 8 MiB (4 x the window), which costs each
+# worker about 4 x that in input and output buffers; 2 MiB costs a quarter of it for the same
+# ratio (measured within 0.3%) and the same CPU.
+ZSTD_JOB_BYTES = 2 * 1024 * 1024
 
 
 class Writable(Protocol):
@@ -43,7 +49,13 @@ class Encoder(Protocol):
 
 
 class _Compressor:
-    """zstd or gzip (RFC 1952, so plain ``gzip -d`` opens it) into ``sink``."""
+    """zstd or gzip (RFC 1952, so plain ``gzip -d`` opens it) into ``sink``.
+
+    zstd with ``threads`` >= 1 compresses in that many worker threads of the zstd library (the
+    output is one standard frame either way). Memory: zstd's window and buffers (about 3 MiB
+    at level 3 with ``threads=0``, plus about 5 MiB per worker: ``ZSTD_JOB_BYTES`` in and out
+    and the window overlap) and one output chunk of ``WRITE_CHUNK_BYTES``.
+    """
 
     def __init__(
         self,
@@ -51,28 +63,43 @@ class _Compressor:
         level: int | None,
         sink: Writable,
         on_abort: Callable[[], None] | None = None,
+        threads: int = 0,
     ) -> None:
         self.sink = sink
         self.on_abort = on_abort
         level = level or DEFAULT_LEVEL.get(compression, 0)
+        self._zstd: zstandard.ZstdCompressionWriter | None = None
         if compression == "zstd":
             # write_content_size is unknown for a stream; the checksum lets zstd -d detect damage.
-            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
-            self._obj = cctx.compressobj()
-            self._flush = lambda: self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+            params = zstandard.ZstdCompressionParameters.from_level(
+                level,
+                threads=threads,
+                job_size=ZSTD_JOB_BYTES if threads else 0,
+                write_checksum=1,
+            )
+            # stream_writer, not compressobj: compressobj grows a bytes object per call, which
+            # cost a third more CPU than zstd itself on a 280 MB dump.
+            self._zstd = zstandard.ZstdCompressor(compression_params=params).stream_writer(
+                sink, write_size=WRITE_CHUNK_BYTES, closefd=False
+            )
         else:
-            self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
-            self._flush = self._obj.flush
+            self._gzip = zlib.compressobj(level, zlib.DEFLATED, 31)
 
     def write(self, data: bytes) -> None:
-        out = self._obj.compress(data)
+        if self._zstd is not None:
+            self._zstd.write(data)
+            return
+        out = self._gzip.compress(data)
         if out:
             self.sink.write(out)
 
     def close(self) -> None:
-        out = self._flush()
-        if out:
-            self.sink.write(out)
+        if self._zstd is not None:
+            self._zstd.flush(zstandard.FLUSH_FRAME)
+        else:
+            out = self._gzip.flush()
+            if out:
+                self.sink.write(out)
         close = getattr(self.sink, "close", None)
         if close:
             close()
@@ -114,7 +141,7 @@ def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
         target, on_abort = encryptor, encryptor.abort
     if config.compression == "none":
         return _Passthrough(target, on_abort)
-    return _Compressor(config.compression, config.level, target, on_abort)
+    return _Compressor(config.compression, config.level, target, on_abort, config.threads)
 
 
 class _ZstdReader:

@@ -3,8 +3,8 @@
 ``Fanout`` is the sink at the end of the encoder. Each destination's ``Storage.put`` runs in its
 own thread and reads from its own bounded queue; ``write`` blocks while any live destination's
 queue is full, so the slowest destination sets the pace and, through the pipe, pg_dump blocks
-too. Memory: ``QUEUE_CHUNKS`` chunks (about 1 MiB each) per destination, plus what each backend
-holds (part size x parts in flight).
+too. Memory: ``QUEUE_CHUNKS`` chunks (at most ``codec.WRITE_CHUNK_BYTES``, 1 MiB, each) per
+destination, plus what each backend holds (part size x parts in flight).
 
 A destination that fails is dropped from the tee and reported; the others go on. ``commit()``
 ends every stream normally; ``abort(err)`` makes every reader raise, so each backend aborts its
@@ -26,7 +26,8 @@ from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 
-QUEUE_CHUNKS = 8
+# Enough to keep a backend busy while the encoder works; each chunk is up to 1 MiB.
+QUEUE_CHUNKS = 4
 _POLL_S = 0.5
 # abort() waits this long in all for the destinations to abort their uploads. A backend stuck
 # past it (a hung server) is left behind: its thread is a daemon, its unfinished upload is

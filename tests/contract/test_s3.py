@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 import threading
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -18,6 +19,8 @@ from botocore.exceptions import ConnectionClosedError, ResponseStreamingError
 from backup.config import MIB, Destination, RetryConfig, S3Config, Secret, StorageConfig
 from backup.errors import StorageError
 from backup.storage.s3 import S3Storage
+from backup.storage.s3.multipart import PARTS_PER_STEP, capacity_bytes
+from backup.storage.s3.storage import S3_MAX_PARTS
 from tests.contract.conftest import FAST_RETRY, S3_PART_SIZE
 from tests.contract.test_storage_contract import DumpFailed, FailingStream
 from tests.fixtures.seaweed import S3Server, free_ports
@@ -175,6 +178,52 @@ def test_memory_stays_within_parts_in_flight(s3_server: S3Server, s3_bucket: str
     data = payload(S3_PART_SIZE * 6)
     assert storage.put("db/big.dump", Watched(data)) == len(data)
     assert worst["bytes"] <= 2 * S3_PART_SIZE
+
+
+def test_no_part_buffer_outlives_its_upload(s3_server: S3Server, s3_bucket: str) -> None:
+    """Every byte allocated in the job during a put (tracemalloc, all threads) stays within
+    parts in flight x part size: the first part is not kept by the caller for the whole upload
+    (it once was: a third part of memory)."""
+    storage = make_storage(s3_server, s3_bucket, parts_in_flight=2)
+    chunk = payload(MIB)
+
+    class Generated:
+        """8 parts' worth, made on the fly so the source holds nothing."""
+
+        left = 8 * S3_PART_SIZE
+
+        def read(self, size: int = -1) -> bytes:
+            size = min(size if size >= 0 else MIB, MIB, self.left)
+            self.left -= size
+            return chunk[:size]
+
+    tracemalloc.start()
+    try:
+        assert storage.put("db/traced.dump", Generated()) == 8 * S3_PART_SIZE
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * S3_PART_SIZE, f"{peak / MIB:.1f} MiB for 2 parts of 5 MiB"
+
+
+def test_parts_grow_so_10000_hold_a_few_hundred_gb(s3_server: S3Server, s3_bucket: str) -> None:
+    """Parts grow by the first part's size every ``parts_per_step`` parts (here 2, so a small
+    stream shows it): 5, 5, 10, 10, 15 MiB, ... and the object reads back whole."""
+    made = make_storage(s3_server, s3_bucket)
+    storage = S3Storage(
+        made.client, s3_bucket, made.prefix, part_size_bytes=S3_PART_SIZE, parts_per_step=2
+    )
+    sent = Requests(storage)
+    data = payload(S3_PART_SIZE * 7 + 123)
+    assert storage.put("db/grown.dump", io.BytesIO(data)) == len(data)
+    sizes = [int(h["Content-Length"]) for name, h in sent.sent if name == "UploadPart"]
+    assert sorted(sizes) == sorted(
+        [S3_PART_SIZE, S3_PART_SIZE, 2 * S3_PART_SIZE, 2 * S3_PART_SIZE, S3_PART_SIZE + 123]
+    )
+    with storage.open("db/grown.dump") as stream:
+        assert stream.read() == data
+    # The job's defaults: 8 MiB growing every 1,000 parts holds more than 400 GiB in 10,000.
+    assert capacity_bytes(8 * MIB, PARTS_PER_STEP, S3_MAX_PARTS) > 400 * 1024 * MIB
 
 
 def test_failed_stream_after_parts_uploaded_aborts(s3_server: S3Server, s3_bucket: str) -> None:

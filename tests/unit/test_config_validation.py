@@ -10,6 +10,7 @@ import pyrage
 import pytest
 
 from backup.config import Destination, load, unknown_variables
+from backup.config.cpus import available_cores
 from backup.config.files import MAX_FILE_BYTES
 from backup.errors import ConfigError
 from tests.conftest import run_job
@@ -148,11 +149,20 @@ def test_a_bad_database_url_never_prints_its_password() -> None:
         ("BACKUP_TIMEOUT", "999999999h"),
         ("BACKUP_LOCK_WAIT_TIMEOUT", "25h"),
         ("PGCONNECT_TIMEOUT", "forever"),
+        ("BACKUP_COMPRESSION_THREADS", "-1"),
+        ("BACKUP_COMPRESSION_THREADS", "65"),
+        ("BACKUP_COMPRESSION_THREADS", "auto"),
     ],
 )
 def test_numbers_are_bounded(name: str, value: str) -> None:
     message = refusal(**{name: value})
     assert message.startswith(name), message
+
+
+def test_compression_threads_default_to_the_cores_the_job_may_use() -> None:
+    assert load(BASE).codec.threads == available_cores()
+    assert load({**BASE, "BACKUP_COMPRESSION_THREADS": "0"}).codec.threads == 0
+    assert load({**BASE, "BACKUP_COMPRESSION_THREADS": "64"}).codec.threads == 64
 
 
 # --- destinations ------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class B2Storage:
         bucket_name: str,
         prefix: str = "",
         url: str | None = None,
-        part_size_bytes: int = 16 * MIB,
+        part_size_bytes: int = 8 * MIB,
         parts_in_flight: int = 2,
         sse_b2: bool = False,
         retry: RetryConfig | None = None,

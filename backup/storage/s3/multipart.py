@@ -4,9 +4,17 @@ Owns the reading loop, the part uploaders running in parallel, ``CompleteMultipa
 the abort that follows any failure, so an unfinished upload never becomes an object. Requests go
 through the storage's ``BucketClient`` (``client.py``).
 
-Memory: at most ``parts_in_flight`` parts of ``part_size_bytes`` are held at once (the one being
-read from the stream counts as one): a semaphore slot is taken before each read and released
-when that part's upload ends.
+Part sizes grow with the stream: parts 1 to ``parts_per_step`` are ``part_size_bytes``, the next
+``parts_per_step`` twice that, then three times, ... (``part_size``). S3 takes at most 10,000
+parts per upload, all but the last at least 5 MiB, sizes free to differ; so a small first part
+keeps the memory of most backups small while 10,000 parts still hold a few hundred GB
+(``capacity_bytes``: 8 MiB growing every 1,000 parts is 430 GiB).
+
+Memory: at most ``parts_in_flight`` parts are held at once (the one being read from the stream
+counts as one): a semaphore slot is taken before each read and released when that part's upload
+ends, and no other reference to a part outlives its upload (the first part is handed over, not
+kept by the caller). So ``parts_in_flight x part_size(n)`` for the n-th part: ``parts_in_flight x
+part_size_bytes`` for a stream of up to ``parts_per_step`` parts, whatever its size below that.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from backup.storage.s3.errors import error_code, is_permanent
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 1 * MIB
+# Every PARTS_PER_STEP parts, the part size grows by the first part's size (see the docstring).
+PARTS_PER_STEP = 1000
+# S3's largest part: https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+MAX_PART_BYTES = 5 * 1024 * MIB
 # How often a reader waiting for a free part buffer checks that its stream was not aborted.
 SLOT_POLL_S = 0.5
 CONTENT_TYPE = "application/octet-stream"
@@ -39,14 +51,23 @@ class MultipartUploader:
         part_size_bytes: int,
         parts_in_flight: int,
         sse: dict[str, str] | None = None,
+        parts_per_step: int = PARTS_PER_STEP,
     ) -> None:
         self.bucket = bucket
         self.part_size_bytes = part_size_bytes
         self.parts_in_flight = max(1, parts_in_flight)
         self.sse = sse or {}
+        self.parts_per_step = max(1, parts_per_step)
 
-    def put(self, key: str, name: str, first: bytearray, stream: Readable, max_parts: int) -> int:
-        """Upload ``first`` then the rest of ``stream`` as parts of one upload to ``name``."""
+    def part_size(self, number: int) -> int:
+        """The size of part ``number`` (1-based); the last part may be shorter."""
+        return part_size(self.part_size_bytes, self.parts_per_step, number)
+
+    def put(
+        self, key: str, name: str, handed: list[bytearray], stream: Readable, max_parts: int
+    ) -> int:
+        """Upload the first part (popped from ``handed``, so the caller keeps no reference to
+        it) then the rest of ``stream`` as parts of one upload to ``name``."""
         b = self.bucket
         created = b.call(
             "upload",
@@ -63,14 +84,17 @@ class MultipartUploader:
         futures: list[Future[None]] = []
         size = 0
         try:
-            data = first
+            data = handed.pop()
             state.slots.acquire()  # the slot of the part already read
             part_number = 1
             while data:
                 if part_number > max_parts:
                     raise StorageError(
-                        f"{b.url}: {key} needs more than {max_parts} parts of "
-                        f"{self.part_size_bytes // MIB} MiB",
+                        f"{b.url}: {key} needs more than {max_parts} parts (the first "
+                        f"{self.part_size_bytes // MIB} MiB, growing every "
+                        f"{self.parts_per_step}): more than "
+                        f"{capacity_bytes(self.part_size_bytes, self.parts_per_step, max_parts)} "
+                        "bytes",
                         hint="raise BACKUP_PART_SIZE_MB",
                     )
                 futures.append(
@@ -83,7 +107,7 @@ class MultipartUploader:
                 del data  # the worker holds the only reference now: memory stays bounded
                 wait_for_slot(state, stream)  # a free part buffer before reading the next
                 state.raise_failure()
-                data = read_part(stream, self.part_size_bytes)
+                data = read_part(stream, self.part_size(part_number))
             state.slots.release()
             for future in futures:
                 future.result()
@@ -202,6 +226,17 @@ def wait_for_slot(state: _UploadState, stream: Readable) -> None:
     while not state.slots.acquire(timeout=SLOT_POLL_S):
         stream.read(0)
         state.raise_failure()
+
+
+def part_size(first_bytes: int, parts_per_step: int, number: int) -> int:
+    """Part ``number`` (1-based) of an upload whose parts grow by ``first_bytes`` every
+    ``parts_per_step`` parts."""
+    return min(MAX_PART_BYTES, first_bytes * (1 + (number - 1) // parts_per_step))
+
+
+def capacity_bytes(first_bytes: int, parts_per_step: int, max_parts: int) -> int:
+    """The largest stream ``max_parts`` growing parts hold."""
+    return sum(part_size(first_bytes, parts_per_step, n) for n in range(1, max_parts + 1))
 
 
 def read_part(stream: Readable, size: int) -> bytearray:

@@ -36,7 +36,12 @@ from backup.storage.base import ObjectInfo, Readable, age_s, join_key
 from backup.storage.retry import ResumingReader
 from backup.storage.s3.client import BucketClient, client_config
 from backup.storage.s3.errors import hint_for_code, is_permanent
-from backup.storage.s3.multipart import CONTENT_TYPE, MultipartUploader, read_part
+from backup.storage.s3.multipart import (
+    CONTENT_TYPE,
+    PARTS_PER_STEP,
+    MultipartUploader,
+    read_part,
+)
 
 if TYPE_CHECKING:
     from backup.config import Destination, StorageConfig
@@ -57,9 +62,12 @@ LIST_PAGE_SIZE = 1000
 class S3Storage:
     """An ``s3://bucket/prefix`` destination.
 
-    Memory: ``put`` holds at most ``parts_in_flight`` parts of ``part_size_bytes`` (the one
-    being read from the stream counts as one), so ``part_size_bytes x parts_in_flight`` bytes
-    whatever the size of the stream; the default 16 MiB x 2 is 32 MiB.
+    Memory: ``put`` holds at most ``parts_in_flight`` parts (the one being read from the
+    stream counts as one). Parts are ``part_size_bytes`` for the first ``parts_per_step`` parts
+    and grow after that (``multipart.py``), so ``part_size_bytes x parts_in_flight`` for a
+    stored object of up to ``parts_per_step x part_size_bytes`` (the default 8 MiB x 2 is
+    16 MiB up to 7.8 GiB), then one more ``part_size_bytes`` per part for every
+    ``parts_per_step`` parts.
     """
 
     def __init__(
@@ -68,11 +76,12 @@ class S3Storage:
         bucket: str,
         prefix: str = "",
         url: str | None = None,
-        part_size_bytes: int = 16 * MIB,
+        part_size_bytes: int = 8 * MIB,
         parts_in_flight: int = 2,
         retry: RetryConfig | None = None,
         sse: str | None = None,
         secrets: tuple[str, ...] = (),
+        parts_per_step: int = PARTS_PER_STEP,
     ) -> None:
         self.client = client
         self.bucket = bucket
@@ -83,7 +92,9 @@ class S3Storage:
         self._api = BucketClient(
             client, bucket, self.prefix, self.url, retry or RetryConfig(), secrets
         )
-        self._multipart = MultipartUploader(self._api, part_size_bytes, parts_in_flight, self._sse)
+        self._multipart = MultipartUploader(
+            self._api, part_size_bytes, parts_in_flight, self._sse, parts_per_step
+        )
 
     @classmethod
     def from_destination(cls, destination: Destination, config: StorageConfig) -> S3Storage:
@@ -137,7 +148,9 @@ class S3Storage:
                 **self._sse,
             )
             return len(first)
-        return self._multipart.put(key, name, first, stream, S3_MAX_PARTS)
+        handed = [first]
+        del first  # the uploader holds the only reference: memory stays parts_in_flight parts
+        return self._multipart.put(key, name, handed, stream, S3_MAX_PARTS)
 
     def open(self, key: str) -> BinaryIO:
         """A readable stream of ``key``; a body that breaks mid-way resumes from its offset."""
