@@ -27,7 +27,7 @@ test: lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: deps
-	$(PY) bench/backup_vs_pg_dump.py --s3
+	$(PY) bench/bench.py
 
 lock:
 	scripts/lock-deps.sh
