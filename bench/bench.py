@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ways", help="comma-separated subset of the ways (see --list-ways)")
     parser.add_argument("--list-ways", action="store_true", help="list the ways and exit")
     parser.add_argument("--json", metavar="PATH", help="every measurement as JSON ('-': stdout)")
+    parser.add_argument("--logs", metavar="DIR", help="keep the stderr of every run in DIR")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be 1 or more")
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         setup, params = prepare(args, chosen, cluster, bindir, work, stack, out)
         runs = run_rounds(setup, chosen, args.rounds, out)
         info = machine.describe(REPO, bindir, cluster.version, sys.executable)
+        if args.logs:
+            shutil.copytree(work / "logs", args.logs, dirs_exist_ok=True)
     by_way = {
         name: [r for r in runs if r["way"] == name]
         for name in dict.fromkeys(r["way"] for r in runs)

@@ -9,14 +9,16 @@ inside it, and the peak memory of the tree.
   Own CPU = tree CPU - tools CPU: the job's processes (or zstd / bash for the bare ways), exactly.
 - Peak tree RSS: every ~20 ms the whole of /proc is read, the descendants of the top process
   found through their parent ids, and their VmRSS summed; the largest sum is kept. Processes
-  living less than a sample period may be missed; ``ru_maxrss`` (the largest single process,
-  from ``wait4``) is kept as a cross-check.
+  living less than a sample period may be missed. As a cross-check, the largest single process
+  (``ru_maxrss``) comes from GNU time wrapped around the command: ``wait4``'s own ru_maxrss
+  would count the image of this (large) Python process, which every child has until its exec.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -36,7 +38,7 @@ class Measurement:
     tree_cpu_s: float
     tools_cpu_s: float
     peak_tree_rss_mib: float
-    max_process_rss_mib: float  # ru_maxrss of the largest process, from wait4
+    max_process_rss_mib: float  # ru_maxrss of the largest process, from GNU time
     exit_code: int
 
     @property
@@ -138,6 +140,8 @@ def run_measured(
     """Run ``argv`` to its end and measure it; stdout to ``stdout_path`` (else /dev/null)."""
     if wrappers:
         wrappers.take_cpu_s()  # forget anything logged outside a measurement
+    maxrss_file = Path(tempfile.mkstemp(prefix="bench-maxrss-")[1])
+    argv = [GNU_TIME, "-q", "-f", "%M", "-o", str(maxrss_file), *argv]
     with (
         open(stdout_path or os.devnull, "wb") as out,
         open(stderr_path or os.devnull, "wb") as err,
@@ -152,11 +156,16 @@ def run_measured(
         wall_s = time.perf_counter() - started
         sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        max_process_rss_kib = int(maxrss_file.read_text().split()[-1])
+    except (ValueError, IndexError):
+        max_process_rss_kib = 0
+    maxrss_file.unlink()
     return Measurement(
         wall_s=wall_s,
         tree_cpu_s=usage.ru_utime + usage.ru_stime,
         tools_cpu_s=wrappers.take_cpu_s() if wrappers else 0.0,
         peak_tree_rss_mib=sampler.peak_bytes / MIB,
-        max_process_rss_mib=usage.ru_maxrss / 1024,
+        max_process_rss_mib=max_process_rss_kib / 1024,
         exit_code=proc.returncode,
     )

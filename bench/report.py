@@ -83,5 +83,5 @@ def cpu_per_gb(median: dict[str, dict[str, float]], dump_bytes: int) -> dict[str
     return {
         name: m["own_cpu_s"] / gb
         for name, m in median.items()
-        if BY_NAME[name].side == "backup" or name == "zstd"
+        if (BY_NAME[name].side == "backup" and name != "pg_dump") or name == "zstd"
     }
