@@ -1,5 +1,6 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
 # make test: installs what the tests need (Debian and pip packages) and runs every test.
+# make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
 .PHONY: demo test deps deps-runtime lint format bench image-test lock clean
 
 VENV := .venv
@@ -27,7 +28,7 @@ test: lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: deps
-	$(PY) bench/backup_vs_pg_dump.py --s3
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 lock:
 	scripts/lock-deps.sh
