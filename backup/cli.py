@@ -9,6 +9,7 @@ error included (through the channels that could still be read).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import shlex
@@ -100,6 +101,7 @@ class _Output:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _fix_mmap_threshold()
     output = _Output(sys.stdout)
     sys.stdout = output  # type: ignore[assignment]
     try:
@@ -111,6 +113,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_OUTPUT_CLOSED
     _leave_stuck_threads(code)
     return code
+
+
+# Buffers this large (the 1 MiB chunks, the upload parts) get their own mapping, returned to
+# the system when freed.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep glibc from raising its mmap threshold: by default, once a large buffer is freed,
+    buffers up to that size come from the heaps of each thread's arena instead, where a chunk
+    freed by another thread (a part read by one thread, uploaded and freed by another) is
+    rarely given back: the job's memory would grow with the number of threads and parts that
+    ever ran (11 MiB more for a backup to S3, measured). Not glibc (musl, macOS): nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass
 
 
 def _leave_stuck_threads(code: int) -> None:

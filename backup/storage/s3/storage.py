@@ -1,4 +1,4 @@
-"""Any S3-compatible store (AWS S3, MinIO, Cloudflare R2, Wasabi, B2's S3 API) via boto3.
+"""Any S3-compatible store (AWS S3, MinIO, Cloudflare R2, Wasabi, B2's S3 API) via botocore.
 
 What S3 adds to the guarantees in ``base.py``:
 
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-import boto3
+import botocore.session
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
@@ -101,16 +101,15 @@ class S3Storage:
         s3 = config.s3
         secret = s3.secret_access_key.reveal() if s3.secret_access_key else None
         token = s3.session_token.reveal() if s3.session_token else None
-        # Without keys boto3 falls back to its own chain (instance role, web identity, ...).
-        session = boto3.session.Session(
+        # botocore alone: boto3's resource layer costs memory (3 MiB) and nothing here uses it.
+        # Without keys botocore falls back to its own chain (instance role, web identity, ...).
+        client = botocore.session.Session().create_client(
+            "s3",
+            region_name=s3.region,
+            endpoint_url=s3.endpoint_url,
             aws_access_key_id=s3.access_key_id,
             aws_secret_access_key=secret,
             aws_session_token=token,
-            region_name=s3.region,
-        )
-        client = session.client(
-            "s3",
-            endpoint_url=s3.endpoint_url,
             config=client_config(config.parts_in_flight, path_style=bool(s3.endpoint_url)),
         )
         storage = cls(
