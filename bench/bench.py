@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -191,12 +192,21 @@ def prepare(args, chosen, cluster, bindir, work, stack, out) -> tuple[Setup, dic
     return setup, params
 
 
+def settle(setup: Setup) -> None:
+    """Start each way from the same state: what the previous one wrote (a restore writes the
+    whole database) is flushed first, not while this one is measured."""
+    with setup.cluster.connect() as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
+
+
 def run_rounds(
     setup: Setup, chosen: list[Way], rounds: int, out, failures: list[dict]
 ) -> list[dict]:
     runs = []
     for round_no in range(1, rounds + 1):
         for way in chosen:
+            settle(setup)
             try:
                 result = way.run(setup, round_no)
             except RuntimeError as err:  # a way that fails is told, the others go on

@@ -98,6 +98,11 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
+# /proc/PID/stat's flags: a child between fork (Python's vfork) and exec shares or copies its
+# parent's memory, and would count it a second time.
+PF_FORKNOEXEC = 0x40
+
+
 def tree_rss_bytes(root: int) -> int:
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -110,6 +115,8 @@ def tree_rss_bytes(root: int) -> int:
             continue
         # The command name may hold spaces and parentheses: fields follow the last ')'.
         fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[6]) & PF_FORKNOEXEC and int(entry) != root:
+            continue  # forked, not yet exec'd: its RSS is its parent's, counted already
         parents[int(entry)] = int(fields[1])
     tree = {root}
     grew = True

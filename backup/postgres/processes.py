@@ -35,8 +35,8 @@ PUMP_CHUNK_BYTES = 1024 * 1024
 # Chunks read ahead of a child reading its stdin (read_ahead): 4 MiB.
 READ_AHEAD_CHUNKS = 4
 _READ_AHEAD_POLL_S = 0.2
-# A child's stdin pipe is widened to this (Linux: F_SETPIPE_SZ; 1 MiB is the unprivileged
-# maximum by default), so a 1 MiB write is one wake-up of the reader, not sixteen.
+# A child's stdin and stdout pipes are widened to this (Linux: F_SETPIPE_SZ; 1 MiB is the
+# unprivileged maximum by default), so 1 MiB passes in one wake-up of the reader, not sixteen.
 PIPE_BYTES = 1024 * 1024
 
 
@@ -95,8 +95,9 @@ class Child:
                 hint=f"is {self.argv[0]} installed? The image ships it; elsewhere install "
                 "the PostgreSQL client tools",
             ) from err
-        if stdin == subprocess.PIPE and self.popen.stdin is not None:
-            _widen_pipe(self.popen.stdin.fileno())
+        for end, kind in ((self.popen.stdin, stdin), (self.popen.stdout, stdout)):
+            if kind == subprocess.PIPE and end is not None:
+                _widen_pipe(end.fileno())
         self._drain = threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True)
         self._drain.start()
 

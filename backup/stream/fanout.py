@@ -67,7 +67,16 @@ class _QueueReader:
             if not self._buffer:
                 if self._done:
                     break
-                item = self.queue.get()
+                try:
+                    # Polled, not a plain get(): a signal can interrupt the producer inside
+                    # queue.put, and a wake-up lost there must not leave this thread (and its
+                    # unfinished upload) waiting for ever once the stream is aborted.
+                    item = self.queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self.aborted is not None:
+                        self._done = True
+                        raise StreamAborted(str(self.aborted)) from self.aborted
+                    continue
                 if item is _EOF:
                     self._done = True
                     break

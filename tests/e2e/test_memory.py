@@ -41,6 +41,10 @@ class Peak:
     output: str
 
 
+# /proc/PID/stat's flags: a child between (v)fork and exec shows its parent's memory.
+PF_FORKNOEXEC = 0x40
+
+
 def _tree_rss_kib(root: int) -> tuple[int, int]:
     """Sum of VmRSS of ``root`` and every descendant, and their largest VmHWM (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -49,12 +53,16 @@ def _tree_rss_kib(root: int) -> tuple[int, int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
+        pid = int(entry)
         try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
+        flags = int(stat[stat.rfind(b")") + 2 :].split()[6])
+        if flags & PF_FORKNOEXEC and pid != root:
+            continue  # forked, not yet exec'd: its RSS is the job's own, counted already
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry)
         children.setdefault(int(fields.get("PPid", "0").strip()), []).append(pid)
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
         hwm[pid] = int(fields.get("VmHWM", "0 kB").split()[0])
