@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Protocol
 
@@ -219,6 +220,7 @@ def run_pg_restore(
         log.info(
             "--jobs %d: spooling the archive to %s (%.1f GB free)", jobs, spool.name, free / 1e9
         )
+        started = time.monotonic()
         sections: tuple[str, ...] = ()
         with ChildGroup() as children:
             if clean:
@@ -235,6 +237,14 @@ def run_pg_restore(
                 _spool(archive, stored, spool, schema)
                 _check_exit(schema, schema.wait(), clean)
                 sections = ("data", "post-data")
+            log.info(
+                "--jobs %d: %.1f GB spooled in %.1f s%s; restoring %s",
+                jobs,
+                spool.tell() / 1e9,
+                time.monotonic() - started,
+                "" if clean else ", the schema restored meanwhile",
+                "everything" if clean else "the data and indexes",
+            )
             argv = pg_restore_argv(
                 tools,
                 database,
