@@ -47,6 +47,7 @@ def read_postgres(r: Reader) -> PostgresConfig:
     host = r.check("PGHOST", r.str("PGHOST"), syntax.pghost_problem)
     port = r.check("PGPORT", r.str("PGPORT"), syntax.port_problem)
     user, password, database = r.str("PGUSER"), r.secret("PGPASSWORD"), r.str("PGDATABASE")
+    named_by = "PGDATABASE"  # the variable a refused database name is reported under
     extra: dict[str, str] = {}
     for name in LIBPQ_PASSTHROUGH:
         value = r.str(name)
@@ -73,6 +74,7 @@ def read_postgres(r: Reader) -> PostgresConfig:
                 password = Secret(unquote(parts.password))
             if parts.path.strip("/"):
                 database = unquote(parts.path.strip("/"))
+                named_by = "DATABASE_URL's database"
             for key, value in parse_qsl(parts.query):
                 env_name = URL_PARAMETERS.get(key)
                 if not env_name:
@@ -96,6 +98,7 @@ def read_postgres(r: Reader) -> PostgresConfig:
         if any(name.lower() == "all" for name in listed):
             r.problems.append("BACKUP_DATABASES: 'all' cannot be combined with names")
         databases = tuple(dict.fromkeys(listed))
+        named_by = "BACKUP_DATABASES"
     else:
         # No libpq default (the database named like the user, often the empty "postgres"):
         # with none named, the commands that back up refuse to guess (require_databases).
@@ -103,7 +106,7 @@ def read_postgres(r: Reader) -> PostgresConfig:
     for name in databases:
         # PostgreSQL's identifiers: at most NAMEDATALEN - 1 = 63 bytes.
         if len(name.encode()) > 63:
-            r.problems.append(f"BACKUP_DATABASES: {syntax.shown(name)} is longer than 63 bytes")
+            r.problems.append(f"{named_by}: {syntax.shown(name)} is longer than 63 bytes")
     return PostgresConfig(
         host=host,
         port=port,

@@ -145,7 +145,8 @@ def open_encoder(config: CodecConfig, sink: Writable) -> Encoder:
 
 
 class _ZstdReader:
-    """Pull-based zstd decompression of ``source``; damage raises ``IntegrityError``.
+    """Pull-based zstd decompression of ``source``; damage or an early end raises
+    ``IntegrityError``.
 
     Memory bound: one ``read`` returns at most ``size`` bytes (zstd's streaming API fills a
     bounded output buffer), reads at most ``READ_CHUNK_BYTES`` of ``source`` at a time, plus the
@@ -153,21 +154,110 @@ class _ZstdReader:
     one-shot decompression of a chunk would not be bounded: 1 MiB of a very compressible dump
     (pgbench's blank filler) inflates to hundreds of MiB.
 
-    A stream that ends early is not an error here: every read goes through the manifest's size
-    and sha256 check (``readback.VerifyingReader``), which a truncated object fails, and
-    pg_restore refuses an archive that stops short; zstd's own checksum catches damage."""
+    zstd's streaming reader ends quietly where its input ends, so the compressed bytes also go
+    through ``_ZstdFrames``, which walks the frames' block headers and tells a stream cut short
+    (the manifest's size and sha256 would catch it too, one layer down)."""
 
     def __init__(self, source: Readable) -> None:
+        self._frames = _ZstdFrames(source)
         self._reader = zstandard.ZstdDecompressor().stream_reader(
-            source, read_size=READ_CHUNK_BYTES, read_across_frames=True
+            self._frames, read_size=READ_CHUNK_BYTES, read_across_frames=True
         )
 
     def read(self, size: int = -1) -> bytes:
         want = READ_CHUNK_BYTES if size is None or size < 0 else size
         try:
-            return self._reader.read(want)
+            out = self._reader.read(want)
         except zstandard.ZstdError as err:
             raise IntegrityError(f"the zstd stream is damaged: {err}") from err
+        if not out and not self._frames.complete():
+            raise IntegrityError("the zstd stream ends early: the object is truncated")
+        return out
+
+
+# https://github.com/facebook/zstd/blob/dev/doc/zstd_compression_format.md
+_ZSTD_MAGIC = 0xFD2FB528
+_SKIPPABLE_MAGIC_MASK, _SKIPPABLE_MAGIC = 0xFFFFFFF0, 0x184D2A50
+
+
+class _ZstdFrames:
+    """Reads through ``source`` and follows the zstd frame structure (headers, block headers,
+    checksums; block contents are skipped, not decoded), so that ``complete()`` can tell
+    whether the stream ended between two frames. Damage is left to the decoder."""
+
+    def __init__(self, source: Readable) -> None:
+        self.source = source
+        self._pending = bytearray()  # an incomplete header, waiting for more bytes
+        self._skip = 0  # bytes of block content (or a skippable frame) still to pass
+        self._state = "magic"  # magic, header, block, checksum
+        self._header_bytes = 0
+        self._checksum = False
+        self._frames = 0
+        self._pending_skippable = b""  # the first size byte of a skippable frame
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        if chunk:
+            self._walk(memoryview(chunk))
+        return chunk
+
+    def complete(self) -> bool:
+        return self._frames > 0 and self._state == "magic" and not self._pending and not self._skip
+
+    def _walk(self, data: memoryview) -> None:
+        i, end = 0, len(data)
+        while i < end:
+            if self._skip:
+                step = min(self._skip, end - i)
+                self._skip -= step
+                i += step
+                continue
+            need = self._need()
+            take = min(need - len(self._pending), end - i)
+            self._pending += data[i : i + take]
+            i += take
+            if len(self._pending) == need:
+                self._advance(bytes(self._pending))
+                self._pending.clear()
+
+    def _need(self) -> int:
+        return {"magic": 5, "header": self._header_bytes, "block": 3, "checksum": 4}[self._state]
+
+    def _advance(self, field: bytes) -> None:
+        if self._state == "magic":
+            magic = int.from_bytes(field[:4], "little")
+            if magic & _SKIPPABLE_MAGIC_MASK == _SKIPPABLE_MAGIC:
+                # 4 bytes of size follow the magic; one of them was read as the descriptor.
+                self._state, self._header_bytes = "header", 3
+                self._pending_skippable = field[4:5]
+                return
+            self._pending_skippable = b""
+            descriptor = field[4]
+            single_segment = (descriptor >> 5) & 1
+            self._checksum = bool((descriptor >> 2) & 1)
+            fcs = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+            dictionary = (0, 1, 2, 4)[descriptor & 3]
+            self._header_bytes = (0 if single_segment else 1) + dictionary + fcs
+            self._state = "header" if self._header_bytes else "block"
+            if magic != _ZSTD_MAGIC:
+                self._state = "magic"  # not zstd: the decoder reports it
+        elif self._state == "header":
+            if self._pending_skippable:
+                self._skip = int.from_bytes(self._pending_skippable + field, "little")
+                self._state = "magic"
+                return
+            self._state = "block"
+        elif self._state == "block":
+            header = int.from_bytes(field, "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            self._skip = 1 if kind == 1 else size  # an RLE block holds one byte
+            if last:
+                self._state = "checksum" if self._checksum else "magic"
+                if not self._checksum:
+                    self._frames += 1
+        else:
+            self._state = "magic"
+            self._frames += 1
 
 
 class _GzipReader:

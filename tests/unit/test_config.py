@@ -176,6 +176,34 @@ def test_codec_round_trip_and_truncation(compression):
                 pass
 
 
+@pytest.mark.parametrize("threads", [0, 2])
+def test_zstd_cut_anywhere_is_refused_and_reads_stay_bounded(threads):
+    """A stream cut at any point is an IntegrityError, not a short archive; and a very
+    compressible stream comes out in bounded reads (1 MiB of blanks is not one huge read)."""
+    data = b"".join(bytes([i % 251]) * 50 + b" " * (i * 37 % 9000) for i in range(400))
+    data += b" " * 50_000_000
+
+    class Sink(io.BytesIO):
+        def close(self) -> None:
+            pass
+
+    sink = Sink()
+    encoder = open_encoder(CodecConfig(compression="zstd", threads=threads), sink)
+    for start in range(0, len(data), 1 << 20):
+        encoder.write(data[start : start + (1 << 20)])
+    encoder.close()
+    stored = sink.getvalue()
+    decoder = open_decoder(io.BytesIO(stored), "zstd", False, CodecConfig())
+    reads = list(iter(lambda: decoder.read(1 << 20), b""))
+    assert b"".join(reads) == data
+    assert max(len(r) for r in reads) <= 1 << 20
+    for cut in sorted({1, 4, 5, 9, len(stored) // 3, len(stored) - 4, len(stored) - 1}):
+        damaged = open_decoder(io.BytesIO(stored[:cut]), "zstd", False, CodecConfig())
+        with pytest.raises(IntegrityError):
+            while damaged.read(1 << 20):
+                pass
+
+
 def test_an_aborted_encrypting_encoder_leaves_no_thread():
     import threading
 

@@ -346,3 +346,17 @@ def test_the_lenient_read_for_reports_leaves_out_broken_urls() -> None:
     assert [u.reveal() for u in settings.notify.webhook_urls] == ["http://127.0.0.1:9/hook"]
     assert settings.notify.healthcheck_url is None
     assert settings.metrics.pushgateway_url is None and settings.metrics.metrics_file is None
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PGDATABASE": "d" * 64}, "PGDATABASE"),
+        ({"DATABASE_URL": "postgresql://db.example/" + "d" * 64}, "DATABASE_URL's database"),
+        ({"BACKUP_DATABASES": "shop," + "d" * 64}, "BACKUP_DATABASES"),
+    ],
+)
+def test_a_database_name_too_long_is_refused_under_the_variable_that_named_it(env, named):
+    with pytest.raises(ConfigError) as caught:
+        load({"BACKUP_DESTINATIONS": "file:///backups", **env})
+    assert caught.value.problems[0].startswith(f"{named}: ")
