@@ -112,6 +112,34 @@ def test_restore_with_parallel_jobs(pg15, sample_db, job_env):
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
 
 
+def test_restore_with_parallel_jobs_failing_in_the_schema_leaves_nothing(pg15, job_env, tmp_path):
+    """--jobs restores the schema while the archive spools: when that fails (a table's owner
+    is missing here), the restore stops, drops what it created and leaves no spool behind."""
+    owner = unique_name("owner")
+    database = unique_name("owned")
+    pg15.execute("postgres", f'CREATE ROLE "{owner}"')
+    pg15.create_database(database)
+    pg15.execute(
+        database,
+        f"CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000); "
+        f'ALTER TABLE t OWNER TO "{owner}"',
+    )
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    env = {**job_env, "PGDATABASE": database, "TMPDIR": str(spool_dir)}
+    assert run_job("backup", env=env).returncode == 0
+    pg15.execute(database, "DROP TABLE t")
+    pg15.execute("postgres", f'DROP ROLE "{owner}"')
+    before = pg15.databases()
+    target = unique_name("parallel_failed")
+    result = run_job("restore", "--target-db", target, "--force", "--jobs", "2", env=env)
+    assert result.returncode == 3, result.output
+    assert owner in result.stderr and "Traceback" not in result.output
+    assert "pg_restore --section=pre-data exited with status 1" in result.stderr
+    assert pg15.databases() == before
+    assert list(spool_dir.iterdir()) == []
+
+
 def test_restore_refusals(pg15, sample_db, job_env):
     assert run_job("backup", env=job_env).returncode == 0
     target = unique_name("refused")
