@@ -40,6 +40,7 @@ class StreamAborted(Exception):
 
 
 _EOF = object()
+_EMPTY = memoryview(b"")  # what is left of a chunk once read: holds no chunk alive
 
 
 class _QueueReader:
@@ -47,7 +48,7 @@ class _QueueReader:
 
     def __init__(self) -> None:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        self._buffer = memoryview(b"")
+        self._buffer = _EMPTY
         self._done = False
         self.aborted: BaseException | None = None
 
@@ -62,8 +63,9 @@ class _QueueReader:
             while chunk := self.read(1 << 20):
                 chunks.append(chunk)
             return b"".join(chunks)
-        out = bytearray()
-        while len(out) < size:
+        pieces: list[memoryview] = []
+        taken = 0
+        while taken < size:
             if not self._buffer:
                 if self._done:
                     break
@@ -84,10 +86,13 @@ class _QueueReader:
                     self._done = True
                     raise StreamAborted(str(item)) from item
                 self._buffer = memoryview(item)  # type: ignore[arg-type]
-            take = self._buffer[: size - len(out)]
-            out += take
-            self._buffer = self._buffer[len(take) :]
-        return bytes(out)
+            take = self._buffer[: size - taken]
+            pieces.append(take)
+            taken += len(take)
+            self._buffer = self._buffer[len(take) :] if len(take) < len(self._buffer) else _EMPTY
+        if len(pieces) == 1 and isinstance(pieces[0].obj, bytes) and len(pieces[0].obj) == taken:
+            return pieces[0].obj  # a whole chunk as it was queued: no copy
+        return b"".join(pieces)
 
 
 @dataclass
