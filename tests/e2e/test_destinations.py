@@ -145,6 +145,26 @@ def test_failed_part_uploads_are_retried(
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, incompressible_db)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_download_cut_twice_mid_restore_resumes(
+    pg15, incompressible_db, job_env, s3_server, faulty_proxy_factory, jobs
+):
+    """The connection drops twice in the middle of the object while the restore streams (read
+    ahead by a thread) or spools (--jobs): the download resumes where it stopped and the
+    database comes back whole."""
+    bucket = s3_server.create_bucket()
+    direct = {**job_env, **_s3_env(s3_server, bucket), "PGDATABASE": incompressible_db}
+    direct["BACKUP_DESTINATIONS"] = f"s3://{bucket}/pg"
+    assert run_job("backup", env=direct).returncode == 0
+    proxy = faulty_proxy_factory(s3_server.endpoint_url, cut_downloads=2)
+    env = {**direct, **_s3_env(s3_server, bucket, proxy.url)}
+    target = unique_name("resumed")
+    result = run_job("restore", "--target-db", target, "--force", "--jobs", jobs, env=env)
+    assert result.returncode == 0, result.output
+    assert proxy.cut == 2
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, incompressible_db)
+
+
 def test_restore_falls_back_to_the_next_destination(
     pg15, sample_db, job_env, backup_dir, s3_server
 ):
