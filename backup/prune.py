@@ -100,9 +100,14 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
             extra={"stage": "retention", "destination": destination},
         )
     deleted = 0
+    left_alone: set[tuple[str, str]] = set()
+    # Each backup's own reasons: for prune --dry-run, and at DEBUG otherwise; then one line per
+    # destination in counts (summary).
+    level = logging.INFO if dry_run else logging.DEBUG
     for item in planned.items:
         verb = "keep" if item.keep else ("would delete" if dry_run else "delete")
-        log.info(
+        log.log(
+            level,
             "%s %s on %s: %s",
             verb,
             item.manifest.name,
@@ -120,6 +125,7 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
             log.warning(
                 "leaving %s on %s alone: the manifest %s", record.name, item.destination, reason
             )
+            left_alone.add((item.destination, record.name))
             continue
         try:
             storage.delete([record.key])
@@ -129,8 +135,49 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
             raise StorageError(
                 f"retention could not delete {record.name} on {item.destination}: {err}"
             ) from err
+    for destination, items in _by_destination(planned.items).items():
+        done = [i for i in items if (destination, i.manifest.name) not in left_alone]
+        log.info(
+            "retention on %s: %s%s",
+            destination,
+            summary(done, dry_run),
+            f", {len(items) - len(done)} left alone (manifest not believed)"
+            if len(done) < len(items)
+            else "",
+            extra={"stage": "retention", "destination": destination},
+        )
     remove_orphans(storages, planned.orphans, dry_run)
     return deleted
+
+
+def _by_destination(items: list[PruneItem]) -> dict[str, list[PruneItem]]:
+    grouped: dict[str, list[PruneItem]] = defaultdict(list)
+    for item in items:
+        grouped[item.destination].append(item)
+    return grouped
+
+
+def summary(items: list[PruneItem], dry_run: bool = False) -> str:
+    """One destination's retention in counts: how many kept and deleted, and why (a kept
+    backup counts under every rule that keeps it; a GFS rule's period is left out)."""
+    kept = [i for i in items if i.keep]
+    gone = [i for i in items if not i.keep]
+    text = f"{len(kept)} kept"
+    if kept:
+        text += f" ({_count_reasons(kept)})"
+    if gone:
+        text += f", {len(gone)} {'would be deleted' if dry_run else 'deleted'}"
+        text += f" ({_count_reasons(gone)})"
+    return text
+
+
+def _count_reasons(items: list[PruneItem]) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for item in items:
+        for reason in item.reasons:
+            rule = reason.split(" ", 1)[0]
+            counts[rule if rule in retention.GFS_LABELS else reason] += 1
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items())
 
 
 def remove_orphans(

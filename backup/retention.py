@@ -76,6 +76,7 @@ _GFS_RULES: tuple[tuple[str, Callable[[datetime], str], str], ...] = (
     ("keep_weekly", _week, "weekly"),
     ("keep_monthly", _month, "monthly"),
 )
+GFS_LABELS = frozenset(label for _field, _bucket, label in _GFS_RULES)
 
 
 def _utc(backup: Backup) -> datetime:

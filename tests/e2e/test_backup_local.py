@@ -436,8 +436,16 @@ def test_prune_uses_manifest_dates_and_keeps_the_minimum(job_env, backup_dir):
     assert dry.returncode == 0
     assert "would delete" in dry.stderr and "older than 30 days" in dry.stderr
     assert len(manifests(backup_dir)) == 5
+    assert "2 would be deleted (2 older than 30 days, no rule keeps it)" in dry.stderr
     result = run_job("prune", env=job_env)
     assert result.returncode == 0, result.output
+    # One line per destination, in counts; each backup's reasons only at DEBUG.
+    assert (
+        f"retention on file://{backup_dir}: 3 kept (3 newest 3 (BACKUP_KEEP_MIN), "
+        "1 younger than 30 days), "
+        "2 deleted (2 older than 30 days, no rule keeps it)"
+    ) in result.stderr, result.stderr
+    assert f"delete {old[2]} on" not in result.stderr
     remaining = {m["name"] for m in manifests(backup_dir)}
     # newest 3 are kept (the real one and the 40- and 50-day-old copies), the rest deleted
     assert remaining == {m for m in remaining} and len(remaining) == 3
