@@ -40,25 +40,28 @@ def fill(cluster: Cluster, database: str, gigabytes: float) -> None:
         f"1 + (g::bigint * 7919) % {accounts}, (g * 31) % 5000 - 2500, now() - g * interval '1 s' "
         f"FROM generate_series(1, {max(1000, accounts // 100)}) g;",
     )
-    for start in range(0, accounts, BATCH_ROWS):
-        end = min(start + BATCH_ROWS, accounts)
-        cluster.execute(
-            database,
-            f"INSERT INTO pgbench_accounts SELECT g, 1 + (g - 1) / {ACCOUNTS_PER_BRANCH}, "
-            f"(g::bigint * 7919) % 20000 - 10000, '' FROM generate_series({start + 1}, {end}) g",
-        )
-    for start in range(0, events, BATCH_ROWS):
-        end = min(start + BATCH_ROWS, events)
-        cluster.execute(
-            database,
-            "INSERT INTO events SELECT g, now() - g * interval '1 second', "
-            "(ARRAY['click','view','buy','login'])[1 + g % 4], "
+    # Each row's values from g, the row number; inserted BATCH_ROWS at a time.
+    tables = {
+        "pgbench_accounts": (
+            accounts,
+            f"g, 1 + (g - 1) / {ACCOUNTS_PER_BRANCH}, (g::bigint * 7919) % 20000 - 10000, ''",
+        ),
+        "events": (
+            events,
+            "g, now() - g * interval '1 second', (ARRAY['click','view','buy','login'])[1 + g % 4], "
             "jsonb_build_object('user', g % 100000, 'amount', (g::bigint * 7919) % 100000, "
             "'tags', jsonb_build_array('a' || g % 13, 'b' || g % 17)), "
             "md5(g::text) || ' ' || md5((g::bigint * 31)::text) || ' ' "
-            "|| repeat('lorem ipsum ', 1 + g % 12) "
-            f"FROM generate_series({start + 1}, {end}) g",
-        )
+            "|| repeat('lorem ipsum ', 1 + g % 12)",
+        ),
+    }
+    for table, (rows, values) in tables.items():
+        for start in range(0, rows, BATCH_ROWS):
+            end = min(start + BATCH_ROWS, rows)
+            cluster.execute(
+                database,
+                f"INSERT INTO {table} SELECT {values} FROM generate_series({start + 1}, {end}) g",
+            )
     cluster.execute(database, "VACUUM ANALYZE")
 
 

@@ -8,8 +8,9 @@ inside it, and the peak memory of the tree.
   under GNU ``time``, which appends the tool's user + system seconds and max RSS to a log file.
   Own CPU = tree CPU - tools CPU: the job's processes (or zstd / bash for the bare ways), exactly.
 - Peak tree RSS: every ~20 ms the whole of /proc is read, the descendants of the top process
-  found through their parent ids, and their VmRSS summed; the largest sum is kept. Processes
-  living less than a sample period may be missed. As a cross-check, the largest single process
+  found through their parent ids, and their VmRSS summed; the largest sum is kept (the same
+  ``tests/fixtures/proctree.py`` the memory test uses). Processes living less than a sample
+  period may be missed. As a cross-check, the largest single process
   (``ru_maxrss``) comes from GNU time wrapped around the command: ``wait4``'s own ru_maxrss
   would count the image of this (large) Python process, which every child has until its exec.
 """
@@ -19,14 +20,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fixtures.proctree import TreeSampler
+
 SAMPLE_PERIOD_S = 0.02
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 WRAPPED_TOOLS = ("pg_dump", "pg_restore", "psql", "pg_dumpall")
 GNU_TIME = "/usr/bin/time"
@@ -79,63 +80,6 @@ class ToolWrappers:
         return total
 
 
-class TreeSampler(threading.Thread):
-    """Samples the summed RSS of ``root`` and its descendants until stopped."""
-
-    def __init__(self, root: int) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.peak_bytes = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak_bytes = max(self.peak_bytes, tree_rss_bytes(self.root))
-            self._stop_event.wait(SAMPLE_PERIOD_S)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-# /proc/PID/stat's flags: a child between fork (Python's vfork) and exec shares or copies its
-# parent's memory, and would count it a second time.
-PF_FORKNOEXEC = 0x40
-
-
-def tree_rss_bytes(root: int) -> int:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[6]) & PF_FORKNOEXEC and int(entry) != root:
-            continue  # forked, not yet exec'd: its RSS is its parent's, counted already
-        parents[int(entry)] = int(fields[1])
-    tree = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    total = 0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_BYTES
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def run_measured(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -157,7 +101,7 @@ def run_measured(
         proc = subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err
         )
-        sampler = TreeSampler(proc.pid)
+        sampler = TreeSampler(proc.pid, SAMPLE_PERIOD_S)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall_s = time.perf_counter() - started

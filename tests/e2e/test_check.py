@@ -14,20 +14,10 @@ from tests.fixtures import http as http_fixtures
 
 recording_server = http_fixtures.recording_server
 
-TOKEN = "123456:ABCdefGhIJKlmnOPQrstUVwxyz0123456789"
-HOOK = "/hooks/secret-webhook-path"
-PING = "/ping/secret-check-uuid"
+TOKEN = http_fixtures.TELEGRAM_TOKEN
+HOOK, PING = http_fixtures.WEBHOOK_PATH, http_fixtures.PING_PATH
 
-
-def _channels(server: http_fixtures.RecordingServer) -> dict[str, str]:
-    return {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "ADMIN_USER_ID": "4242",
-        "TELEGRAM_API_URL": server.url,
-        "NOTIFY_WEBHOOK_URL": f"{server.url}{HOOK}",
-        "HEALTHCHECK_URL": f"{server.url}{PING}",
-        "NOTIFY_TIMEOUT_SECONDS": "2",
-    }
+_channels = http_fixtures.channel_env
 
 
 def test_check_notify_sends_a_test_message_through_each_channel(job_env, recording_server):

@@ -22,21 +22,10 @@ from tests.fixtures.http import RecordingServer
 recording_server = http_fixtures.recording_server
 pushgateway = pushgateway_fixtures.pushgateway
 
-TOKEN = "123456:ABCdefGhIJKlmnOPQrstUVwxyz0123456789"
-HOOK = "/hooks/secret-webhook-path"
-PING = "/ping/secret-check-uuid"
+TOKEN = http_fixtures.TELEGRAM_TOKEN
+HOOK, PING = http_fixtures.WEBHOOK_PATH, http_fixtures.PING_PATH
 
-
-def _channels(server: RecordingServer, **extra: str) -> dict[str, str]:
-    return {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "ADMIN_USER_ID": "4242",
-        "TELEGRAM_API_URL": server.url,
-        "NOTIFY_WEBHOOK_URL": f"{server.url}{HOOK}",
-        "HEALTHCHECK_URL": f"{server.url}{PING}",
-        "NOTIFY_TIMEOUT_SECONDS": "2",
-        **extra,
-    }
+_channels = http_fixtures.channel_env
 
 
 def _offline_env(tmp_path: Path, server: RecordingServer, **extra: str) -> dict[str, str]:

@@ -8,18 +8,16 @@ or pg_dump) while a ~300 MB dump goes through it, and checks it against ``BOUND_
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, clean_environ, unique_name
+from tests.fixtures.proctree import TreeSampler
 
+MIB = 1024 * 1024
 BOUND_MIB = 100
 # A backup to S3 misses the 100 MiB target by a few MiB (README, "Performance": botocore's and
 # psycopg's imports alone hold 40 MiB, two 8 MiB parts and two zstd workers the rest); this
@@ -41,40 +39,6 @@ class Peak:
     output: str
 
 
-# /proc/PID/stat's flags: a child between (v)fork and exec shows its parent's memory.
-PF_FORKNOEXEC = 0x40
-
-
-def _tree_rss_kib(root: int) -> tuple[int, int]:
-    """Sum of VmRSS of ``root`` and every descendant, and their largest VmHWM (from /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    hwm: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        flags = int(stat[stat.rfind(b")") + 2 :].split()[6])
-        if flags & PF_FORKNOEXEC and pid != root:
-            continue  # forked, not yet exec'd: its RSS is the job's own, counted already
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-        hwm[pid] = int(fields.get("VmHWM", "0 kB").split()[0])
-    total, largest, todo = 0, 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        largest = max(largest, hwm.get(pid, 0))
-        todo.extend(children.get(pid, []))
-    return total, largest
-
-
 def run_measured(*args: str, env: dict[str, str]) -> Peak:
     """``python entrypoint.py ARGS``, its process tree sampled every 20 ms."""
     proc = subprocess.Popen(
@@ -85,24 +49,13 @@ def run_measured(*args: str, env: dict[str, str]) -> Peak:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    peak_kib = largest_kib = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_kib, largest_kib
-        while not done.is_set():
-            tree, largest = _tree_rss_kib(proc.pid)
-            peak_kib, largest_kib = max(peak_kib, tree), max(largest_kib, largest)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = TreeSampler(proc.pid)
     sampler.start()
     assert proc.stdout is not None
     output = proc.stdout.read().decode("utf-8", "replace")
     proc.wait()
-    done.set()
-    sampler.join()
-    return Peak(peak_kib / 1024, largest_kib / 1024, proc.returncode, output)
+    sampler.stop()
+    return Peak(sampler.peak_bytes / MIB, sampler.largest_bytes / MIB, proc.returncode, output)
 
 
 @pytest.fixture(scope="module")
