@@ -36,6 +36,21 @@ class DatabaseResult:
 
 
 @dataclass(frozen=True)
+class VerifyOutcome:
+    """What one ``verify`` run checked: the backup, and the test restore when one was asked."""
+
+    name: str  # backup name, e.g. shop-20251110T030000Z
+    database: str
+    destination: str  # URL of the destination it was read from
+    size_bytes: int  # stored bytes checked (size and sha256)
+    tables: int  # tables with data in the archive's listing
+    restore_test: bool = False  # --restore-test was asked (and, in a success report, passed)
+    restore_seconds: float | None = None  # wall time of the test restore (pg_restore included)
+    tables_checked: int = 0  # tables found in the scratch database
+    row_counts_checked: int = 0  # tables whose exact row counts were compared
+
+
+@dataclass(frozen=True)
 class RunReport:
     """What one run of a command did; built by ``reporting.py`` once the outcome is known."""
 
@@ -49,12 +64,14 @@ class RunReport:
     error: str | None = None
     hint: str | None = None
     consecutive_failures: int = 0
+    previous_failures: int = 0  # failures in a row before this run (history at its start)
     last_success_at: datetime | None = None
     retention_days: int = 30
     alert_after_failures: int = 2
     log_tail: tuple[str, ...] = ()
     manual_command: str = "python entrypoint.py backup"
     extra: dict[str, object] = field(default_factory=dict)
+    verify: VerifyOutcome | None = None  # a verify run's findings (None for other commands)
 
     @property
     def duration_s(self) -> float:
@@ -80,3 +97,8 @@ class RunReport:
     def escalated(self) -> bool:
         """True when the failures in a row reached ALERT_AFTER_FAILURES."""
         return self.status != "success" and self.consecutive_failures >= self.alert_after_failures
+
+    @property
+    def recovered(self) -> bool:
+        """True for the first success after one or more failures in a row."""
+        return self.status == "success" and self.previous_failures > 0

@@ -83,6 +83,7 @@ def tell_backup(
         error=log_module.redact(error.message) if error else None,
         hint=log_module.redact(error.hint) if error else None,
         consecutive_failures=history.failures_in_a_row(previous.values(), status),
+        previous_failures=history.failures_in_a_row(previous.values(), "failure") - 1,
         last_success_at=history.last_success(previous.values()),
         retention_days=config.retention.days,
         alert_after_failures=config.notify.alert_after_failures,
