@@ -50,8 +50,8 @@ DEFINITIONS: dict[str, str] = {
     "pgbackup_last_run_success": (
         "1 if the last run's backup of the database reached the destination, else 0"
     ),
-    "pgbackup_duration_seconds": "Duration of the database's backup in the last run",
-    "pgbackup_size_bytes": (
+    "pgbackup_last_duration_seconds": "Duration of the database's backup in the last run",
+    "pgbackup_last_size_bytes": (
         "Stored size of the last backup of the database that reached the destination"
     ),
     "pgbackup_consecutive_failures": (
@@ -110,8 +110,8 @@ def _values(
         "pgbackup_last_success_timestamp_seconds": last_success,
         "pgbackup_last_run_timestamp_seconds": finished,
         "pgbackup_last_run_success": 1.0 if stored else 0.0,
-        "pgbackup_duration_seconds": result.duration_s if result else report.duration_s,
-        "pgbackup_size_bytes": size,
+        "pgbackup_last_duration_seconds": result.duration_s if result else report.duration_s,
+        "pgbackup_last_size_bytes": size,
         "pgbackup_consecutive_failures": failures,
     }
 

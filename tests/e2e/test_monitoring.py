@@ -108,8 +108,8 @@ def test_metrics_pushed_and_written(job_env, pushgateway, tmp_path, sample_db):
     for name in (
         "pgbackup_last_success_timestamp_seconds",
         "pgbackup_last_run_success",
-        "pgbackup_size_bytes",
-        "pgbackup_duration_seconds",
+        "pgbackup_last_size_bytes",
+        "pgbackup_last_duration_seconds",
         "pgbackup_consecutive_failures",
         "pgbackup_last_run_timestamp_seconds",
     ):

@@ -95,8 +95,8 @@ def test_every_metric_is_defined_once_in_a_fresh_registry() -> None:
         "pgbackup_last_success_timestamp_seconds",
         "pgbackup_last_run_timestamp_seconds",
         "pgbackup_last_run_success",
-        "pgbackup_duration_seconds",
-        "pgbackup_size_bytes",
+        "pgbackup_last_duration_seconds",
+        "pgbackup_last_size_bytes",
         "pgbackup_consecutive_failures",
     }
     global_names = {family.name for family in REGISTRY.collect()}
@@ -112,8 +112,8 @@ def test_a_successful_run(storages: list[LocalStorage]) -> None:
         assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", url) == finished
         assert value(found, "pgbackup_last_run_timestamp_seconds", "shop", url) == finished
         assert value(found, "pgbackup_last_run_success", "shop", url) == 1
-        assert value(found, "pgbackup_duration_seconds", "shop", url) == 14.5
-        assert value(found, "pgbackup_size_bytes", "shop", url) == 2_340_000
+        assert value(found, "pgbackup_last_duration_seconds", "shop", url) == 14.5
+        assert value(found, "pgbackup_last_size_bytes", "shop", url) == 2_340_000
         assert value(found, "pgbackup_consecutive_failures", "shop", url) == 0
     assert len(found) == 6 * 2
 
@@ -136,7 +136,7 @@ def test_the_last_success_survives_failed_runs(storages: list[LocalStorage]) -> 
     )
     assert value(found, "pgbackup_last_run_success", "shop", url) == 0
     assert value(found, "pgbackup_consecutive_failures", "shop", url) == 2
-    assert value(found, "pgbackup_size_bytes", "shop", url) == 1_000_000  # the last good one
+    assert value(found, "pgbackup_last_size_bytes", "shop", url) == 1_000_000  # the last good one
 
 
 def test_a_partial_run_is_told_per_destination(storages: list[LocalStorage]) -> None:
@@ -178,7 +178,7 @@ def test_a_run_that_reached_no_database_still_reports_the_known_ones(
     found = samples(Metrics.from_report(early, record_all(storages, early)).text())
     assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 0
     assert value(found, "pgbackup_consecutive_failures", "shop", urls[0]) == 1
-    assert value(found, "pgbackup_duration_seconds", "shop", urls[0]) == 2
+    assert value(found, "pgbackup_last_duration_seconds", "shop", urls[0]) == 2
 
 
 def test_push_to_a_real_pushgateway(pushgateway: Pushgateway, storages: list[LocalStorage]) -> None:
@@ -189,7 +189,7 @@ def test_push_to_a_real_pushgateway(pushgateway: Pushgateway, storages: list[Loc
     found = samples(pushgateway.metrics_text(), job="pgbackup", instance=HOST)
     finished = (START + timedelta(seconds=15)).timestamp()
     assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", urls[1]) == finished
-    assert value(found, "pgbackup_size_bytes", "shop", urls[0]) == 2_340_000
+    assert value(found, "pgbackup_last_size_bytes", "shop", urls[0]) == 2_340_000
     assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 1
     assert len([key for key in found if key[0].startswith("pgbackup_")]) == 12
 
@@ -206,7 +206,7 @@ def test_a_push_replaces_its_own_group_and_keeps_other_jobs(pushgateway: Pushgat
     other = samples(text, job="other")
     assert value(nightly, "pgbackup_last_run_success", "shop", dest) == 0
     assert value(other, "pgbackup_last_run_success", "shop", dest) == 1
-    assert value(other, "pgbackup_size_bytes", "shop", dest) == 7
+    assert value(other, "pgbackup_last_size_bytes", "shop", dest) == 7
 
 
 def test_push_sends_basic_auth_from_the_url_and_never_logs_it(
@@ -240,8 +240,8 @@ def test_metrics_file_is_written_atomically_and_parses(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["pgbackup.prom"]  # no temporary file left
     families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
     assert set(families) == set(DEFINITIONS)
-    assert families["pgbackup_size_bytes"].samples[0].value == 2_340_000
-    assert families["pgbackup_size_bytes"].type == "gauge"
+    assert families["pgbackup_last_size_bytes"].samples[0].value == 2_340_000
+    assert families["pgbackup_last_size_bytes"].type == "gauge"
 
 
 def test_a_failed_write_is_logged_not_raised(
