@@ -127,3 +127,52 @@ def test_a_run_refused_by_the_server_still_names_the_database(job_env, recording
     assert "PGPASSWORD" in message and "wrong-Pass-1" not in message
     [hook] = recording_server.requests_to("/hooks/secret-webhook-path")
     assert hook.json()["database"] == sample_db and hook.json()["status"] == "failure"
+
+
+def _verify_samples(path, database):
+    """verify metric name -> value for ``database``, from a textfile."""
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(path.read_text())
+        for sample in family.samples
+        if sample.labels.get("database") == database
+    }
+
+
+def test_verify_metrics_survive_a_failed_verify(
+    job_env, backup_dir, pushgateway, tmp_path, sample_db
+):
+    """A real test restore publishes how long it took and when verify last passed; a verify of
+    a damaged backup then says it failed, and the last success stays (in the file and in the
+    Pushgateway), so "verify failing" and "no verify success in 8 days" can both be told."""
+    metrics_file = tmp_path / "pgbackup.prom"
+    env = {
+        **job_env,
+        "PROMETHEUS_PUSHGATEWAY_URL": pushgateway.url,
+        "METRICS_FILE": str(metrics_file),
+    }
+    assert run_job("backup", env=env).returncode == 0
+    backup_metrics = metrics_file.read_text()
+    ok = run_job("verify", "latest", "--restore-test", env=env)
+    assert ok.returncode == 0, ok.output
+    verify_file = tmp_path / "pgbackup.verify.prom"
+    passed = _verify_samples(verify_file, sample_db)
+    assert passed["pgbackup_last_verify_success"] == 1
+    assert passed["pgbackup_last_restore_test_seconds"] > 0
+    assert passed["pgbackup_last_verify_success_timestamp_seconds"] > 0
+    pushed = pushgateway.metrics_text()
+    assert "pgbackup_last_restore_test_seconds{" in pushed
+
+    [dump] = list(backup_dir.rglob("*.dump.zst"))
+    data = dump.read_bytes()
+    middle = len(data) // 2
+    dump.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    failed = run_job("verify", env=env)
+    assert failed.returncode == 5, failed.output
+    after = _verify_samples(verify_file, sample_db)
+    assert after == {**passed, "pgbackup_last_verify_success": 0}
+    for family in text_string_to_metric_families(pushgateway.metrics_text()):
+        for sample in family.samples:
+            if sample.name in passed and sample.labels.get("database") == sample_db:
+                assert sample.value == after[sample.name], sample
+    assert metrics_file.read_text() == backup_metrics  # the backup's series are left alone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from backup import history
 from backup import metrics as metrics_module
 from backup.config import MetricsConfig
 from backup.metrics import DEFINITIONS, Metrics
-from backup.outcome import DatabaseResult, DestinationResult, RunReport
+from backup.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 from backup.storage.local import LocalStorage
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures
@@ -329,3 +330,120 @@ def test_a_command_never_replaces_the_backups_series(
     assert codes == {"backup": 0, "verify": 5, "status": 1}
     verify_file = (tmp_path / "pgbackup.verify.prom").read_text()
     assert 'pgbackup_command_exit_code{command="verify"} 5.0' in verify_file
+
+
+def verify_run(
+    exit_code: int,
+    at: datetime = START,
+    database: str = "shop",
+    destination: str = "file:///backups",
+    restore_seconds: float | None = 42.5,
+) -> RunReport:
+    """A verify run of ``database``'s backup read from ``destination``."""
+    return replace(
+        command_run("verify", exit_code),
+        finished_at=at + timedelta(seconds=60),
+        verify=VerifyOutcome(
+            name=f"{database}-20251110T030000Z",
+            database=database,
+            destination=destination,
+            size_bytes=2_340_000,
+            tables=4,
+            restore_test=restore_seconds is not None,
+            restore_seconds=restore_seconds if exit_code == 0 else None,
+        ),
+    )
+
+
+VERIFY_NAMES = (
+    "pgbackup_last_verify_success",
+    "pgbackup_last_verify_success_timestamp_seconds",
+    "pgbackup_last_restore_test_seconds",
+)
+
+
+def verify_values(text: str, database: str = "shop", destination: str = "file:///backups"):
+    found = samples(text)
+    return {
+        name: found.get(
+            (name, frozenset({"database": database, "destination": destination}.items()))
+        )
+        for name in VERIFY_NAMES
+    }
+
+
+def test_a_verify_that_passed_says_when_and_how_long_the_restore_took() -> None:
+    text = Metrics.from_verify(verify_run(0)).text()
+    assert verify_values(text) == {
+        "pgbackup_last_verify_success": 1,
+        "pgbackup_last_verify_success_timestamp_seconds": (
+            START + timedelta(seconds=60)
+        ).timestamp(),
+        "pgbackup_last_restore_test_seconds": 42.5,
+    }
+    without_restore = Metrics.from_verify(verify_run(0, restore_seconds=None)).text()
+    assert "pgbackup_last_restore_test_seconds" not in without_restore
+
+
+def test_a_failed_verify_sends_only_its_failure() -> None:
+    """Families it does not send keep their value in the Pushgateway group: not even their
+    HELP line goes, so a push-add cannot erase them."""
+    text = Metrics.from_verify(verify_run(5)).text()
+    assert verify_values(text)["pgbackup_last_verify_success"] == 0
+    assert "pgbackup_last_verify_success_timestamp_seconds" not in text
+    assert "pgbackup_last_restore_test_seconds" not in text
+
+
+def test_verify_keeps_its_last_success_across_failures_in_the_pushgateway_and_the_file(
+    pushgateway: Pushgateway, tmp_path: Path
+) -> None:
+    directory = tmp_path / "textfiles"
+    directory.mkdir()
+    metrics_file = directory / "pgbackup.prom"
+    config = MetricsConfig(pushgateway_url=pushgateway.url, metrics_file=str(metrics_file))
+    passed_at = (START + timedelta(seconds=60)).timestamp()
+    assert metrics_module.publish_command(config, verify_run(0)) == 0
+    other = verify_run(0, START + timedelta(hours=1), database="crm", restore_seconds=7.0)
+    assert metrics_module.publish_command(config, other) == 0
+    failed = verify_run(5, START + timedelta(days=7))
+    assert metrics_module.publish_command(config, failed) == 0
+
+    verify_file = (directory / "pgbackup.verify.prom").read_text()
+    for text in (pushgateway.metrics_text(), verify_file):
+        assert verify_values(text) == {
+            "pgbackup_last_verify_success": 0,
+            "pgbackup_last_verify_success_timestamp_seconds": passed_at,
+            "pgbackup_last_restore_test_seconds": 42.5,
+        }
+        assert verify_values(text, database="crm") == {
+            "pgbackup_last_verify_success": 1,
+            "pgbackup_last_verify_success_timestamp_seconds": (
+                START + timedelta(hours=1, seconds=60)
+            ).timestamp(),
+            "pgbackup_last_restore_test_seconds": 7.0,
+        }
+    assert 'pgbackup_command_exit_code{command="verify"} 5.0' in verify_file
+    assert not metrics_file.exists()  # the backup's file is not the verify's
+    assert [p.name for p in directory.iterdir()] == ["pgbackup.verify.prom"]
+
+
+def test_a_verify_file_that_does_not_parse_starts_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "pgbackup.verify.prom").write_text("this is { not metrics\n")
+    config = MetricsConfig(metrics_file=str(tmp_path / "pgbackup.prom"))
+    assert metrics_module.publish_command(config, verify_run(5)) == 0
+    text = (tmp_path / "pgbackup.verify.prom").read_text()
+    assert verify_values(text)["pgbackup_last_verify_success"] == 0
+    assert "does not parse" in caplog.text
+
+
+def test_a_verify_that_never_knew_its_backup_publishes_only_the_command() -> None:
+    report = command_run("verify", 2)
+    with pytest.raises(ValueError):
+        Metrics.from_verify(report)
+
+
+def test_verify_series_never_share_a_name_with_the_backups() -> None:
+    assert not set(metrics_module.VERIFY_DEFINITIONS) & set(DEFINITIONS)
+    assert not set(metrics_module.VERIFY_DEFINITIONS) & set(metrics_module.COMMAND_DEFINITIONS)
