@@ -10,7 +10,7 @@
 #           Secret example that the kustomization leaves out on purpose. Without kubectl or
 #           kustomize, the kustomization's `resources` are read and concatenated instead (no
 #           transformers applied), and the script says so (K8S_RENDER=concat forces that).
-# yamllint  docker-compose.yml, .github/workflows/, k8s/ with the repository's .yamllint
+# yamllint  docker-compose.yml, .github/workflows/, k8s/, deploy/ with the repository's .yamllint
 #
 # Tools are looked up in $VENV_BIN (default <repo>/.venv/bin), then on PATH.
 set -uo pipefail
@@ -98,7 +98,7 @@ check_k8s() {
 check_yamllint() {
     local yamllint
     yamllint=$(tool yamllint) || return 1
-    "$yamllint" --strict -c .yamllint docker-compose.yml .github/workflows/ k8s/ .yamllint
+    "$yamllint" --strict -c .yamllint docker-compose.yml .github/workflows/ k8s/ deploy/ .yamllint
 }
 
 checks=("$@")

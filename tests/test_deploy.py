@@ -31,6 +31,7 @@ DEPLOY_FILES = [
     "railway.toml",
     ".yamllint",
     "k8s",
+    "deploy",
     ".github/workflows",
     "scripts/lint-deploy.sh",
 ]
@@ -135,6 +136,17 @@ def test_lint_fails_on_broken_files(tmp_path):
     compose = copy / "docker-compose.yml"
     compose.write_text(compose.read_text() + "\nvolumes:\n  other:\n")  # duplicate key
     assert _lint("yamllint", repo=copy).returncode != 0
+
+
+def test_yamllint_covers_the_monitoring_files(tmp_path):
+    _require("yamllint")
+    copy = _copy_deploy_files(tmp_path)
+    assert _lint("yamllint", repo=copy).returncode == 0
+    rules = copy / "deploy" / "monitoring" / "pgbackup-rules.yml"
+    rules.write_text(rules.read_text() + "groups: []\n")  # duplicate key
+    result = _lint("yamllint", repo=copy)
+    assert result.returncode != 0
+    assert "pgbackup-rules.yml" in result.stdout
 
 
 def test_lint_reports_unknown_check():
