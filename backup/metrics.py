@@ -398,7 +398,7 @@ def _write_texts(path: str, texts: list[str]) -> bool:
         with open(temporary, "w", encoding="utf-8") as file:
             file.write("".join(texts))
         os.replace(temporary, path)
-    except OSError as err:  # metrics must never fail the run
+    except Exception as err:  # metrics must never fail the run
         log.warning("metrics: cannot write %s: %s", path, err)
         with contextlib.suppress(OSError):
             os.remove(temporary)
