@@ -12,10 +12,12 @@ import difflib
 import functools
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from backup import languages
 from backup.config import age_keys, cpus, files, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
@@ -66,6 +68,9 @@ PREFIXES = (
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+TIMEZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+# NOTIFY_MENTION: a few names or a channel keyword, not a message.
+MAX_MENTION_CHARS = 200
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
 B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
@@ -233,7 +238,32 @@ def _notify(r: Reader) -> NotifyConfig:
         notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
         alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
         timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
+        language=r.choice("NOTIFY_LANGUAGE", languages.DEFAULT, languages.AVAILABLE),
+        timezone=_timezone(r),
+        mention=r.str("NOTIFY_MENTION", max_chars=MAX_MENTION_CHARS),
     )
+
+
+def _timezone(r: Reader) -> str:
+    """NOTIFY_TIMEZONE: an IANA time zone that zoneinfo can load (from the system's
+    /usr/share/zoneinfo, else the tzdata package); UTC when unset or refused."""
+    value = r.str("NOTIFY_TIMEZONE")
+    if value is None:
+        return "UTC"
+    if TIMEZONE_NAME.fullmatch(value):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
+            return value
+    close = difflib.get_close_matches(value[:100], sorted(zoneinfo.available_timezones()), n=1)
+    suggestion = f"; did you mean {close[0]}?" if close else ""
+    r.problems.append(
+        f"NOTIFY_TIMEZONE={syntax.shown(value)} is not a time zone (an IANA name such as "
+        f"Europe/Paris, America/New_York or UTC){suggestion}"
+    )
+    return "UTC"
 
 
 def _chat_problem(value: str) -> str | None:
