@@ -79,7 +79,12 @@ def test_a_failing_verify_is_told_everywhere_with_its_name(
     history_before = state.read_bytes()
     ok = run_job("verify", env=env)
     assert ok.returncode == 0, ok.output
-    assert len(_telegram(recording_server)) == 1  # a verify that passes is quiet
+    # A verify that passes is told (its result is news), but is no heartbeat: no success ping.
+    told = _telegram(recording_server)
+    assert len(told) == 2 and "PostgreSQL verify succeeded" in told[1]
+    assert _hooks(recording_server)[-1]["command"] == "verify"
+    assert _hooks(recording_server)[-1]["event"] == "success"
+    assert recording_server.paths().count(PING) == 1  # the backup's
     passed = _samples(tmp_path / "pgbackup.verify.prom")
     assert passed[("pgbackup_command_last_run_success", "verify")] == 1
     recording_server.requests.clear()
