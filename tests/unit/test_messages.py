@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import string
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -352,3 +354,22 @@ def test_the_webhook_names_the_event_and_keeps_its_fields_english() -> None:
     assert recovered["event"] == "recovery" and recovered["previous_failures"] == 2
     assert payload(report())["event"] == "success"
     assert payload(report("failure"))["event"] == "failure"
+
+
+def test_time_zones_work_without_the_systems_zone_files() -> None:
+    """A slim image may have no /usr/share/zoneinfo: the tzdata package is what zoneinfo falls
+    back to, so it is a dependency (pyproject.toml)."""
+    code = (
+        "import zoneinfo; from backup.config import load; "
+        "print(load({'PGDATABASE': 'x', 'NOTIFY_TIMEZONE': 'Europe/Paris'}).notify.timezone)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONTZPATH": "/nonexistent", "PATH": "/usr/bin:/bin"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Europe/Paris"
