@@ -12,7 +12,6 @@ import difflib
 import functools
 import os
 import re
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,7 +67,6 @@ PREFIXES = (
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
-TIMEZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 # NOTIFY_MENTION: a few names or a channel keyword, not a message.
 MAX_MENTION_CHARS = 200
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
@@ -245,25 +243,12 @@ def _notify(r: Reader) -> NotifyConfig:
 
 
 def _timezone(r: Reader) -> str:
-    """NOTIFY_TIMEZONE: an IANA time zone that zoneinfo can load (from the system's
-    /usr/share/zoneinfo, else the tzdata package); UTC when unset or refused."""
+    """NOTIFY_TIMEZONE; UTC when unset or refused."""
     value = r.str("NOTIFY_TIMEZONE")
-    if value is None:
-        return "UTC"
-    if TIMEZONE_NAME.fullmatch(value):
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            pass
-        else:
-            return value
-    close = difflib.get_close_matches(value[:100], sorted(zoneinfo.available_timezones()), n=1)
-    suggestion = f"; did you mean {close[0]}?" if close else ""
-    r.problems.append(
-        f"NOTIFY_TIMEZONE={syntax.shown(value)} is not a time zone (an IANA name such as "
-        f"Europe/Paris, America/New_York or UTC){suggestion}"
-    )
-    return "UTC"
+    problem = syntax.timezone_problem(value) if value else None
+    if problem:
+        r.problems.append(f"NOTIFY_TIMEZONE={syntax.shown(value or '')} {problem}")
+    return value if value and not problem else "UTC"
 
 
 def _chat_problem(value: str) -> str | None:
