@@ -252,3 +252,26 @@ def test_failing_channels_never_change_the_exit_code(recording_server, tmp_path)
     assert result.returncode == 1, result.output
     assert "notifications sent: 0, failed: 3" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_configuration_error_is_told_in_the_configured_language(recording_server, tmp_path):
+    env = _offline_env(
+        tmp_path,
+        recording_server,
+        BACKUP_COMPRESSION="lz4",
+        NOTIFY_LANGUAGE="fr",
+        NOTIFY_TIMEZONE="Europe/Paris",
+    )
+    assert run_job("backup", env=env).returncode == 2
+    [message] = _telegram(recording_server)
+    assert message.startswith("<b>❌ Backup PostgreSQL Échoué</b>")
+    assert "BACKUP_COMPRESSION" in message and "Commande manuelle :" in message
+    assert " CET" in message or " CEST" in message
+    recording_server.requests.clear()
+
+    # A language that is itself refused: told in English, naming it.
+    env["NOTIFY_LANGUAGE"] = "de"
+    result = run_job("backup", env=env)
+    assert result.returncode == 2 and "NOTIFY_LANGUAGE" in result.stderr
+    [message] = _telegram(recording_server)
+    assert message.startswith("<b>❌ PostgreSQL backup failed</b>") and "NOTIFY_LANGUAGE" in message
