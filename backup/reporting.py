@@ -8,7 +8,8 @@ backup, verify, prune, status): the run history, the metrics and the notificatio
 - ``tell_outcome(config, command, ...)``: called by ``cli.main`` after every run of an
   unattended command. It publishes the command-level metrics (``pgbackup_command_*``, every
   exit code) and, when the run failed and nobody was told yet, sends a failure report naming the
-  command through every notifier: Telegram, webhooks, and healthchecks' ``/fail`` ping.
+  command through every notifier: Telegram, webhooks, and healthchecks' ``/fail`` ping; a
+  verify that passed is told too (as NOTIFY_ON says).
 - ``record_verify(outcome)``: the verify command records the backup it checks (before reading
   it, so a failure report names it) and then what it found; ``tell_outcome`` puts the last
   one recorded in the run's report (``RunReport.verify``) and forgets it. One process runs one
@@ -17,12 +18,12 @@ backup, verify, prune, status): the run history, the metrics and the notificatio
   that ``config.load`` refused, through the channels that could be read leniently
   (``config.environment.parse_for_reports``).
 
-Choices, documented in README ("Monitoring"): only a backup's success is told (verify, prune and
-status succeed quietly, apart from their metrics); a skipped run (exit 7) is not a failure and is
-not told; healthchecks gets no ``/start`` ping and no success ping from verify, prune or status
-(HEALTHCHECK_URL is the backup's heartbeat: their success must not stand in for a missing
-backup), but gets ``/fail`` when they fail; only backup runs enter the run history, so its
-failures in a row count backups.
+Choices, documented in README ("Monitoring"): a backup's and a verify's successes are told
+(prune and status succeed quietly, apart from their metrics); a skipped run (exit 7) is not a
+failure and is not told; healthchecks gets no ``/start`` ping and no success ping from verify,
+prune or status (HEALTHCHECK_URL is the backup's heartbeat: their success must not stand in for
+a missing backup; ``notify.wanted`` keeps it out), but gets ``/fail`` when they fail; only
+backup runs enter the run history, so its failures in a row count backups.
 
 Nothing here raises or changes the exit code: ``notify.send_all`` and ``metrics.publish*`` log
 and count their own failures.
@@ -140,7 +141,10 @@ def tell_outcome(
             alert_after_failures=config.notify.alert_after_failures,
             verify=verify,
         )
-        notify_now = error is not None and not told(error)
+        # A failure not told yet, or a verify's result either way: it is news people wait for.
+        notify_now = (error is not None and not told(error)) or (
+            error is None and command == "verify"
+        )
         _tell(config.notify, config.metrics, report, notify_now=notify_now)
     except Exception as err:  # a second signal included: telling never changes the exit code
         log.error("report: %s: %s", type(err).__name__, err)

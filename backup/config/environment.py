@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from backup import languages
 from backup.config import age_keys, cpus, files, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
@@ -66,6 +67,8 @@ PREFIXES = (
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+# NOTIFY_MENTION: a few names or a channel keyword, not a message.
+MAX_MENTION_CHARS = 200
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
 B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
@@ -233,7 +236,19 @@ def _notify(r: Reader) -> NotifyConfig:
         notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
         alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
         timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
+        language=r.choice("NOTIFY_LANGUAGE", languages.DEFAULT, languages.AVAILABLE),
+        timezone=_timezone(r),
+        mention=r.str("NOTIFY_MENTION", max_chars=MAX_MENTION_CHARS),
     )
+
+
+def _timezone(r: Reader) -> str:
+    """NOTIFY_TIMEZONE; UTC when unset or refused."""
+    value = r.str("NOTIFY_TIMEZONE")
+    problem = syntax.timezone_problem(value) if value else None
+    if problem:
+        r.problems.append(f"NOTIFY_TIMEZONE={syntax.shown(value or '')} {problem}")
+    return value if value and not problem else "UTC"
 
 
 def _chat_problem(value: str) -> str | None:

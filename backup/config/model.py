@@ -173,6 +173,12 @@ class NotifyConfig:
     alert_after_failures: int = 2
     timeout_s: float = 10.0
     attempts: int = 3
+    language: str = "en"
+    """NOTIFY_LANGUAGE: the language of every notification (``backup/languages/``)."""
+    timezone: str = "UTC"
+    """NOTIFY_TIMEZONE: the IANA time zone of the dates in notifications."""
+    mention: str | None = None
+    """NOTIFY_MENTION: text put in front of escalation messages (``@alice``, ``<!channel>``)."""
 
 
 @dataclass(frozen=True)
