@@ -68,7 +68,9 @@ def verify(
     m = entry.manifest
     storage = storages[entry.destination]
     started = time.monotonic()
-    verifying, archive = open_archive(config.codec, storage, m)
+    verifying, archive = open_archive(
+        config.codec, storage, m, config.log.progress_interval_s, "verify"
+    )
     listing = ""
     with ChildGroup() as children:
         if m.kind == "database":
@@ -147,7 +149,13 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
         extra={"stage": "verify"},
     )
     try:
-        verifying, archive = open_archive(config.codec, storages[entry.destination], m)
+        verifying, archive = open_archive(
+            config.codec,
+            storages[entry.destination],
+            m,
+            config.log.progress_interval_s,
+            "test restore",
+        )
         lister_tables = _restore_and_list(tools, pg, scratch, archive, verifying)
         restore_seconds = time.monotonic() - started
         checked = _compare(pg, scratch, m.row_counts, lister_tables)

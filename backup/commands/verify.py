@@ -23,14 +23,16 @@ DESCRIPTION = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", default="latest")
+    parser.add_argument(
+        "name", nargs="?", default="latest", help="backup name from 'list', or latest"
+    )
     parser.add_argument(
         "--restore-test",
         action="store_true",
         help="also restore into a scratch database and compare tables and row counts",
     )
-    parser.add_argument("--database")
-    parser.add_argument("--destination", metavar="URL")
+    parser.add_argument("--database", help="the database whose backup to verify (for latest)")
+    parser.add_argument("--destination", metavar="URL", help="read from this destination first")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

@@ -21,11 +21,13 @@ from backup.config import age_keys, cpus, files, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.model import (
+    B2_PRICE_PER_GB_MONTH,
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
     DEFAULT_TIMEOUT_S,
     MAX_COMPRESSION_THREADS,
     MAX_PART_SIZE_MB,
+    MAX_PRICE_PER_GB_MONTH,
     MIB,
     MIN_PART_SIZE_MB,
     B2Config,
@@ -127,6 +129,9 @@ def _storage(r: Reader) -> StorageConfig:
         retry=retry,
         b2=b2,
         s3=s3,
+        price_per_gb_month=r.float(
+            "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
+        ),
     )
 
 

@@ -30,6 +30,13 @@ DEFAULT_TIMEOUT_S = 6 * 3600.0
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 300.0
 # Cleanups leave alone what is younger than BACKUP_TIMEOUT plus this margin.
 ORPHAN_MARGIN_S = 3600.0
+# STORAGE_PRICE_PER_GB_MONTH's default, for list's cost estimate: Backblaze B2's published
+# storage price, $6 per TB and month, i.e. $0.006 per GB (GB = 10^9 bytes, as B2 bills), in
+# effect since 3 October 2023 (it was $0.005) and still the price when checked in November 2026:
+# https://www.backblaze.com/cloud-storage/pricing
+B2_PRICE_PER_GB_MONTH = 0.006
+# Far above any object store's price: a larger value is a typo (a price per TB, say).
+MAX_PRICE_PER_GB_MONTH = 100.0
 
 
 class Secret:
@@ -135,6 +142,9 @@ class StorageConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     b2: B2Config = field(default_factory=B2Config)
     s3: S3Config = field(default_factory=S3Config)
+    price_per_gb_month: float = B2_PRICE_PER_GB_MONTH
+    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, the same for every
+    destination; ``list`` estimates the monthly cost with it (0: no estimate)."""
 
 
 @dataclass(frozen=True)
