@@ -272,33 +272,180 @@ def test_k8s_cronjob(name, schedule, args):
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
 
-    refs = {
-        ("ConfigMap" if "configMapRef" in ref else "Secret"): (
-            ref.get("configMapRef") or ref.get("secretRef")
-        )["name"]
-        for ref in container["envFrom"]
-    }
-    assert refs == {"ConfigMap": "pgbackup-config", "Secret": "pgbackup-secrets"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "pgbackup-config"}}]
+    secret_volumes = {v["secret"]["secretName"]: v for v in pod["volumes"] if "secret" in v}
+    assert "pgbackup-secrets" in secret_volumes
+
+
+def _secret_examples() -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in _load_all(REPO / "k8s" / "secret.example.yaml")}
+
+
+def _job_secret_names() -> set[str]:
+    """The variables the job reads as secrets (each also as NAME_FILE): ``r.secret("NAME")``."""
+    names = set()
+    for path in (REPO / "backup" / "config").glob("*.py"):
+        names.update(re.findall(r"\br\.secret\(\s*\"([A-Z0-9_]+)\"", path.read_text()))
+    assert {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "BACKUP_AGE_IDENTITY"} <= names
+    return names
+
+
+def _commented_entries(path: Path) -> dict[str, str]:
+    """``# NAME: value`` lines: the optional settings an example file offers."""
+    return dict(re.findall(r"^\s*#\s*([A-Z][A-Z0-9_]+):\s*(\S+)", path.read_text(), re.M))
+
+
+def _container_env(cronjob: dict) -> dict[str, str]:
+    """Every variable the container gets: the ConfigMap's (envFrom), then its own env."""
+    resources = _k8s_resources()
+    (container,) = _pod(cronjob)["containers"]
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        env.update(resources[("ConfigMap", ref["configMapRef"]["name"])]["data"])
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    return env
 
 
 def test_k8s_config_and_secret_example():
     resources = _k8s_resources()
     assert ("ConfigMap", "pgbackup-config") in resources
-    # the example Secret is never applied by `kubectl apply -k` (it would overwrite the real one)
+    # the example Secrets are never applied by `kubectl apply -k` (they would overwrite the real
+    # ones)
     assert not any(kind == "Secret" for kind, _ in resources)
-    (secret,) = _load_all(REPO / "k8s" / "secret.example.yaml")
-    assert secret["kind"] == "Secret"
-    assert secret["metadata"]["name"] == "pgbackup-secrets"
-    assert {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
+    secrets = _secret_examples()
+    assert set(secrets) == {"pgbackup-secrets", "pgbackup-age-identity"}
+    assert all(s["kind"] == "Secret" for s in secrets.values())
+    assert {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY"} <= set(secrets["pgbackup-secrets"]["stringData"])
+    assert set(secrets["pgbackup-age-identity"]["stringData"]) == {"identity"}
     config = resources[("ConfigMap", "pgbackup-config")]["data"]
-    secret_names = {
-        "PGPASSWORD",
-        "AWS_SECRET_ACCESS_KEY",
-        "B2_APPLICATION_KEY",
-        "BACKUP_AGE_IDENTITY",
-        "TELEGRAM_BOT_TOKEN",
+    offered = _commented_entries(REPO / "k8s" / "configmap.yaml")
+    secret_names = _job_secret_names()
+    assert not secret_names & (set(config) | set(offered)), (
+        "secrets belong in the Secret, not the ConfigMap"
+    )
+
+
+def test_k8s_secrets_reach_the_job_as_files_only():
+    """No secret value in any environment variable: no secretKeyRef, no envFrom of a Secret;
+    the secrets the job reads are mounted read-only and named by NAME_FILE variables."""
+    for (kind, name), resource in _k8s_resources().items():
+        if kind != "CronJob":
+            continue
+        pod = _pod(resource)
+        for container in pod["containers"] + pod.get("initContainers", []):
+            for ref in container.get("envFrom", []):
+                assert "secretRef" not in ref, f"{name}: envFrom a Secret puts it in the env"
+            for var in container.get("env", []):
+                assert "secretKeyRef" not in var.get("valueFrom", {}), f"{name}: {var['name']}"
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            for volume in pod["volumes"]:
+                if "secret" in volume:
+                    assert mounts[volume["name"]]["readOnly"] is True, (name, volume["name"])
+                    # kubelet adds group read (fsGroup) anyway; never world-readable
+                    assert volume["secret"]["defaultMode"] & 0o007 == 0, (name, volume["name"])
+        assert pod["securityContext"]["fsGroup"] == 10001, f"{name}: the image user's group"
+
+
+def _file_targets(cronjob: dict) -> dict[str, tuple[str, str | None]]:
+    """mountPath -> (volume kind, Secret name) for the container's mounts."""
+    pod = _pod(cronjob)
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    targets = {}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        secret = volume.get("secret", {}).get("secretName")
+        targets[mount["mountPath"].rstrip("/")] = ("secret" if secret else "other", secret)
+    return targets
+
+
+@pytest.mark.parametrize("name", ["pgbackup", "pgbackup-verify"])
+def test_k8s_every_file_variable_points_into_a_mounted_secret(name):
+    """Every NAME_FILE, set or offered in a comment, names a secret the job reads and a key of
+    the Secret mounted where it points."""
+    cronjob = _k8s_resources()[("CronJob", name)]
+    secrets = _secret_examples()
+    targets = _file_targets(cronjob)
+    job_secrets = _job_secret_names()
+    env = _container_env(cronjob)
+    offered = {
+        k: v for k, v in _commented_entries(REPO / "k8s" / "configmap.yaml").items() if "_FILE" in k
     }
-    assert not secret_names & set(config), "secrets belong in the Secret, not the ConfigMap"
+    file_vars = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert "PGPASSWORD_FILE" in file_vars
+    for variable, path in {**offered, **file_vars}.items():
+        assert variable.removesuffix("_FILE") in job_secrets, (
+            f"{variable}: not a secret the job reads"
+        )
+        directory, _, key = path.rpartition("/")
+        assert directory in targets, f"{name}: {variable}={path} is in no mounted volume"
+        kind, secret = targets[directory]
+        assert kind == "secret", f"{name}: {variable}={path} is not in a Secret volume"
+        example = secrets[secret]
+        keys = set(example["stringData"]) | set(
+            _commented_entries(REPO / "k8s" / "secret.example.yaml")
+        )
+        assert key in keys, f"{variable}={path}: the Secret {secret} has no key {key}"
+
+
+def test_k8s_only_the_verify_cronjob_holds_the_age_private_key():
+    resources = _k8s_resources()
+    identity_secrets = {
+        name
+        for name, secret in _secret_examples().items()
+        if "AGE-SECRET-KEY-" in yaml.safe_dump(secret)
+        or "BACKUP_AGE_IDENTITY" in str(secret["stringData"])
+    }
+    assert identity_secrets == {"pgbackup-age-identity"}
+    assert "BACKUP_AGE_IDENTITY" not in (REPO / "k8s" / "secret.example.yaml").read_text()
+
+    backup = resources[("CronJob", "pgbackup")]
+    mounted = {secret for _, secret in _file_targets(backup).values() if secret}
+    assert not mounted & identity_secrets, "the backup CronJob must not mount the age private key"
+    assert not any(k.startswith("BACKUP_AGE_IDENTITY") for k in _container_env(backup))
+
+    verify = resources[("CronJob", "pgbackup-verify")]
+    env = _container_env(verify)
+    directory, _, _ = env["BACKUP_AGE_IDENTITY_FILE"].rpartition("/")
+    assert _file_targets(verify)[directory] == ("secret", "pgbackup-age-identity")
+
+
+@pytest.mark.parametrize("name", ["pgbackup", "pgbackup-verify"])
+def test_k8s_pod_failure_policy(name):
+    """Exit 2 (configuration) fails the Job at once; exit 7 (skipped: another run holds the
+    lock) is not retried (FailJob: "Ignore" would start a new pod at once, uncounted); the
+    others count towards backoffLimit."""
+    job = _k8s_resources()[("CronJob", name)]["spec"]["jobTemplate"]["spec"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never"  # required by podFailurePolicy
+    rules = job["podFailurePolicy"]["rules"]
+
+    def action(code: int) -> str:
+        for rule in rules:
+            on = rule.get("onExitCodes")
+            matches = on and (code in on["values"]) == (on["operator"] == "In")
+            if matches and on["containerName"] == "pgbackup":
+                return rule["action"]
+        return "Count"
+
+    assert action(2) == "FailJob"
+    assert action(7) == "FailJob"
+    for transient in (1, 3, 4, 5, 6, 130):
+        assert action(transient) == "Count", transient
+    disruption = [r for r in rules if "onPodConditions" in r]
+    assert disruption == [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+
+
+def test_k8s_tmp_is_sized_for_restore_tests():
+    resources = _k8s_resources()
+
+    def tmp_limit(name: str) -> str:
+        pod = _pod(resources[("CronJob", name)])
+        (container,) = pod["containers"]
+        volume = next(m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+        return next(v for v in pod["volumes"] if v["name"] == volume)["emptyDir"]["sizeLimit"]
+
+    assert tmp_limit("pgbackup-verify") == "10Gi"
+    assert tmp_limit("pgbackup") == "256Mi"
 
 
 # --------------------------------------------------------------------------- Railway, workflows
