@@ -10,6 +10,7 @@ checked on the parsed files. Building and running the image is `make image-test`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -477,6 +478,138 @@ def test_backup_workflow_runs_the_image_on_a_schedule():
     assert "workflow_dispatch" in on
     script = workflow["jobs"]["run"]["steps"][-1]["run"]
     assert "docker run --rm" in script
+
+
+def _run_backup_step(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The backup workflow's step, run by bash with a stand-in `docker` that records the
+    variables the container would get (what `docker run --env-file` reads)."""
+    workflow, _ = _workflow("backup.yml")
+    job = workflow["jobs"]["run"]
+    script = job["steps"][-1]["run"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "docker.json"
+    fake = bin_dir / "docker"
+    fake.write_text(
+        "#!" + sys.executable + "\n"
+        "import json, os, stat, sys\n"
+        "args = sys.argv[1:]\n"
+        "path = args[args.index('--env-file') + 1]\n"
+        "mode = stat.S_IMODE(os.stat(path).st_mode)\n"
+        "got = {}\n"
+        "for line in open(path).read().splitlines():\n"
+        "    name, eq, value = line.partition('=')\n"
+        "    got[name] = value if eq else os.environ.get(name)\n"
+        "record = {'args': args, 'env': got, 'mode': mode}\n"
+        f"json.dump(record, open({str(record)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    defaults = {k: "" for k, v in job["env"].items() if "secrets." in v or "vars." in v}
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "RUNNER_TEMP": str(runner_temp),
+            "GITHUB_REPOSITORY": "Acme/PgBackup",
+            "JOB_COMMAND": "verify latest --restore-test",
+            **defaults,
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    assert not list(runner_temp.iterdir()), "the env file is removed when the step ends"
+    return result, recorded
+
+
+def test_backup_workflow_passes_every_variable_and_masks_the_secret_ones(tmp_path):
+    """Any variable (not a fixed list): KEY=VALUE lines from the secret PGBACKUP_ENV (each value
+    masked in the log before anything runs) and the variable PGBACKUP_SETTINGS, plus the single
+    secrets; nothing secret is printed."""
+    secret_lines = {
+        "PGPASSWORD": "pw-100%-secret",
+        "BACKUP_KEEP_WEEKLY": "8",
+        "NOTIFY_WEBHOOK_URL": "https://hooks.example.com/T0K3N",
+        "BACKUP_AGE_IDENTITY": "AGE-SECRET-KEY-1" + "Q" * 58,
+        "PGSSLMODE": "verify-full",
+    }
+    env_secret = "# the job's secrets\r\n\n" + "\r\n".join(
+        f"{k}={v}" for k, v in secret_lines.items()
+    )
+    result, recorded = _run_backup_step(
+        tmp_path,
+        PGBACKUP_ENV=env_secret,
+        PGBACKUP_SETTINGS="BACKUP_COMPRESSION_LEVEL=9\nLOG_FORMAT=json\nPGDATABASE=from-settings",
+        PGDATABASE="shop",
+        AWS_SECRET_ACCESS_KEY="aws-secret-value",
+        PGBACKUP_IMAGE="ghcr.io/acme/pgbackup-job:1.2.3",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = recorded["env"]
+    assert {k: env[k] for k in secret_lines} == secret_lines
+    assert env["BACKUP_COMPRESSION_LEVEL"] == "9"
+    assert env["LOG_FORMAT"] == "json"  # the user's settings win over the default
+    assert env["PGDATABASE"] == "shop"  # a single secret wins over the lines
+    assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret-value"
+    assert "AWS_ACCESS_KEY_ID" not in env  # unset secrets are not passed
+    assert recorded["mode"] == 0o600
+    args = recorded["args"]
+    assert args[-4:] == ["ghcr.io/acme/pgbackup-job:1.2.3", "verify", "latest", "--restore-test"]
+    assert "--read-only" in args
+
+    masks = [
+        line.removeprefix("::add-mask::")
+        for line in result.stdout.splitlines()
+        if line.startswith("::add-mask::")
+    ]
+    assert masks == [v.replace("%", "%25") for v in secret_lines.values()]
+    shown = "\n".join(
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if not line.startswith("::add-mask::")
+    )
+    for value in [*secret_lines.values(), "aws-secret-value"]:
+        assert value not in shown
+    assert "BACKUP_KEEP_WEEKLY" in shown  # names are shown, values never
+
+
+def test_backup_workflow_refuses_a_line_that_is_not_a_variable(tmp_path):
+    result, recorded = _run_backup_step(
+        tmp_path, PGBACKUP_ENV="PGPASSWORD=fine\nthis is my password hunter2"
+    )
+    assert result.returncode == 2
+    assert "PGBACKUP_ENV, line 2" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+    assert not recorded  # docker never ran
+
+
+def test_every_action_is_pinned_to_a_commit_sha():
+    """A tag can be moved to other code; a commit cannot. The release is in a comment."""
+    pinned = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+    seen = 0
+    for path in sorted((REPO / ".github" / "workflows").glob("*.y*ml")):
+        for line in path.read_text().splitlines():
+            match = re.match(r"^\s*(?:-\s+)?uses:\s*(.+)$", line)
+            if match:
+                seen += 1
+                assert pinned.match(match.group(1)), f"{path.name}: {match.group(1)}"
+    assert seen >= 7
+
+
+def test_ci_workflow_runs_make_test_on_pull_requests():
+    workflow, on = _workflow("ci.yml")
+    assert "pull_request" in on
+    assert on["push"]["branches"] == ["main"]
+    job = workflow["jobs"]["test"]
+    assert isinstance(job["timeout-minutes"], int)
+    assert job["container"]["image"].startswith("debian:bookworm")
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert "make test" in runs
+    assert workflow["permissions"] == {"contents": "read"}
 
 
 # --------------------------------------------------------------------------- scripts and docs
