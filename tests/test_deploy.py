@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.prefix) / "bin"
@@ -165,27 +168,61 @@ def test_dockerfile_contract():
         assert f"org.opencontainers.image.{label}=" in text
 
 
-def test_the_image_installs_the_locked_versions():
-    """Every runtime dependency is pinned exactly in requirements.lock, within pyproject's
-    lower bound, and the Dockerfile installs with it as constraints."""
-    from packaging.requirements import Requirement
-    from packaging.version import Version
+def _lock() -> dict[str, tuple[Version, list[str]]]:
+    """requirements.lock: normalised name -> (version, sha256 hashes)."""
+    text = (REPO / "requirements.lock").read_text()
+    entries = {}
+    for entry in re.split(r"(?<!\\)\n", text):
+        if not entry.strip() or entry.startswith("#"):
+            continue
+        parts = entry.replace("\\\n", " ").split()
+        name, _, version = parts[0].partition("==")
+        assert version, f"requirements.lock: {parts[0]!r} is not pinned with =="
+        hashes = [p.removeprefix("--hash=sha256:") for p in parts[1:]]
+        assert all(p.startswith("--hash=sha256:") for p in parts[1:]), entry
+        assert hashes, f"requirements.lock: {parts[0]} has no --hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), entry
+        entries[canonicalize_name(name)] = (Version(version), hashes)
+    return entries
 
-    locked = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"requirements.lock: {line!r} is not pinned with =="
-            locked[name.lower().replace("_", "-")] = Version(version)
+
+def test_the_image_installs_the_locked_versions_hash_checked():
+    """Every runtime dependency is pinned exactly in requirements.lock with the sha256 of its
+    wheels, within pyproject's lower bound, and the Dockerfile installs them in pip's
+    hash-checking mode, then the project alone (--no-deps)."""
+    locked = _lock()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for spec in project["dependencies"]:
         requirement = Requirement(spec)
-        name = requirement.name.lower().replace("_", "-")
+        name = canonicalize_name(requirement.name)
         assert name in locked, f"{name} is a dependency but not in requirements.lock"
-        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]} vs {spec}"
+        version = locked[name][0]
+        assert requirement.specifier.contains(version), f"{name}=={version} vs {spec}"
+        for extra in requirement.extras:  # psycopg[binary] -> psycopg-binary
+            assert f"{name}-{extra}" in locked, f"{name}[{extra}] is not locked"
+    assert len(locked) > len(project["dependencies"])  # their dependencies too
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "COPY pyproject.toml requirements.lock ./" in dockerfile
-    assert "-c requirements.lock ." in dockerfile
+    assert "COPY requirements.lock ./" in dockerfile
+    assert re.search(
+        r"pip install --require-hashes --only-binary=:all: -r requirements\.lock", dockerfile
+    )
+    assert re.search(
+        r"pip install --no-deps --no-index [^\n]*\n?[^\n]*/tmp/wheels/\*\.whl", dockerfile
+    )
+    # nothing else is installed from the index
+    assert len(re.findall(r"/opt/venv/bin/pip install\b", dockerfile)) == 2
+
+
+def test_lock_script_hashes_every_target():
+    """scripts/lock-deps.sh (make lock) downloads for every Python and architecture the
+    release builds, with hashes; a package pinned nowhere is an error."""
+    script = (REPO / "scripts" / "lock-deps.sh").read_text()
+    for target in ("3.11:36", "3.13:41"):
+        assert target in script
+    assert "for arch in x86_64 aarch64" in script
+    assert "--hash=sha256:" in script
+    assert "not pinned" in script
+    assert (REPO / "Makefile").read_text().count("scripts/lock-deps.sh") == 1
 
 
 def test_dockerignore_lets_in_only_what_the_image_needs():
