@@ -20,7 +20,10 @@ trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 pip=("$work/venv/bin/pip" --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
-"${pip[@]}" install -q .
+# from a copy, so that the build leaves nothing (build/, *.egg-info) in the working tree
+mkdir "$work/src"
+cp -r pyproject.toml README.md entrypoint.py backup "$work/src/"
+"${pip[@]}" install -q "$work/src"
 "${pip[@]}" freeze --exclude pgbackup-job > "$work/pins.txt"
 
 # manylinux_<2>_<N> tags from glibc 2.<newest> down to 2.5, with their legacy aliases, in the
