@@ -243,6 +243,11 @@ def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
     position and scheme, never the URL. apprise is imported only when the variable is set."""
     if not value:
         return ()
+    try:
+        notify_urls.load_apprise()
+    except ImportError:
+        r.problems.append("NOTIFY_URLS needs the apprise package: pip install 'apprise>=2.0'")
+        return ()
     accepted = []
     for index, url in enumerate(notify_urls.split(value.reveal()), start=1):
         problem = notify_urls.problem(url)

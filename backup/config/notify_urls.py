@@ -7,7 +7,7 @@
 - ``problem(url)``: why apprise refuses an entry, or ``None``; the message names the scheme
   only, never the URL (apprise URLs hold tokens and passwords).
 - ``secret_parts(url)``: the pieces of an entry that may be secrets, for the log redaction.
-- ``load_apprise()``: apprise, imported on first use only (about 0.5 s and 40 MB with its
+- ``load_apprise()``: apprise, imported on first use only (about 0.5 s and 30 MB with its
   plugins: a job without NOTIFY_URLS never pays it), its own log kept out of the job's log.
 - ``apprise_log()``: what apprise logged at WARNING and above while the block ran.
 

@@ -2,7 +2,7 @@
 
 ``list`` on a file:// destination, with no notifier, no metrics and no encryption, must not
 load boto3, b2sdk, requests, prometheus_client, pyrage or apprise: each costs start-up time and
-memory (apprise about 0.5 s and 40 MB with its plugins).
+memory (apprise about 0.5 s and 30 MB with its plugins).
 """
 
 from __future__ import annotations

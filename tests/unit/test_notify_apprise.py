@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -362,3 +363,10 @@ def test_timeouts_are_ours_unless_the_url_sets_shorter_ones() -> None:
     # email: apprise's own default (15 s) is replaced too
     mail = notifier("mailto://u:p@smtp.example.com?to=ops@example.com", delivery)._plugin()
     assert mail.socket_connect_timeout == 5.0
+
+
+def test_without_apprise_installed_the_variable_is_refused(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "apprise", None)  # what Python does: import raises
+    with pytest.raises(ConfigError) as error:
+        config_module.load(base_env(NOTIFY_URLS="json://127.0.0.1:9/x"))
+    assert "NOTIFY_URLS needs the apprise package" in str(error.value)
