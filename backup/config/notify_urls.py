@@ -33,6 +33,7 @@ SCHEME = re.compile(r"([a-z0-9]{1,32})://", re.IGNORECASE)
 """A scheme as apprise reads one (apprise.utils.parse.URL_DETAILS_RE)."""
 _SEPARATOR = re.compile(r"[,;]+(?=[a-z0-9]{1,32}://)", re.IGNORECASE)
 _PIECES = re.compile(r"[/:@?&=#,;\s]+")
+_QUERY_NAME = re.compile(r"(?<=[?&])[^=&#]*=")
 MIN_SECRET_PART_CHARS = 8
 """A piece of an entry this long and without a dot (tokens, topics, webhook ids; not host names
 nor email domains) is masked in the log wherever it appears."""
@@ -62,6 +63,8 @@ def secret_parts(url: str) -> list[str]:
     userinfo, at, _ = rest.partition("@")
     if at and ":" in userinfo and "/" not in userinfo:
         parts.append(userinfo.split(":", 1)[1])
+    # The query's names (priority=, format=) are apprise's words, not secrets; its values may be.
+    rest = _QUERY_NAME.sub("", rest)
     for piece in _PIECES.split(rest):
         for form in {piece, unquote(piece)}:
             if len(form) >= MIN_SECRET_PART_CHARS and "." not in form:

@@ -162,12 +162,14 @@ def test_a_configuration_error_report_keeps_the_accepted_urls() -> None:
 def test_every_url_and_its_token_parts_are_secrets() -> None:
     url = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general"
     mail = "mailto://mailer:pa55-word@smtp.example.com:587?to=ops@example.com"
-    config = config_module.load(base_env(NOTIFY_URLS=f"{url},{mail}"))
+    ntfy = f"ntfys://ntfy.example.com/{TOPIC}?priority=high"
+    config = config_module.load(base_env(NOTIFY_URLS=f"{url},{mail},{ntfy}"))
     secrets = config.secrets()
-    assert {url, mail, "T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ", "pa55-word"} <= set(
-        secrets
-    )
-    assert "smtp.example.com" not in secrets and "example.com" not in secrets
+    expected = {url, mail, ntfy, "T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ", TOPIC}
+    assert expected | {"pa55-word"} <= set(secrets)
+    # Host names, email domains and apprise's own words stay readable in the log.
+    for word in ("smtp.example.com", "example.com", "ntfy.example.com", "priority"):
+        assert word not in secrets
     line = Redactor(secrets).redact("POST /services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ")
     assert line == "POST /services/***/***/***"
 
