@@ -255,7 +255,7 @@ def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
             r.problems.append(f"NOTIFY_URLS entry {index} {problem}")
             r.hints.append(
                 "NOTIFY_URLS: apprise URLs separated by commas, spaces or new lines; "
-                "check one with: apprise -vv -b test 'URL'"
+                "try one with: apprise -vvv -t test -b test 'URL'"
             )
         else:
             accepted.append(Secret(url))
