@@ -55,7 +55,7 @@ def _has_param(url: str, name: str) -> bool:
 
 
 def notify_type(report: RunReport) -> str:
-    if report.escalated and report.status != "success":
+    if report.escalated:  # never a success (RunReport.escalated)
         return "failure"
     return NOTIFY_TYPES.get(report.status, "failure")
 
@@ -63,7 +63,7 @@ def notify_type(report: RunReport) -> str:
 def title_and_body(report: RunReport) -> tuple[str, str]:
     """The shared plain-text message: its first line as the title, the rest as the body."""
     title, _, body = format_message(report, html=False).partition("\n")
-    if report.escalated and report.status != "success" and ESCALATION_MARK not in title:
+    if report.escalated and ESCALATION_MARK not in title:
         title = f"{ESCALATION_MARK} {title}"
     return title.strip(), body.strip("\n")
 
@@ -88,7 +88,10 @@ class AppriseNotifier(Notifier):
         self._url = url
         self.delivery = delivery or Delivery()
         self.index = index
-        self.name = f"apprise {index} ({describe(self._plugin())})"
+        try:
+            self.name = f"apprise {index} ({describe(self._plugin())})"
+        except NotificationFailed:  # told when sending: building the notifiers never fails
+            self.name = f"apprise {index}"
 
     @property
     def deadline_s(self) -> float:
@@ -128,9 +131,8 @@ class AppriseNotifier(Notifier):
 
     def send(self, report: RunReport) -> None:
         apprise = notify_urls.load_apprise()
-        escalated = report.escalated and report.status != "success"
         sender = apprise.Apprise()
-        sender.add(self._plugin(escalated))
+        sender.add(self._plugin(escalated=report.escalated))
         title, body = title_and_body(report)
         with notify_urls.apprise_log() as messages:
             try:
