@@ -18,7 +18,7 @@ from backup.config import NotifyConfig, Secret, notify_urls
 from backup.config.environment import parse_for_reports
 from backup.errors import ConfigError
 from backup.log import Redactor
-from backup.notify import Delivery, build_notifiers, send_all
+from backup.notify import Delivery, NotificationFailed, build_notifiers, send_all
 from backup.notify.apprise_urls import ESCALATION_MARK, AppriseNotifier
 from backup.notify.message import format_message
 from backup.outcome import DatabaseResult, DestinationResult, RunReport
@@ -372,3 +372,13 @@ def test_without_apprise_installed_the_variable_is_refused(monkeypatch) -> None:
     with pytest.raises(ConfigError) as error:
         config_module.load(base_env(NOTIFY_URLS="json://127.0.0.1:9/x"))
     assert "NOTIFY_URLS needs the apprise package" in str(error.value)
+
+
+def test_an_url_apprise_refuses_when_sending_is_counted_not_raised() -> None:
+    # The configuration refuses it; an apprise upgrade between two runs could too.
+    target = notifier("slack://tok3n-Secret-value")
+    assert target.name == "apprise 1"
+    with pytest.raises(NotificationFailed) as error:
+        target.send(report())
+    assert "no longer accepts" in str(error.value) and "tok3n" not in str(error.value)
+    assert send_all([target], report()) == 1
