@@ -124,6 +124,8 @@ def problem(url: str) -> str | None:
     name = scheme(url)
     if name is None:
         return "does not start with a scheme (slack://, ntfy://, mailto://, ...)"
+    if url.rstrip("/") == f"{url[: len(name)]}:":  # nothing else: showing the scheme shows it all
+        return "is a scheme alone, with nothing after it"
     apprise = load_apprise()
     with apprise_log() as messages:
         try:

@@ -382,3 +382,10 @@ def test_an_url_apprise_refuses_when_sending_is_counted_not_raised() -> None:
         target.send(report())
     assert "no longer accepts" in str(error.value) and "tok3n" not in str(error.value)
     assert send_all([target], report()) == 1
+
+
+def test_a_scheme_alone_is_refused_without_being_quoted() -> None:
+    with pytest.raises(ConfigError) as error:
+        config_module.load(base_env(NOTIFY_URLS="json://127.0.0.1:9/x ntfys://"))
+    assert "NOTIFY_URLS entry 2 is a scheme alone" in str(error.value)
+    assert "ntfys" not in str(error.value)
