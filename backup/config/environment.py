@@ -254,8 +254,8 @@ def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
         if problem:
             r.problems.append(f"NOTIFY_URLS entry {index} {problem}")
             r.hints.append(
-                "NOTIFY_URLS: apprise URLs separated by commas, spaces or new lines; "
-                "try one with: apprise -vvv -t test -b test 'URL'"
+                "NOTIFY_URLS: apprise URLs separated by spaces or new lines (a comma only "
+                "before the next scheme://); try one with: apprise -vvv -t test -b test 'URL'"
             )
         else:
             accepted.append(Secret(url))
