@@ -389,3 +389,13 @@ def test_a_scheme_alone_is_refused_without_being_quoted() -> None:
         config_module.load(base_env(NOTIFY_URLS="json://127.0.0.1:9/x ntfys://"))
     assert "NOTIFY_URLS entry 2 is a scheme alone" in str(error.value)
     assert "ntfys" not in str(error.value)
+
+
+def test_notify_on_failure_keeps_successes_from_apprise_targets(
+    recording_server: RecordingServer,
+) -> None:
+    targets = [notifier(json_url(recording_server))]
+    assert send_all(targets, report("success"), notify_on="failure") == 0
+    assert recording_server.requests_to(TOKEN_PATH) == []
+    assert send_all(targets, report("partial"), notify_on="failure") == 0
+    assert len(recording_server.requests_to(TOKEN_PATH)) == 1
