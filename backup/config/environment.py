@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backup import languages
-from backup.config import age_keys, cpus, files, syntax
+from backup.config import age_keys, cpus, files, notify_urls, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.model import (
@@ -222,6 +222,7 @@ def _notify(r: Reader) -> NotifyConfig:
         Secret(u.strip()) for u in (webhooks.reveal() if webhooks else "").split(",") if u.strip()
     )
     healthcheck = r.secret("HEALTHCHECK_URL")
+    apprise_urls = _apprise_urls(r, r.secret("NOTIFY_URLS"))
     api_url = r.str("TELEGRAM_API_URL", "https://api.telegram.org") or ""
     for name, value, secret in (
         ("TELEGRAM_API_URL", api_url, False),
@@ -238,6 +239,7 @@ def _notify(r: Reader) -> NotifyConfig:
         telegram_api_url=api_url.rstrip("/"),
         webhook_urls=webhook_urls,
         healthcheck_url=healthcheck,
+        apprise_urls=apprise_urls,
         notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
         alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
         timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
@@ -254,6 +256,30 @@ def _timezone(r: Reader) -> str:
     if problem:
         r.problems.append(f"NOTIFY_TIMEZONE={syntax.shown(value or '')} {problem}")
     return value if value and not problem else "UTC"
+
+
+def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
+    """The NOTIFY_URLS entries apprise accepts; each refused one is a problem naming its
+    position and scheme, never the URL. apprise is imported only when the variable is set."""
+    if not value:
+        return ()
+    try:
+        notify_urls.load_apprise()
+    except ImportError:
+        r.problems.append("NOTIFY_URLS needs the apprise package: pip install 'apprise>=2.0'")
+        return ()
+    accepted = []
+    for index, url in enumerate(notify_urls.split(value.reveal()), start=1):
+        problem = notify_urls.problem(url)
+        if problem:
+            r.problems.append(f"NOTIFY_URLS entry {index} {problem}")
+            r.hints.append(
+                "NOTIFY_URLS: apprise URLs separated by spaces or new lines (a comma only "
+                "before the next scheme://); try one with: apprise -vvv -t test -b test 'URL'"
+            )
+        else:
+            accepted.append(Secret(url))
+    return tuple(accepted)
 
 
 def _chat_problem(value: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from backup.config import notify_urls
 from backup.errors import ConfigError
 
 MIB = 1024 * 1024
@@ -179,6 +180,8 @@ class NotifyConfig:
     telegram_api_url: str = "https://api.telegram.org"
     webhook_urls: tuple[Secret, ...] = ()
     healthcheck_url: Secret | None = None
+    apprise_urls: tuple[Secret, ...] = ()
+    """NOTIFY_URLS, one apprise URL each, every one accepted by apprise (notify_urls.py)."""
     notify_on: str = "always"
     alert_after_failures: int = 2
     timeout_s: float = 10.0
@@ -248,8 +251,11 @@ class Config:
             self.notify.healthcheck_url,
             self.verify_database_url,
             *self.notify.webhook_urls,
+            *self.notify.apprise_urls,
         ]
         revealed = [v.reveal() for v in values if v]
+        for url in self.notify.apprise_urls:
+            revealed += notify_urls.secret_parts(url.reveal())
         # A webhook or ping URL's path is its secret (hooks.slack.com/services/T/B/XXXX); HTTP
         # client debug lines print the path alone, so the paths are secrets too.
         for url in (*self.notify.webhook_urls, self.notify.healthcheck_url):

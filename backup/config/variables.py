@@ -184,6 +184,8 @@ VARIABLES: tuple[Variable, ...] = (
        _NOTIFY, TOLD),
     _v("NOTIFY_WEBHOOK_URL", "", "comma list of URLs: a JSON POST of each report", _NOTIFY,
        TOLD, secret=True),
+    _v("NOTIFY_URLS", "", "apprise URLs (Slack, Discord, ntfy, email, ...), space-separated",
+       _NOTIFY, TOLD, secret=True),
     _v("HEALTHCHECK_URL", "", "healthchecks.io-style pings: /start, success, /fail", _NOTIFY,
        TOLD, secret=True),
     _v("NOTIFY_ON", "always", "always or failure", _NOTIFY, TOLD),

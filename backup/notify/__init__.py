@@ -1,4 +1,5 @@
-"""Notifiers: Telegram, webhooks, healthchecks pings; ``base.py`` holds the protocol.
+"""Notifiers: Telegram, webhooks, healthchecks pings, apprise URLs; ``base.py`` holds the
+protocol.
 
 This module picks and drives them:
 
@@ -36,13 +37,15 @@ FACTORIES: tuple[str, ...] = (
     "backup.notify.telegram:from_config",
     "backup.notify.webhook:from_config",
     "backup.notify.healthchecks:from_config",
+    "backup.notify.apprise_urls:from_config",
 )
 
 NOTIFY_ON = ("always", "failure")
 
 
 def build_notifiers(config: NotifyConfig, delivery: Delivery | None = None) -> list[Notifier]:
-    """Every notifier ``config`` asks for, in a fixed order: Telegram, webhooks, healthchecks.
+    """Every notifier ``config`` asks for, in a fixed order: Telegram, webhooks, healthchecks,
+    apprise URLs.
 
     ``delivery`` overrides the timeout and retry taken from ``config`` (tests use short waits).
     """
