@@ -210,16 +210,21 @@ def test_an_aborted_encrypting_encoder_leaves_no_thread():
     import pyrage
 
     recipient = str(pyrage.x25519.Identity.generate().to_public())
-    before = threading.active_count()
+    # The threads started here, by identity: a count would also see other tests' threads end.
+    before = set(threading.enumerate())
     sink = io.BytesIO()
     encoder = open_encoder(CodecConfig(compression="zstd", age_recipients=(recipient,)), sink)
     encoder.write(b"some dump bytes" * 10_000)
     encoder.abort()
+
+    def started_here() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before]
+
     for _ in range(50):
-        if threading.active_count() == before:
+        if not started_here():
             break
         threading.Event().wait(0.05)
-    assert threading.active_count() == before
+    assert started_here() == []
 
 
 @pytest.mark.parametrize(
