@@ -19,6 +19,7 @@ from pathlib import Path
 from backup.config import age_keys, cpus, files, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
+from backup.config.dump_options import read_dump
 from backup.config.model import (
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
@@ -345,6 +346,7 @@ def _metrics_file_problem(path: str) -> str | None:
 def _read(r: Reader) -> Config:
     """Every variable read into a ``Config``; the problems found are left in ``r.problems``."""
     postgres = read_postgres(r)
+    dump = read_dump(r, () if postgres.all_databases else postgres.databases)
     storage = _storage(r)
     codec = _codec(r)
     retention = _retention(r)
@@ -387,6 +389,7 @@ def _read(r: Reader) -> Config:
         notify=notify,
         metrics=metrics,
         log=log,
+        dump=dump,
         verify=verify,
         row_counts=row_counts,
         verify_database_url=verify_url,
