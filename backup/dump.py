@@ -15,8 +15,10 @@ import contextlib
 import itertools
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING
 
 from backup import __version__, manifest
 from backup.config import Config
@@ -31,12 +33,17 @@ from backup.errors import (
 )
 from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
+from backup.postgres import pg_restore
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.lockwatch import LockWatcher
+from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import Progress, stream_dump
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def inspect_server(config: Config) -> Server:
         info = pg_server.server_info(conn)
         superuser = pg_server.is_superuser(conn)
         if pg.all_databases:
-            databases = pg_server.list_databases(conn)
+            databases = _without_excluded(pg_server.list_databases(conn), config)
         else:
             databases = list(pg.databases)
             existing = set(pg_server.list_databases(conn))
@@ -90,6 +97,19 @@ def inspect_server(config: Config) -> Server:
         extra={"stage": "connect", "server_version": info.version, "pg_dump": tools.version},
     )
     return Server(info=info, tools=tools, databases=databases, superuser=superuser)
+
+
+def _without_excluded(databases: list[str], config: Config) -> list[str]:
+    """The server's databases less BACKUP_EXCLUDE_DATABASES; an excluded name the server does
+    not have is a warning (a typo would back up the database the operator meant to skip)."""
+    excluded = config.dump.exclude_databases
+    unknown = [name for name in excluded if name not in databases]
+    if unknown:
+        log.warning(
+            "BACKUP_EXCLUDE_DATABASES names databases the server does not have: %s",
+            ", ".join(unknown),
+        )
+    return [name for name in databases if name not in excluded]
 
 
 def backup_database(
@@ -111,6 +131,9 @@ def backup_database(
     application_name = f"pg_dump pgbackup-job {os.getpid()} {next(_dump_counter)}"
     env["PGAPPNAME"] = application_name
     counts: dict[str, object] = {}
+    excluded: dict[str, object] = {}
+    snapshot_conn = None
+    catalog: dict[int, str] = {}
     watcher: LockWatcher | None = None
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
@@ -123,11 +146,18 @@ def backup_database(
                     )
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
-                counts, snapshot = _row_counts(config, stack, database)
-                argv = pg_tools.pg_dump_argv(server.tools, snapshot, config.lock_wait_timeout_s)
+                snapshot_conn, snapshot = _open_snapshot(config, stack, database)
+                catalog = _catalog(config, database, snapshot_conn)
+                argv = pg_tools.pg_dump_argv(
+                    server.tools,
+                    snapshot,
+                    config.lock_wait_timeout_s,
+                    config.dump.pg_dump_options(),
+                )
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
                 )
+            head = stack.enter_context(tempfile.TemporaryFile(prefix="pgbackup-toc-"))
             result = stream_dump(
                 argv,
                 env,
@@ -135,7 +165,12 @@ def backup_database(
                 config.codec,
                 [(s, key) for s in storages],
                 Progress(f"backup {name}", config.log.progress_interval_s),
+                head=head if database is not None else None,
+                head_limit_bytes=HEAD_LIMIT_BYTES,
             )
+            if database is not None:
+                contents = _archive_tables(server.tools, head, label)
+                counts, excluded = _row_counts(config, database, catalog, snapshot_conn, contents)
     except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
@@ -199,6 +234,8 @@ def backup_database(
         duration_s=round(result.seconds, 3),
         job_version=__version__,
         row_counts=counts,
+        pg_dump_args=list(config.dump.pg_dump_args) if database is not None else [],
+        excluded=excluded,
     )
     outcomes = []
     for storage, upload in zip(storages, result.uploads, strict=True):
@@ -259,26 +296,96 @@ def _encryption_record(config: Config) -> dict[str, object] | None:
     return {"format": "age", "recipients": recipient_fingerprints(config.codec)}
 
 
-def _row_counts(
+def _open_snapshot(
     config: Config, stack: contextlib.ExitStack, database: str
-) -> tuple[dict[str, object], str | None]:
-    """Row counts for the manifest; in ``exact`` mode, counted in the dump's own snapshot."""
-    mode = config.row_counts
-    if mode == "off":
-        return {}, None
-    pg = config.postgres
-    if mode == "estimate":
-        with pg_server.connect(pg, database) as conn:
-            return {"mode": "estimate", "tables": pg_server.row_counts(conn, "estimate")}, None
-    # One REPEATABLE READ transaction: export its snapshot, count in it, and keep it open until
-    # pg_dump (which imports the snapshot) is done, so counts and dump see the same data.
-    conn = stack.enter_context(pg_server.connect(pg, database, autocommit=False))
+) -> tuple[psycopg.Connection | None, str | None]:
+    """For exact row counts: one REPEATABLE READ transaction whose snapshot pg_dump imports,
+    kept open (by ``stack``) until the counts are taken in it after the dump, so counts and
+    dump see the same data."""
+    if config.row_counts != "exact":
+        return None, None
+    conn = stack.enter_context(pg_server.connect(config.postgres, database, autocommit=False))
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    snapshot = row[0] if row else None
-    counts = pg_server.row_counts(conn, "exact")
     stack.callback(conn.rollback)
-    return {"mode": "exact", "tables": counts}, snapshot
+    return conn, row[0] if row else None
+
+
+def _archive_tables(
+    tools: pg_tools.Tools, head: IO[bytes], label: str
+) -> pg_restore.ArchiveTables | None:
+    """The tables the archive holds, from its own table of contents (the first bytes pg_dump
+    wrote); None, with a warning, when it cannot be read (a TOC larger than the head kept)."""
+    try:
+        return pg_restore.read_archive_tables(tools, head)
+    except DatabaseError as err:
+        log.warning(
+            "the table of contents of the dump of %s could not be read: %s",
+            label,
+            err.message,
+            extra={"stage": "dump", "database": label},
+        )
+        return None
+
+
+def _catalog(
+    config: Config, database: str, snapshot_conn: psycopg.Connection | None
+) -> dict[int, str]:
+    """The server's user tables by OID, before the dump (in its snapshot for exact counts)."""
+    if snapshot_conn is not None:
+        return pg_server.user_tables(snapshot_conn)
+    with pg_server.connect(config.postgres, database) as conn:
+        return pg_server.user_tables(conn)
+
+
+def _row_counts(
+    config: Config,
+    database: str,
+    catalog: dict[int, str],
+    snapshot_conn: psycopg.Connection | None,
+    contents: pg_restore.ArchiveTables | None,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """``(row_counts, excluded)`` for the manifest, both describing the archive as pg_dump wrote
+    it (its own table of contents, matched to the server's tables by OID), never the catalog's
+    guess of it: whatever BACKUP_PG_DUMP_ARGS and BACKUP_EXCLUDE_TABLE_DATA selected, by
+    pg_dump's own pattern rules.
+
+    ``row_counts``: ``tables``, the rows of each table whose data the archive holds (exact
+    counts in the dump's snapshot, or planner estimates), and ``without_data``, the tables it
+    creates without their rows; the test restore expects both. ``excluded``: the patterns, the
+    tables whose rows were left out, and the server's tables the archive does not create."""
+    excluded: dict[str, object] = {}
+    if config.dump.exclude_table_data:
+        excluded["table_data_patterns"] = list(config.dump.exclude_table_data)
+    if contents is None:
+        if config.dump.pg_dump_options():
+            # What the options selected is unknown: nothing is expected rather than a guess.
+            log.warning("no row counts recorded: the archive's tables are unknown")
+            return {}, excluded
+        # Without options pg_dump dumps every table the catalog query lists.
+        contents = pg_restore.ArchiveTables(frozenset(catalog), frozenset(catalog))
+    # Only the catalog's tables (ordinary, not an extension's): a partitioned table has a
+    # TABLE entry and no rows of its own.
+    created = {catalog[oid] for oid in contents.tables if oid in catalog}
+    with_data = {catalog[oid] for oid in contents.with_data if oid in catalog}
+    without_data = sorted(created - with_data)
+    left_out = sorted(set(catalog.values()) - created)
+    if without_data:
+        excluded["table_data"] = without_data
+    if left_out:
+        excluded["tables"] = left_out
+    mode = config.row_counts
+    if mode == "off":
+        return {}, excluded
+    if snapshot_conn is not None:
+        counts = pg_server.row_counts(snapshot_conn, "exact", only=with_data.__contains__)
+    else:
+        with pg_server.connect(config.postgres, database) as conn:
+            counts = pg_server.row_counts(conn, "estimate", only=with_data.__contains__)
+    recorded: dict[str, object] = {"mode": mode, "tables": counts}
+    if without_data:
+        recorded["without_data"] = without_data
+    return recorded, excluded
 
 
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
