@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,6 +172,7 @@ def backup_database(
             if database is not None:
                 contents = _archive_tables(server.tools, head, label)
                 counts, excluded = _row_counts(config, database, catalog, snapshot_conn, contents)
+                _log_excluded(label, excluded)
     except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
@@ -388,12 +390,32 @@ def _row_counts(
     return recorded, excluded
 
 
+def _log_excluded(label: str, excluded: dict[str, object]) -> None:
+    """One line naming what the dump of ``label`` left out, when it left out anything."""
+    parts = []
+    for field, what in (("table_data", "the rows of"), ("tables", "the tables")):
+        names = excluded.get(field)
+        if isinstance(names, list) and names:
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            parts.append(f"{what} {', '.join(names[:10])}{more}")
+    if parts:
+        log.info(
+            "dump of %s leaves out %s",
+            label,
+            "; ".join(parts),
+            extra={"stage": "dump", "database": label},
+        )
+
+
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
     server = inspect_server(config)
     _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
+    options = config.dump.pg_dump_options()
+    if options:
+        log.info("pg_dump options of every database dump: %s", shlex.join(options))
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))

@@ -90,6 +90,8 @@ def test_pg_dump_args_reach_pg_dump(pg15, sample_db, job_env, backup_dir):
     }
     result = run_job("backup", env=env)
     assert result.returncode == 0, result.output
+    assert "pg_dump options of every database dump: -T public.big" in result.stderr
+    assert "leaves out the tables Odd Schema.empty_table, public.big" in result.stderr
     [record] = manifests(backup_dir)
     assert record["pg_dump_args"] == [
         "-T",
@@ -218,3 +220,19 @@ def test_restore_of_a_backup_with_pg_dump_args_round_trips(pg15, sample_db, job_
         comment = conn.execute("SELECT obj_description('shop.customers'::regclass)").fetchone()
     assert comment == (None,)
     assert fingerprint_db(pg15, target) != fingerprint_db(pg15, sample_db)  # comments left out
+
+
+def test_without_a_readable_table_of_contents_nothing_is_guessed(pg15, sample_db, job_env):
+    """A TOC larger than the head kept cannot be read: without options every table of the
+    catalog is what pg_dump dumped; with options, no table is expected rather than a guess."""
+    from backup import dump
+    from backup.config import load
+
+    plain = load({**job_env, "BACKUP_ROW_COUNTS": "estimate"})
+    catalog = dump._catalog(plain, sample_db, None)
+    counts, excluded = dump._row_counts(plain, sample_db, catalog, None, None)
+    assert set(counts["tables"]) == set(catalog.values()) and excluded == {}
+
+    narrowed = load({**job_env, "BACKUP_EXCLUDE_TABLE_DATA": "shop.audit_log"})
+    counts, excluded = dump._row_counts(narrowed, sample_db, catalog, None, None)
+    assert counts == {} and excluded == {"table_data_patterns": ["shop.audit_log"]}
