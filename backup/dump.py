@@ -158,7 +158,12 @@ def backup_database(
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
                 )
-            head = stack.enter_context(tempfile.TemporaryFile(prefix="pgbackup-toc-"))
+            # The archive's first bytes, its table of contents: what the dump really holds.
+            head = (
+                stack.enter_context(tempfile.TemporaryFile(prefix="pgbackup-toc-"))
+                if database is not None
+                else None
+            )
             result = stream_dump(
                 argv,
                 env,
@@ -166,10 +171,10 @@ def backup_database(
                 config.codec,
                 [(s, key) for s in storages],
                 Progress(f"backup {name}", config.log.progress_interval_s),
-                head=head if database is not None else None,
+                head=head,
                 head_limit_bytes=HEAD_LIMIT_BYTES,
             )
-            if database is not None:
+            if database is not None and head is not None:
                 contents = _archive_tables(server.tools, head, label)
                 counts, excluded = _row_counts(config, database, catalog, snapshot_conn, contents)
                 _log_excluded(label, excluded)
