@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import run_job, unique_name
 from tests.e2e.helpers import manifests, visible_files
 from tests.fixtures.compare import fingerprint_db
-from tests.fixtures.pgcluster import Cluster, find_bindir
+from tests.fixtures.pgcluster import Cluster, find_bindir, free_port
 
 
 def _tables(cluster, database: str) -> dict[str, int]:
@@ -180,21 +180,31 @@ def test_exclude_databases_with_all(cluster, backup_dir, tmp_path):
         BACKUP_DATABASES="all",
         BACKUP_EXCLUDE_DATABASES="huge, postgres, no_such_db",
     )
+    # An older backup of huge, from when it was still backed up.
+    before = {**env, "BACKUP_DATABASES": "huge", "BACKUP_EXCLUDE_DATABASES": ""}
+    assert run_job("backup", env=before).returncode == 0
+    huge_backups = [m for m in manifests(backup_dir) if m["database"] == "huge"]
     result = run_job("backup", env=env)
     assert result.returncode == 0, result.output
     assert "BACKUP_EXCLUDE_DATABASES" in result.stderr and "no_such_db" in result.stderr
     records = manifests(backup_dir)
     assert sorted(m["database"] for m in records if m["kind"] == "database") == [
+        "huge",
         "keep_a",
         "keep_b",
     ]
+    assert [m for m in records if m["database"] == "huge"] == huge_backups  # no new one
     assert [m["kind"] for m in records].count("globals") == 1
 
     # An excluded database is outside the job, as one dropped from a list is: status does not
     # call it stale, retention does not touch its old backups.
     status = run_job("status", env=env)
     assert status.returncode == 0, status.output
-    assert "huge" not in status.stdout
+    assert "keep_a" in status.stdout and "huge" not in status.stdout
+    # With the server down, status goes by the backups it finds: still not the excluded one.
+    down = run_job("status", env={**env, "PGPORT": str(free_port())})
+    assert "cannot list the server's databases" in down.stderr
+    assert "keep_a" in down.stdout and "huge" not in down.stdout
 
 
 def test_excluding_a_listed_database_is_refused(cluster, backup_dir, tmp_path):
