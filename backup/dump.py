@@ -6,7 +6,8 @@ the databases), removes what a crashed run left unfinished, then calls ``backup_
 each database (and the globals with ``BACKUP_DATABASES=all``). One database failing does not
 stop the others; each returns a ``DatabaseResult``. ``outcome_error`` turns the results into the
 error that sets the exit code. The manifest is written here, after ``stream_dump`` returned:
-that is the commit.
+that is the commit. What each archive holds (row counts, exclusions) comes from its own table
+of contents (``postgres/contents.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import shlex
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING
 
 from backup import __version__, manifest
 from backup.config import Config
@@ -34,7 +34,7 @@ from backup.errors import (
 )
 from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
-from backup.postgres import pg_restore
+from backup.postgres import contents
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.lockwatch import LockWatcher
@@ -42,9 +42,6 @@ from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import Progress, stream_dump
-
-if TYPE_CHECKING:
-    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +144,8 @@ def backup_database(
                     )
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
-                snapshot_conn, snapshot = _open_snapshot(config, stack, database)
-                catalog = _catalog(config, database, snapshot_conn)
+                snapshot_conn, snapshot = contents.open_snapshot(config, stack, database)
+                catalog = contents.server_tables(config, database, snapshot_conn)
                 argv = pg_tools.pg_dump_argv(
                     server.tools,
                     snapshot,
@@ -175,9 +172,9 @@ def backup_database(
                 head_limit_bytes=HEAD_LIMIT_BYTES,
             )
             if database is not None and head is not None:
-                contents = _archive_tables(server.tools, head, label)
-                counts, excluded = _row_counts(config, database, catalog, snapshot_conn, contents)
-                _log_excluded(label, excluded)
+                held = contents.read_contents(server.tools, head, label)
+                counts, excluded = contents.describe(config, database, catalog, snapshot_conn, held)
+                contents.log_excluded(label, excluded)
     except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
@@ -301,115 +298,6 @@ def _encryption_record(config: Config) -> dict[str, object] | None:
     from backup.stream.age import recipient_fingerprints
 
     return {"format": "age", "recipients": recipient_fingerprints(config.codec)}
-
-
-def _open_snapshot(
-    config: Config, stack: contextlib.ExitStack, database: str
-) -> tuple[psycopg.Connection | None, str | None]:
-    """For exact row counts: one REPEATABLE READ transaction whose snapshot pg_dump imports,
-    kept open (by ``stack``) until the counts are taken in it after the dump, so counts and
-    dump see the same data."""
-    if config.row_counts != "exact":
-        return None, None
-    conn = stack.enter_context(pg_server.connect(config.postgres, database, autocommit=False))
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    stack.callback(conn.rollback)
-    return conn, row[0] if row else None
-
-
-def _archive_tables(
-    tools: pg_tools.Tools, head: IO[bytes], label: str
-) -> pg_restore.ArchiveTables | None:
-    """The tables the archive holds, from its own table of contents (the first bytes pg_dump
-    wrote); None, with a warning, when it cannot be read (a TOC larger than the head kept)."""
-    try:
-        return pg_restore.read_archive_tables(tools, head)
-    except DatabaseError as err:
-        log.warning(
-            "the table of contents of the dump of %s could not be read: %s",
-            label,
-            err.message,
-            extra={"stage": "dump", "database": label},
-        )
-        return None
-
-
-def _catalog(
-    config: Config, database: str, snapshot_conn: psycopg.Connection | None
-) -> dict[int, str]:
-    """The server's user tables by OID, before the dump (in its snapshot for exact counts)."""
-    if snapshot_conn is not None:
-        return pg_server.user_tables(snapshot_conn)
-    with pg_server.connect(config.postgres, database) as conn:
-        return pg_server.user_tables(conn)
-
-
-def _row_counts(
-    config: Config,
-    database: str,
-    catalog: dict[int, str],
-    snapshot_conn: psycopg.Connection | None,
-    contents: pg_restore.ArchiveTables | None,
-) -> tuple[dict[str, object], dict[str, object]]:
-    """``(row_counts, excluded)`` for the manifest, both describing the archive as pg_dump wrote
-    it (its own table of contents, matched to the server's tables by OID), never the catalog's
-    guess of it: whatever BACKUP_PG_DUMP_ARGS and BACKUP_EXCLUDE_TABLE_DATA selected, by
-    pg_dump's own pattern rules.
-
-    ``row_counts``: ``tables``, the rows of each table whose data the archive holds (exact
-    counts in the dump's snapshot, or planner estimates), and ``without_data``, the tables it
-    creates without their rows; the test restore expects both. ``excluded``: the patterns, the
-    tables whose rows were left out, and the server's tables the archive does not create."""
-    excluded: dict[str, object] = {}
-    if config.dump.exclude_table_data:
-        excluded["table_data_patterns"] = list(config.dump.exclude_table_data)
-    if contents is None:
-        if config.dump.pg_dump_options():
-            # What the options selected is unknown: nothing is expected rather than a guess.
-            log.warning("no row counts recorded: the archive's tables are unknown")
-            return {}, excluded
-        # Without options pg_dump dumps every table the catalog query lists.
-        contents = pg_restore.ArchiveTables(frozenset(catalog), frozenset(catalog))
-    # Only the catalog's tables (ordinary, not an extension's): a partitioned table has a
-    # TABLE entry and no rows of its own.
-    created = {catalog[oid] for oid in contents.tables if oid in catalog}
-    with_data = {catalog[oid] for oid in contents.with_data if oid in catalog}
-    without_data = sorted(created - with_data)
-    left_out = sorted(set(catalog.values()) - created)
-    if without_data:
-        excluded["table_data"] = without_data
-    if left_out:
-        excluded["tables"] = left_out
-    mode = config.row_counts
-    if mode == "off":
-        return {}, excluded
-    if snapshot_conn is not None:
-        counts = pg_server.row_counts(snapshot_conn, "exact", only=with_data.__contains__)
-    else:
-        with pg_server.connect(config.postgres, database) as conn:
-            counts = pg_server.row_counts(conn, "estimate", only=with_data.__contains__)
-    recorded: dict[str, object] = {"mode": mode, "tables": counts}
-    if without_data:
-        recorded["without_data"] = without_data
-    return recorded, excluded
-
-
-def _log_excluded(label: str, excluded: dict[str, object]) -> None:
-    """One line naming what the dump of ``label`` left out, when it left out anything."""
-    parts = []
-    for field, what in (("table_data", "the rows of"), ("tables", "the tables")):
-        names = excluded.get(field)
-        if isinstance(names, list) and names:
-            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-            parts.append(f"{what} {', '.join(names[:10])}{more}")
-    if parts:
-        log.info(
-            "dump of %s leaves out %s",
-            label,
-            "; ".join(parts),
-            extra={"stage": "dump", "database": label},
-        )
 
 
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:

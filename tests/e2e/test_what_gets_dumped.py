@@ -235,14 +235,14 @@ def test_restore_of_a_backup_with_pg_dump_args_round_trips(pg15, sample_db, job_
 def test_without_a_readable_table_of_contents_nothing_is_guessed(pg15, sample_db, job_env):
     """A TOC larger than the head kept cannot be read: without options every table of the
     catalog is what pg_dump dumped; with options, no table is expected rather than a guess."""
-    from backup import dump
     from backup.config import load
+    from backup.postgres import contents
 
     plain = load({**job_env, "BACKUP_ROW_COUNTS": "estimate"})
-    catalog = dump._catalog(plain, sample_db, None)
-    counts, excluded = dump._row_counts(plain, sample_db, catalog, None, None)
+    catalog = contents.server_tables(plain, sample_db, None)
+    counts, excluded = contents.describe(plain, sample_db, catalog, None, None)
     assert set(counts["tables"]) == set(catalog.values()) and excluded == {}
 
     narrowed = load({**job_env, "BACKUP_EXCLUDE_TABLE_DATA": "shop.audit_log"})
-    counts, excluded = dump._row_counts(narrowed, sample_db, catalog, None, None)
+    counts, excluded = contents.describe(narrowed, sample_db, catalog, None, None)
     assert counts == {} and excluded == {"table_data_patterns": ["shop.audit_log"]}
