@@ -246,3 +246,31 @@ def test_without_a_readable_table_of_contents_nothing_is_guessed(pg15, sample_db
     narrowed = load({**job_env, "BACKUP_EXCLUDE_TABLE_DATA": "shop.audit_log"})
     counts, excluded = contents.describe(narrowed, sample_db, catalog, None, None)
     assert counts == {} and excluded == {"table_data_patterns": ["shop.audit_log"]}
+
+
+def test_pg18_archive_and_its_own_options(pg18, backup_dir, tmp_path):
+    """pg_dump 18's table of contents (statistics entries besides the tables) is read the same
+    way, and an option only 18 has reaches it."""
+    from tests.fixtures.pgcluster import client_bindir
+
+    database = unique_name("shop18")
+    pg18.create_database(database)
+    pg18.load_sample(database)
+    env = pg18.env(
+        database,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_PG_BIN_DIRS=str(client_bindir(18)),
+        BACKUP_PG_DUMP_ARGS="--no-statistics -T shop.cache",
+        BACKUP_EXCLUDE_TABLE_DATA="shop.audit_log",
+        BACKUP_ROW_COUNTS="exact",
+    )
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    [record] = manifests(backup_dir)
+    assert record["pg_dump_version"].startswith("18.")
+    assert record["excluded"]["table_data"] == ["shop.audit_log"]
+    assert record["excluded"]["tables"] == ["shop.cache"]
+    assert record["row_counts"]["tables"]["shop.customers"] == 2001
+    verified = run_job("verify", "--restore-test", env=env)
+    assert verified.returncode == 0, verified.output
