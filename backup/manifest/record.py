@@ -196,6 +196,9 @@ def _field_problem(data: dict[str, Any]) -> str | None:
         return f"encryption is {data['encryption']!r}, not an object or null"
     if not isinstance(data.get("row_counts", {}), dict):
         return "row_counts is not an object"
+    without_data = data.get("row_counts", {}).get("without_data", [])
+    if not isinstance(without_data, list) or not all(isinstance(t, str) for t in without_data):
+        return "row_counts.without_data is not a list of table names"
     args = data.get("pg_dump_args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         return "pg_dump_args is not a list of strings"

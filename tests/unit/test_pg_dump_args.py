@@ -3,6 +3,8 @@ BACKUP_EXCLUDE_DATABASES; the archive's table of contents read by OID."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,8 @@ from backup.config.dump_options import (
     check_pg_dump_args,
     split_pg_dump_args,
 )
-from backup.errors import ConfigError
+from backup.errors import ConfigError, IntegrityError
+from backup.manifest import Manifest
 from backup.postgres.pg_restore import toc_tables
 
 
@@ -241,3 +244,35 @@ def test_accepted_exactly_when_no_refused_option_is_spelled(pieces):
         assert dangerous, words
     else:
         assert not dangerous, words
+
+
+# ---------------------------------------------------------------- the manifest's new fields
+
+
+def _manifest_json(**extra) -> dict:
+    from tests.unit.test_manifest_trust import NOW, record
+
+    data = json.loads(record("shop", NOW).to_json())
+    data.update(extra)
+    return data
+
+
+def test_an_older_manifest_without_the_new_fields_is_read():
+    data = _manifest_json()
+    del data["pg_dump_args"], data["excluded"]
+    read = Manifest.from_json(json.dumps(data).encode(), "k")
+    assert read.pg_dump_args == [] and read.excluded == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"pg_dump_args": "-T x"}, "pg_dump_args is not a list of strings"),
+        ({"pg_dump_args": [1]}, "pg_dump_args is not a list of strings"),
+        ({"excluded": []}, "excluded is not an object"),
+        ({"row_counts": {"without_data": "t"}}, "without_data is not a list of table names"),
+    ],
+)
+def test_the_new_fields_are_validated(change, reason):
+    with pytest.raises(IntegrityError, match=reason):
+        Manifest.from_json(json.dumps(_manifest_json(**change)).encode(), "k")
