@@ -19,8 +19,10 @@
 ARG BASE_IMAGE=debian:trixie-slim
 
 # ---------------------------------------------------------------------------------------------
-# deps: the Python dependencies in a venv at /opt/venv (wheels only, no compiler), from
-# pyproject.toml alone, so that a change to the code does not download them again
+# deps: the Python dependencies in a venv at /opt/venv: the exact versions of requirements.lock,
+# wheels only (no compiler), each file checked against its sha256 there (pip's hash-checking
+# mode also refuses a dependency the lock does not list). From the lock alone, so that a change
+# to the code does not download them again. scripts/lock-deps.sh (make lock) writes the lock.
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS deps
 
@@ -35,19 +37,16 @@ RUN apt-get update \
  && python3 -m venv /opt/venv
 
 WORKDIR /src
-COPY pyproject.toml requirements.lock ./
-# an empty package stands in for the code: only the dependencies stay installed, at the exact
-# versions of requirements.lock (scripts/lock-deps.sh)
+COPY requirements.lock ./
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
- && mkdir -p backup/storage backup/notify \
- && touch backup/__init__.py backup/storage/__init__.py backup/notify/__init__.py entrypoint.py \
- && /opt/venv/bin/pip install --only-binary=:all: --no-binary=pgbackup-job -c requirements.lock . \
- && /opt/venv/bin/pip uninstall -y pgbackup-job \
+ && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock \
+ && /opt/venv/bin/pip check \
  && rm -rf /src/*
 
 # ---------------------------------------------------------------------------------------------
-# app: the app itself as a wheel
+# app: the app itself as a wheel (setuptools, the build backend, is fetched for the build only
+# and is not in the image); installed below with --no-deps, so nothing unhashed comes with it
 # ---------------------------------------------------------------------------------------------
 FROM deps AS app
 # .dockerignore lets in only pyproject.toml, README.md, LICENSE, entrypoint.py and backup/

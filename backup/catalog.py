@@ -9,13 +9,13 @@ error (exit 5), as is ``latest`` when the newest manifest of the database is suc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from backup import manifest
 from backup.errors import ConfigError, IntegrityError, StorageError
 from backup.manifest import Manifest, Rejected
-from backup.storage import Storage
+from backup.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,39 @@ class Flagged:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What one destination holds under its prefix, from one listing of it: every object
+    (backups of databases and globals, manifests, the run history, leftovers without a
+    manifest), or why it could not be listed. Unfinished multipart uploads and large files are
+    not listed objects and are not counted."""
+
+    destination: str
+    objects: int = 0
+    stored_bytes: int = 0
+    backups: int = 0
+    """Manifests under the prefix: backups of databases and of globals, believed or not."""
+    globals_backups: int = 0
+    error: str | None = None
+
+    @classmethod
+    def of(cls, destination: str, infos: list[ObjectInfo]) -> Usage:
+        keys = manifest.manifest_keys_in(infos, None)
+        return cls(
+            destination=destination,
+            objects=len(infos),
+            stored_bytes=sum(info.size for info in infos),
+            backups=len(keys),
+            globals_backups=sum(1 for key in keys if key.startswith(f"{manifest.GLOBALS_DIR}/")),
+        )
+
+
+@dataclass(frozen=True)
 class Listing:
     entries: list[Entry]
     flagged: list[Flagged]
+    usage: dict[str, Usage] = field(default_factory=dict)
+    """Per destination URL, what it holds, when the listing went over its whole prefix (the
+    database backups' listing does: no request more), or why it could not be listed."""
 
 
 def list_entries(storages: list[Storage], globals_only: bool = False) -> list[Entry]:
@@ -51,25 +81,47 @@ def list_all(storages: list[Storage], globals_only: bool = False) -> Listing:
     """Every complete backup on every destination, newest first, and the flagged manifests."""
     entries: list[Entry] = []
     flagged: list[Flagged] = []
+    usage: dict[str, Usage] = {}
     for storage in storages:
-        found = manifest.scan(storage, globals_only)
+        if globals_only:
+            found = manifest.scan(storage, globals_only=True)
+        else:
+            # The database backups' manifests are found by listing the whole prefix: that one
+            # listing also says what the destination holds.
+            infos = storage.list("")
+            found = manifest.scan_keys(storage, manifest.manifest_keys_in(infos, False))
+            usage[storage.url] = Usage.of(storage.url, infos)
         entries.extend(Entry(record, storage.url) for record in found.trusted)
         flagged.extend(Flagged(bad, storage.url) for bad in found.rejected)
     entries.sort(key=lambda e: e.manifest.created_at, reverse=True)
-    return Listing(entries, flagged)
+    return Listing(entries, flagged, usage)
 
 
 def list_first_answering(storages: list[Storage], globals_only: bool = False) -> Listing:
     """The backups on the first destination that answers (``list``'s default); a destination
-    that cannot be listed is skipped with a warning, and all failing is a storage error."""
+    that cannot be listed is skipped with a warning (and its ``usage`` says why), and all
+    failing is a storage error."""
     errors = []
+    failed: dict[str, Usage] = {}
     for storage in storages:
         try:
-            return list_all([storage], globals_only)
+            listing = list_all([storage], globals_only)
         except StorageError as err:
             log.warning("cannot list %s (%s): trying the next destination", storage.url, err)
             errors.append(f"{storage.url}: {err}")
+            failed[storage.url] = Usage(storage.url, error=str(err))
+            continue
+        return Listing(listing.entries, listing.flagged, {**failed, **listing.usage})
     raise StorageError("no destination could be listed: " + "; ".join(errors))
+
+
+def usage(storage: Storage) -> Usage:
+    """What ``storage`` holds under its prefix (one listing), or why it could not be listed."""
+    try:
+        return Usage.of(storage.url, storage.list(""))
+    except StorageError as err:
+        log.warning("cannot list %s to measure it: %s", storage.url, err)
+        return Usage(storage.url, error=str(err))
 
 
 def resolve(

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from backup import __version__, commands, reporting
 from backup import config as config_module
 from backup import log as log_module
+from backup.config import variables
 from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted
 
@@ -40,14 +41,16 @@ DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
 Exit codes: 0 done, 1 unexpected error, 2 configuration or usage, 3 database, 4 storage,
 5 integrity, 6 partial (some destinations failed), 7 skipped (locked), 130 interrupted.
-Configuration comes from the environment; see README."""
+Configuration comes from the environment (below); 'entrypoint.py COMMAND --help' says
+what a command does, its options and the variables it uses."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="entrypoint.py",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=variables.help_text(),
+        formatter_class=variables.help_formatter,
     )
     parser.add_argument("--version", action="version", version=f"pgbackup-job {__version__}")
     commands.add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))

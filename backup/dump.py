@@ -41,7 +41,8 @@ from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
-from backup.stream.pipeline import Progress, stream_dump
+from backup.stream.pipeline import stream_dump
+from backup.stream.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,21 @@ Besides, every run of a command that runs unattended (backup, verify, prune, sta
 the ``pgbackup_command_*`` series labelled by ``command`` (``publish_command``): its exit code,
 pushed in a Pushgateway group of its own and written next to METRICS_FILE in a file of its own
 (``command_metrics_file``), so that no command replaces another's series.
+
+A verify run that knows which backup it checked (``RunReport.verify``) also publishes the
+``pgbackup_*verify*`` and ``pgbackup_last_restore_test_seconds`` series (``VERIFY_DEFINITIONS``),
+labelled by ``database`` and ``destination``. Their memory across runs is where they are
+published, so verify never writes to a destination: a failed verify publishes only
+``pgbackup_last_verify_success 0``, and the time of the last verify that passed stays
+(a Pushgateway push-add replaces only the families it sends, in a group of the verify's own per
+database and destination; the verify's file is rewritten with the series it already held).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,8 +60,8 @@ DEFINITIONS: dict[str, str] = {
     "pgbackup_last_run_success": (
         "1 if the last run's backup of the database reached the destination, else 0"
     ),
-    "pgbackup_duration_seconds": "Duration of the database's backup in the last run",
-    "pgbackup_size_bytes": (
+    "pgbackup_last_duration_seconds": "Duration of the database's backup in the last run",
+    "pgbackup_last_size_bytes": (
         "Stored size of the last backup of the database that reached the destination"
     ),
     "pgbackup_consecutive_failures": (
@@ -67,6 +77,21 @@ COMMAND_DEFINITIONS: dict[str, str] = {
     "pgbackup_command_last_run_success": "1 if the last run of the command exited 0, else 0",
     "pgbackup_command_last_run_timestamp_seconds": "Unix time the last run of the command finished",
     "pgbackup_command_exit_code": "Exit code of the last run of the command (README, 'Exit codes')",
+}
+
+
+# What verify found, per database and destination (``VerifyOutcome``); published with the verify
+# command's series, never in the backup's group or file.
+VERIFY_DEFINITIONS: dict[str, str] = {
+    "pgbackup_last_verify_success": (
+        "1 if the last verify of the database's backup from the destination passed, else 0"
+    ),
+    "pgbackup_last_verify_success_timestamp_seconds": (
+        "Unix time the last verify of the database's backup from the destination passed"
+    ),
+    "pgbackup_last_restore_test_seconds": (
+        "Seconds the last test restore that passed (verify --restore-test) took to restore"
+    ),
 }
 
 
@@ -110,8 +135,8 @@ def _values(
         "pgbackup_last_success_timestamp_seconds": last_success,
         "pgbackup_last_run_timestamp_seconds": finished,
         "pgbackup_last_run_success": 1.0 if stored else 0.0,
-        "pgbackup_duration_seconds": result.duration_s if result else report.duration_s,
-        "pgbackup_size_bytes": size,
+        "pgbackup_last_duration_seconds": result.duration_s if result else report.duration_s,
+        "pgbackup_last_size_bytes": size,
         "pgbackup_consecutive_failures": failures,
     }
 
@@ -186,6 +211,47 @@ class Metrics:
             metrics.gauges[name].labels(command=report.command).set(number)
         return metrics
 
+    @classmethod
+    def from_verify(
+        cls, report: RunReport, held: Mapping[tuple[str, str, str], float] | None = None
+    ) -> Metrics:
+        """The verify series of ``report`` (whose ``verify`` must be set): what this run says,
+        on top of ``held``, the series already published ((name, database, destination) ->
+        value; those of this run's database and destination that it does not say stay).
+
+        A run that passed says all three (the restore time only after a test restore); one that
+        failed says only ``pgbackup_last_verify_success 0``. The Pushgateway grouping key is
+        ``instance, command, database, destination``: a push-add replaces whole families in a
+        group, so each database and destination has one, and the families a failed run does not
+        send keep their values there.
+        """
+        outcome = report.verify
+        if outcome is None:
+            raise ValueError("not a verify report")
+        values = dict(held or {})
+        passed = report.exit_code == 0
+        own = {"pgbackup_last_verify_success": 1.0 if passed else 0.0}
+        if passed:
+            own["pgbackup_last_verify_success_timestamp_seconds"] = _timestamp(report.finished_at)
+            if outcome.restore_seconds is not None:
+                own["pgbackup_last_restore_test_seconds"] = outcome.restore_seconds
+        for name, number in own.items():
+            values[(name, outcome.database, outcome.destination)] = number
+        # Only families with a sample: an empty one pushed would erase the one in the group.
+        names = {name for name, _, _ in values}
+        metrics = cls(
+            grouping_key={
+                "instance": report.host,
+                "command": report.command,
+                "database": outcome.database,
+                "destination": outcome.destination,
+            },
+            definitions={n: h for n, h in VERIFY_DEFINITIONS.items() if n in names},
+        )
+        for (name, database, destination), number in values.items():
+            metrics.set(name, database, destination, number)
+        return metrics
+
     def text(self) -> str:
         """The Prometheus text exposition of the registry."""
         from prometheus_client import generate_latest
@@ -232,25 +298,14 @@ class Metrics:
 
     def write(self, path: str) -> bool:
         """Write the text exposition to ``path`` atomically (temporary file, then rename)."""
-        from prometheus_client.exposition import write_to_textfile
+        return _write_texts(path, [self.text()])
 
-        try:
-            write_to_textfile(path, self.registry)
-        except Exception as err:  # metrics must never fail the run
-            log.warning("metrics: cannot write %s: %s", path, err)
-            return False
-        log.info("metrics: written to %s", path)
-        return True
-
-    def publish(self, config: MetricsConfig, metrics_file: str | None = None) -> int:
-        """Push and/or write, as ``config`` says; returns how many of them failed.
-
-        ``metrics_file`` replaces ``config.metrics_file`` as the file written (when that is set).
-        """
+    def publish(self, config: MetricsConfig) -> int:
+        """Push and/or write, as ``config`` says; returns how many of them failed."""
         failed = 0
         if config.pushgateway_url and not self.push(config.pushgateway_url, config.job_name):
             failed += 1
-        if config.metrics_file and not self.write(metrics_file or config.metrics_file):
+        if config.metrics_file and not self.write(config.metrics_file):
             failed += 1
         return failed
 
@@ -282,16 +337,71 @@ def command_metrics_file(metrics_file: str, command: str) -> str:
 
 
 def publish_command(config: MetricsConfig, report: RunReport) -> int:
-    """Push and/or write the command-level metrics of ``report``'s run; never raises.
+    """Push and/or write the command-level metrics of ``report``'s run, and a verify's own
+    series when it knows which backup it checked; never raises.
 
     Returns how many of push/write failed (0 when neither is configured).
     """
     if not (config.pushgateway_url or config.metrics_file):
         return 0
+    path = config.metrics_file and command_metrics_file(config.metrics_file, report.command)
     try:
         metrics = Metrics.from_command(report)
+        verify = file_verify = None
+        if report.verify is not None:
+            verify = Metrics.from_verify(report)
+            if path:
+                file_verify = Metrics.from_verify(report, _held_verify_series(path))
     except Exception as err:  # metrics must never fail the run
         log.warning("metrics: cannot build them: %s: %s", type(err).__name__, err)
         return 1
-    path = config.metrics_file and command_metrics_file(config.metrics_file, report.command)
-    return metrics.publish(config, path)
+    failed = 0
+    if config.pushgateway_url:
+        for pushed in (metrics, verify):
+            if pushed is not None and not pushed.push(config.pushgateway_url, config.job_name):
+                failed += 1
+    if path and not _write_texts(path, [m.text() for m in (metrics, file_verify) if m]):
+        failed += 1
+    return failed
+
+
+def _held_verify_series(path: str) -> dict[tuple[str, str, str], float]:
+    """The verify series a command's file already holds: (name, database, destination) ->
+    value. A missing file holds none; one that does not parse, none and a warning."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as err:
+        log.warning("metrics: cannot read %s, the verify series start anew: %s", path, err)
+        return {}
+    held: dict[tuple[str, str, str], float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in VERIFY_DEFINITIONS:
+                    key = (sample.name, sample.labels["database"], sample.labels["destination"])
+                    held[key] = sample.value
+    except (ValueError, KeyError) as err:
+        log.warning("metrics: %s does not parse, the verify series start anew: %s", path, err)
+        return {}
+    return held
+
+
+def _write_texts(path: str, texts: list[str]) -> bool:
+    """Write ``texts`` to ``path`` as one file, atomically (temporary file, then rename)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write("".join(texts))
+        os.replace(temporary, path)
+    except Exception as err:  # metrics must never fail the run
+        log.warning("metrics: cannot write %s: %s", path, err)
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        return False
+    log.info("metrics: written to %s", path)
+    return True

@@ -8,17 +8,22 @@ backup, verify, prune, status): the run history, the metrics and the notificatio
 - ``tell_outcome(config, command, ...)``: called by ``cli.main`` after every run of an
   unattended command. It publishes the command-level metrics (``pgbackup_command_*``, every
   exit code) and, when the run failed and nobody was told yet, sends a failure report naming the
-  command through every notifier: Telegram, webhooks, and healthchecks' ``/fail`` ping.
+  command through every notifier: Telegram, webhooks, and healthchecks' ``/fail`` ping; a
+  verify that passed is told too (as NOTIFY_ON says).
+- ``record_verify(outcome)``: the verify command records the backup it checks (before reading
+  it, so a failure report names it) and then what it found; ``tell_outcome`` puts the last
+  one recorded in the run's report (``RunReport.verify``) and forgets it. One process runs one
+  command, so this is the one value carried from a command to its report besides the error.
 - ``tell_config_error(settings, command, ...)``: the same failure report for a configuration
   that ``config.load`` refused, through the channels that could be read leniently
   (``config.environment.parse_for_reports``).
 
-Choices, documented in README ("Monitoring"): only a backup's success is told (verify, prune and
-status succeed quietly, apart from their metrics); a skipped run (exit 7) is not a failure and is
-not told; healthchecks gets no ``/start`` ping and no success ping from verify, prune or status
-(HEALTHCHECK_URL is the backup's heartbeat: their success must not stand in for a missing
-backup), but gets ``/fail`` when they fail; only backup runs enter the run history, so its
-failures in a row count backups.
+Choices, documented in README ("Monitoring"): a backup's and a verify's successes are told
+(prune and status succeed quietly, apart from their metrics); a skipped run (exit 7) is not a
+failure and is not told; healthchecks gets no ``/start`` ping and no success ping from verify,
+prune or status (HEALTHCHECK_URL is the backup's heartbeat: their success must not stand in for
+a missing backup; ``notify.wanted`` keeps it out), but gets ``/fail`` when they fail; only
+backup runs enter the run history, so its failures in a row count backups.
 
 Nothing here raises or changes the exit code: ``notify.send_all`` and ``metrics.publish*`` log
 and count their own failures.
@@ -35,7 +40,7 @@ from backup.config import Config, MetricsConfig, NotifyConfig
 from backup.config.environment import ReportingSettings
 from backup.errors import BackupError
 from backup.notify.base import Notifier
-from backup.outcome import DatabaseResult, RunReport
+from backup.outcome import DatabaseResult, RunReport, VerifyOutcome
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ SKIPPED_EXIT_CODE = 7  # another run holds the lock: nothing ran, nothing failed
 LOG_TAIL_LINES = 30
 _TOLD = "_pgbackup_told"
 
+_verify_outcome: VerifyOutcome | None = None
+
 
 def told(error: BackupError) -> bool:
     """Was ``error`` already reported through the notifiers (by ``tell_backup``)?"""
@@ -53,6 +60,19 @@ def told(error: BackupError) -> bool:
 
 def _mark_told(error: BackupError) -> None:
     setattr(error, _TOLD, True)
+
+
+def record_verify(outcome: VerifyOutcome) -> None:
+    """What this run's verify checks, or found: the report of the run (``tell_outcome``)
+    carries the last one recorded."""
+    global _verify_outcome
+    _verify_outcome = outcome
+
+
+def _take_verify() -> VerifyOutcome | None:
+    global _verify_outcome
+    outcome, _verify_outcome = _verify_outcome, None
+    return outcome
 
 
 def status_of(error: BackupError | None) -> str:
@@ -105,6 +125,7 @@ def tell_outcome(
 ) -> None:
     """After a run of an unattended ``command``: its metrics always, and a failure report
     through every notifier when it failed and was not told yet. Never raises."""
+    verify = _take_verify()
     if command not in UNATTENDED:
         return
     if error is not None and error.exit_code == SKIPPED_EXIT_CODE:
@@ -118,8 +139,12 @@ def tell_outcome(
             manual_command=manual_command,
             retention_days=config.retention.days,
             alert_after_failures=config.notify.alert_after_failures,
+            verify=verify,
         )
-        notify_now = error is not None and not told(error)
+        # A failure not told yet, or a verify's result either way: it is news people wait for.
+        notify_now = (error is not None and not told(error)) or (
+            error is None and command == "verify"
+        )
         _tell(config.notify, config.metrics, report, notify_now=notify_now)
     except Exception as err:  # a second signal included: telling never changes the exit code
         log.error("report: %s: %s", type(err).__name__, err)
@@ -159,6 +184,7 @@ def command_report(
     manual_command: str,
     retention_days: int = 30,
     alert_after_failures: int = 2,
+    verify: VerifyOutcome | None = None,
 ) -> RunReport:
     """The report of one run of ``command`` that ended with ``error`` (None: it succeeded)."""
     problems = getattr(error, "problems", None) or ([error.message] if error else [])
@@ -175,6 +201,7 @@ def command_report(
         alert_after_failures=alert_after_failures,
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
         manual_command=log_module.redact(manual_command),
+        verify=verify,
     )
 
 

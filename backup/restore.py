@@ -215,12 +215,16 @@ def _restore_from(
         extra={"stage": "restore", "destination": entry.destination},
     )
 
+    every_s = config.log.progress_interval_s
+
     def reopen() -> tuple[VerifyingReader, Readable]:
-        return open_archive(config.codec, storage, m)
+        return open_archive(config.codec, storage, m, every_s, "restore (reading the TOC again)")
 
     if options.in_place:
         # Check the whole object before touching the only copy of the data.
-        verifying, archive = open_archive(config.codec, storage, m)
+        verifying, archive = open_archive(
+            config.codec, storage, m, every_s, "restore --in-place (checking first)"
+        )
         with HeadRecorder(archive) as head:
             while head.read(CHUNK_BYTES):
                 pass
@@ -228,7 +232,7 @@ def _restore_from(
             props = _database_properties(tools, head, m.name, reopen)
         # A rehearsal: a role the properties name that is missing here stops the restore now.
         _give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
-        verifying, archive = open_archive(config.codec, storage, m)
+        verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
         try:
             run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
             _give_properties(pg, admin_db, target, props, options, reset=True)
@@ -250,7 +254,7 @@ def _restore_from(
     with pg_server.connect(pg, admin_db) as conn:
         pg_server.create_database(conn, fresh, owner)
     try:
-        verifying, archive = open_archive(config.codec, storage, m)
+        verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
         with HeadRecorder(archive) as head:
             run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
             props = _database_properties(tools, head, m.name, reopen)
@@ -397,7 +401,9 @@ def restore_globals(
         print("dry run: nothing was changed")
         return
     confirm(lines, force)
-    verifying, archive = open_archive(config.codec, storages[entry.destination], m)
+    verifying, archive = open_archive(
+        config.codec, storages[entry.destination], m, config.log.progress_interval_s, "restore"
+    )
     with ChildGroup() as children:
         psql = children.start(
             pg_tools.psql_script_argv(tools, admin_db),

@@ -8,7 +8,8 @@ what="${1:-test}"
 
 apt_packages=(zstd postgresql postgresql-client)
 if [ "$what" = test ]; then
-  apt_packages+=(age prometheus-pushgateway)
+  # prometheus: promtool, which checks and unit-tests deploy/monitoring/'s alert rules
+  apt_packages+=(age prometheus-pushgateway prometheus)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

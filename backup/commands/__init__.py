@@ -1,7 +1,8 @@
 """One module per CLI verb, each with the same five members:
 
 - ``HELP``: one line for ``entrypoint.py --help``;
-- ``DESCRIPTION``: a paragraph for the verb's own ``--help``;
+- ``DESCRIPTION``: a paragraph for the verb's own ``--help`` (which also lists the variables
+  the verb uses: ``backup.config.variables``, where a new variable gets its row);
 - ``NEEDS_DATABASES``: the verb acts on the databases this job backs up, so one must be named
   (``BACKUP_DATABASES``, ``PGDATABASE`` or ``DATABASE_URL``'s path), else exit 2;
 - ``configure(parser)``: the verb's arguments;
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import textwrap
 from types import ModuleType
+
+from backup.config import variables
 
 COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check")
 DEFAULT = "backup"
@@ -27,8 +31,16 @@ def load(name: str) -> ModuleType:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """One subparser per verb, each configured by its own module."""
+    """One subparser per verb, each configured by its own module; its ``--help`` says what it
+    does (``DESCRIPTION``), its options, and the environment variables it uses (the table of
+    ``backup.config.variables``, which reads no value)."""
     for name in COMMANDS:
         module = load(name)
-        parser = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        parser = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=textwrap.fill(module.DESCRIPTION, variables.WIDTH),
+            epilog=variables.help_text(name),
+            formatter_class=variables.help_formatter,
+        )
         module.configure(parser)

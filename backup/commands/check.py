@@ -216,8 +216,8 @@ def send_test_notifications(config: Config) -> list[str]:
     if not notifiers:
         raise ConfigError(
             "check --notify: no notification channel is configured",
-            hint="set TELEGRAM_BOT_TOKEN and ADMIN_USER_ID (or TELEGRAM_CHAT_ID), or "
-            "NOTIFY_WEBHOOK_URL",
+            hint="set TELEGRAM_BOT_TOKEN and ADMIN_USER_ID (or TELEGRAM_CHAT_ID), "
+            "NOTIFY_WEBHOOK_URL or NOTIFY_URLS",
         )
     now = datetime.now(UTC)
     report = RunReport(
@@ -250,8 +250,8 @@ def send_test_notifications(config: Config) -> list[str]:
     if failed:
         raise ConfigError(
             "notification test failed: " + "; ".join(failed),
-            hint="check TELEGRAM_BOT_TOKEN, ADMIN_USER_ID / TELEGRAM_CHAT_ID, TELEGRAM_API_URL "
-            "and NOTIFY_WEBHOOK_URL, and that the job can reach them",
+            hint="check TELEGRAM_BOT_TOKEN, ADMIN_USER_ID / TELEGRAM_CHAT_ID, TELEGRAM_API_URL, "
+            "NOTIFY_WEBHOOK_URL and NOTIFY_URLS, and that the job can reach them",
         )
     return lines
 

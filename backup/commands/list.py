@@ -1,7 +1,11 @@
 """``list``: the complete backups, newest first, as the runbook's table or as JSON.
 
 Manifests that are not believed (invalid, or naming an object that is not their own) are shown
-flagged, never hidden and never a crash; so are backups dated more than a day in the future."""
+flagged, never hidden and never a crash; so are backups dated more than a day in the future.
+
+The table ends, as the runbook's cost table did, with what each destination holds and an
+estimate of its monthly cost (``STORAGE_PRICE_PER_GB_MONTH``). ``--json`` prints the array
+alone (a contract) and lists nothing more."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 
 from backup import catalog, retention, storage
-from backup.catalog import Entry, Flagged
+from backup.catalog import Entry, Flagged, Usage
 from backup.config import Config
 
 HELP = "complete backups of every database, newest first"
@@ -19,7 +23,9 @@ NEEDS_DATABASES = False
 DESCRIPTION = (
     "List the complete backups (those with a manifest), newest first, from the first "
     "destination that answers: name, size, date, encryption, destination. Manifests that "
-    "cannot be believed are shown and marked, never hidden."
+    "cannot be believed are shown and marked, never hidden. The table ends with what each "
+    "destination holds under its prefix and an estimate of its monthly cost at "
+    "STORAGE_PRICE_PER_GB_MONTH; --json prints the array alone."
 )
 
 
@@ -31,11 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    storages = storage.open_all(config.storage, args.destination)
     if args.destination:
-        storages = storage.open_all(config.storage, args.destination)
         listing = catalog.list_all(storages, globals_only=args.globals)
     else:
-        listing = catalog.list_first_answering(storage.open_all(config.storage), args.globals)
+        listing = catalog.list_first_answering(storages, args.globals)
     entries, flagged = listing.entries, listing.flagged
     if args.database:
         entries = [e for e in entries if e.manifest.database == args.database]
@@ -48,6 +54,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(format_table(entries, config.retention.days, flagged, now))
+        # Every destination's: the one listed above costs no request more, each other one
+        # costs one listing of its prefix (no manifest is read).
+        usages = [listing.usage.get(s.url) or catalog.usage(s) for s in storages]
+        print(format_usage(usages, config.storage.price_per_gb_month))
     return 0
 
 
@@ -113,3 +123,50 @@ def format_table(
     if notes:
         lines += [rule, *notes]
     return "\n".join(lines)
+
+
+def format_usage(usages: list[Usage], price_per_gb_month: float) -> str:
+    """What each destination holds under its prefix and, with a price, its monthly cost:
+
+    ``b2://bucket/backups/postgresql  12 backups     1234.57 MB   ≈ $0.01/month``"""
+    lines = ["Storage (everything under each destination's prefix):"]
+    width = max(len(u.destination) for u in usages) + 2 if usages else 0
+    for u in usages:
+        if u.error is not None:
+            lines.append(f"  {u.destination:<{width}}cannot be listed: {u.error}")
+            continue
+        backups = f"{u.backups} backup{'s' if u.backups != 1 else ''}"
+        if u.globals_backups:
+            backups += f" ({u.globals_backups} of roles)"
+        line = f"  {u.destination:<{width}}{backups:<24}{u.stored_bytes / 1e6:>12.2f} MB"
+        if price_per_gb_month > 0:
+            line += f"   {per_month(monthly_cost(u.stored_bytes, price_per_gb_month))}"
+        lines.append(line)
+    measured = [u for u in usages if u.error is None]
+    if len(measured) > 1:
+        total = sum(u.stored_bytes for u in measured)
+        line = f"  {'all destinations':<{width}}{'':<24}{total / 1e6:>12.2f} MB"
+        if price_per_gb_month > 0:
+            line += f"   {per_month(monthly_cost(total, price_per_gb_month))}"
+        lines.append(line)
+    if price_per_gb_month > 0:
+        lines.append(
+            f"Estimated at ${price_per_gb_month:g} per GB-month for every destination "
+            "(STORAGE_PRICE_PER_GB_MONTH; GB = 10^9 bytes)"
+        )
+    return "\n".join(lines)
+
+
+def monthly_cost(stored_bytes: int, price_per_gb_month: float) -> float:
+    """Dollars a month for ``stored_bytes`` at ``price_per_gb_month`` (GB = 10^9 bytes, as B2
+    and S3 bill)."""
+    return stored_bytes / 1e9 * price_per_gb_month
+
+
+def per_month(amount: float) -> str:
+    """``≈ $7.41/month``; under a cent to four places, as the runbook's table (``$0.0003``)."""
+    if amount == 0 or amount >= 0.01:
+        return f"≈ ${amount:,.2f}/month"
+    if amount >= 0.0001:
+        return f"≈ ${amount:.4f}/month"
+    return "< $0.0001/month"

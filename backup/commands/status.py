@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="HOURS",
         help="older than this is stale (default 26)",
     )
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

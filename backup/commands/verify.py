@@ -4,11 +4,13 @@ archive; with ``--restore-test``, also restore it into a scratch database and co
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from backup import catalog, storage
+from backup import catalog, reporting, storage
 from backup import verify as engine
 from backup.config import Config
 from backup.errors import BackupError
+from backup.outcome import VerifyOutcome
 from backup.postgres import tools as pg_tools
 
 HELP = "check a backup: size, sha256, archive listing"
@@ -21,28 +23,52 @@ DESCRIPTION = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", default="latest")
+    parser.add_argument(
+        "name", nargs="?", default="latest", help="backup name from 'list', or latest"
+    )
     parser.add_argument(
         "--restore-test",
         action="store_true",
         help="also restore into a scratch database and compare tables and row counts",
     )
-    parser.add_argument("--database")
-    parser.add_argument("--destination", metavar="URL")
+    parser.add_argument("--database", help="the database whose backup to verify (for latest)")
+    parser.add_argument("--destination", metavar="URL", help="read from this destination first")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    """Verify one backup. What it checks, and then what it found, is recorded for the run's
+    report (``reporting.record_verify``): a failure report names the backup, a success
+    carries the findings (metrics: the test restore's time)."""
     storages = storage.open_all(config.storage, first=args.destination)
     entries = catalog.resolve(storages, args.name, args.database, config.postgres.database)
     by_url = {s.url: s for s in storages}
     entry = entries[0]
+    m = entry.manifest
+    outcome = VerifyOutcome(
+        name=m.name,
+        database=m.database if m.database is not None else "globals",
+        destination=entry.destination,
+        size_bytes=m.size_bytes,
+        tables=0,
+        restore_test=args.restore_test,
+    )
+    reporting.record_verify(outcome)
     try:
-        tools = pg_tools.reader_tools(entry.manifest.pg_dump_version, config.pg_bin_dirs)
+        tools = pg_tools.reader_tools(m.pg_dump_version, config.pg_bin_dirs)
         result = engine.verify(config, by_url, entry, tools)
+        outcome = replace(outcome, size_bytes=result.size_bytes, tables=result.tables)
+        reporting.record_verify(outcome)
         if args.restore_test:
-            engine.restore_test(config, by_url, entry)
+            test = engine.restore_test(config, by_url, entry)
+            outcome = replace(
+                outcome,
+                restore_seconds=test.seconds,
+                tables_checked=test.tables_checked,
+                row_counts_checked=test.row_counts_checked,
+            )
+            reporting.record_verify(outcome)
     except BackupError as err:
-        raise _naming(err, entry.manifest.name, entry.destination) from err
+        raise _naming(err, m.name, entry.destination) from err
     print(f"ok: {result.name} on {result.destination} verified")
     return 0
 

@@ -14,6 +14,8 @@ else in the package reads ``os.environ``; each part receives only its slice of `
 - ``files.py``: reading a ``NAME_FILE`` safely (a regular file, bounded, UTF-8);
 - ``age_keys.py``: age recipients and identities parsed with pyrage (also used by the stream);
 - ``destination.py``: parsing a destination URL (``b2://``, ``s3://``, ``file://``).
+- ``variables.py``: the table of every variable (default, meaning, group, the commands that
+  use it) that ``--help`` shows; text only, it reads no value.
 
 This package is a leaf: it imports nothing of the job but ``backup.errors``.
 """

@@ -16,16 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backup.config import age_keys, cpus, files, syntax
+from backup import languages
+from backup.config import age_keys, cpus, files, notify_urls, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
 from backup.config.model import (
+    B2_PRICE_PER_GB_MONTH,
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
     DEFAULT_TIMEOUT_S,
     MAX_COMPRESSION_THREADS,
     MAX_PART_SIZE_MB,
+    MAX_PRICE_PER_GB_MONTH,
     MIB,
     MIN_PART_SIZE_MB,
     B2Config,
@@ -67,6 +70,8 @@ PREFIXES = (
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+# NOTIFY_MENTION: a few names or a channel keyword, not a message.
+MAX_MENTION_CHARS = 200
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
 B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
@@ -125,6 +130,9 @@ def _storage(r: Reader) -> StorageConfig:
         retry=retry,
         b2=b2,
         s3=s3,
+        price_per_gb_month=r.float(
+            "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
+        ),
     )
 
 
@@ -215,6 +223,7 @@ def _notify(r: Reader) -> NotifyConfig:
         Secret(u.strip()) for u in (webhooks.reveal() if webhooks else "").split(",") if u.strip()
     )
     healthcheck = r.secret("HEALTHCHECK_URL")
+    apprise_urls = _apprise_urls(r, r.secret("NOTIFY_URLS"))
     api_url = r.str("TELEGRAM_API_URL", "https://api.telegram.org") or ""
     for name, value, secret in (
         ("TELEGRAM_API_URL", api_url, False),
@@ -231,10 +240,47 @@ def _notify(r: Reader) -> NotifyConfig:
         telegram_api_url=api_url.rstrip("/"),
         webhook_urls=webhook_urls,
         healthcheck_url=healthcheck,
+        apprise_urls=apprise_urls,
         notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
         alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
         timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
+        language=r.choice("NOTIFY_LANGUAGE", languages.DEFAULT, languages.AVAILABLE),
+        timezone=_timezone(r),
+        mention=r.str("NOTIFY_MENTION", max_chars=MAX_MENTION_CHARS),
     )
+
+
+def _timezone(r: Reader) -> str:
+    """NOTIFY_TIMEZONE; UTC when unset or refused."""
+    value = r.str("NOTIFY_TIMEZONE")
+    problem = syntax.timezone_problem(value) if value else None
+    if problem:
+        r.problems.append(f"NOTIFY_TIMEZONE={syntax.shown(value or '')} {problem}")
+    return value if value and not problem else "UTC"
+
+
+def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
+    """The NOTIFY_URLS entries apprise accepts; each refused one is a problem naming its
+    position and scheme, never the URL. apprise is imported only when the variable is set."""
+    if not value:
+        return ()
+    try:
+        notify_urls.load_apprise()
+    except ImportError:
+        r.problems.append("NOTIFY_URLS needs the apprise package: pip install 'apprise>=2.0'")
+        return ()
+    accepted = []
+    for index, url in enumerate(notify_urls.split(value.reveal()), start=1):
+        problem = notify_urls.problem(url)
+        if problem:
+            r.problems.append(f"NOTIFY_URLS entry {index} {problem}")
+            r.hints.append(
+                "NOTIFY_URLS: apprise URLs separated by spaces or new lines (a comma only "
+                "before the next scheme://); try one with: apprise -vvv -t test -b test 'URL'"
+            )
+        else:
+            accepted.append(Secret(url))
+    return tuple(accepted)
 
 
 def _chat_problem(value: str) -> str | None:

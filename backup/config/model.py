@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from backup.config import notify_urls
 from backup.errors import ConfigError
 
 MIB = 1024 * 1024
@@ -30,6 +31,13 @@ DEFAULT_TIMEOUT_S = 6 * 3600.0
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 300.0
 # Cleanups leave alone what is younger than BACKUP_TIMEOUT plus this margin.
 ORPHAN_MARGIN_S = 3600.0
+# STORAGE_PRICE_PER_GB_MONTH's default, for list's cost estimate: Backblaze B2's published
+# storage price, $6 per TB and month, i.e. $0.006 per GB (GB = 10^9 bytes, as B2 bills), in
+# effect since 3 October 2023 (it was $0.005) and still the price when checked in November 2026:
+# https://www.backblaze.com/cloud-storage/pricing
+B2_PRICE_PER_GB_MONTH = 0.006
+# Far above any object store's price: a larger value is a typo (a price per TB, say).
+MAX_PRICE_PER_GB_MONTH = 100.0
 
 
 class Secret:
@@ -135,6 +143,9 @@ class StorageConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     b2: B2Config = field(default_factory=B2Config)
     s3: S3Config = field(default_factory=S3Config)
+    price_per_gb_month: float = B2_PRICE_PER_GB_MONTH
+    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, the same for every
+    destination; ``list`` estimates the monthly cost with it (0: no estimate)."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +180,18 @@ class NotifyConfig:
     telegram_api_url: str = "https://api.telegram.org"
     webhook_urls: tuple[Secret, ...] = ()
     healthcheck_url: Secret | None = None
+    apprise_urls: tuple[Secret, ...] = ()
+    """NOTIFY_URLS, one apprise URL each, every one accepted by apprise (notify_urls.py)."""
     notify_on: str = "always"
     alert_after_failures: int = 2
     timeout_s: float = 10.0
     attempts: int = 3
+    language: str = "en"
+    """NOTIFY_LANGUAGE: the language of every notification (``backup/languages/``)."""
+    timezone: str = "UTC"
+    """NOTIFY_TIMEZONE: the IANA time zone of the dates in notifications."""
+    mention: str | None = None
+    """NOTIFY_MENTION: text put in front of escalation messages (``@alice``, ``<!channel>``)."""
 
 
 @dataclass(frozen=True)
@@ -250,8 +269,11 @@ class Config:
             self.notify.healthcheck_url,
             self.verify_database_url,
             *self.notify.webhook_urls,
+            *self.notify.apprise_urls,
         ]
         revealed = [v.reveal() for v in values if v]
+        for url in self.notify.apprise_urls:
+            revealed += notify_urls.secret_parts(url.reveal())
         # A webhook or ping URL's path is its secret (hooks.slack.com/services/T/B/XXXX); HTTP
         # client debug lines print the path alone, so the paths are secrets too.
         for url in (*self.notify.webhook_urls, self.notify.healthcheck_url):

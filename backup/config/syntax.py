@@ -1,4 +1,5 @@
-"""The syntax rules of configuration values: lengths, characters, URLs, host names, regions.
+"""The syntax rules of configuration values: lengths, characters, URLs, host names, regions,
+time zones.
 
 Pure functions returning a problem (a phrase to follow the variable's name) or ``None``; the
 ``Reader`` of ``environment.py`` names the variable. No rule echoes more than ``SHOWN_CHARS`` of
@@ -7,8 +8,10 @@ a value, and the callers never pass a secret to ``shown``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+import zoneinfo
 from collections.abc import Callable
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -25,6 +28,8 @@ MAX_HOST_CHARS = 253
 HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 # botocore's own rule for region names (botocore.utils.validate_region_name): a host label.
 REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
+# IANA time zone names: Europe/Paris, America/Argentina/Buenos_Aires, Etc/GMT+5, UTC.
+TIMEZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 # Buckets: what S3 and B2 both accept, loosened to the characters S3-compatible stores allow.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 # https://www.backblaze.com/docs/cloud-storage-buckets
@@ -156,4 +161,22 @@ def postgres_url_problem(url: str) -> tuple[SplitResult | None, str | None]:
         secret=True,
         host_required=False,
         host_rule=url_host_problem,
+    )
+
+
+def timezone_problem(value: str) -> str | None:
+    """An IANA time zone that zoneinfo can load: from the system's zone files, else from the
+    tzdata package (a dependency, for images without /usr/share/zoneinfo)."""
+    if TIMEZONE_NAME.fullmatch(value):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
+            return None
+    close = difflib.get_close_matches(value[:100], sorted(zoneinfo.available_timezones()), n=1)
+    suggestion = f"; did you mean {close[0]}?" if close else ""
+    return (
+        "is not a time zone (an IANA name such as Europe/Paris, America/New_York or UTC)"
+        + suggestion
     )

@@ -1,4 +1,5 @@
-"""Notifiers: Telegram, webhooks, healthchecks pings; ``base.py`` holds the protocol.
+"""Notifiers: Telegram, webhooks, healthchecks pings, apprise URLs; ``base.py`` holds the
+protocol.
 
 This module picks and drives them:
 
@@ -36,13 +37,15 @@ FACTORIES: tuple[str, ...] = (
     "backup.notify.telegram:from_config",
     "backup.notify.webhook:from_config",
     "backup.notify.healthchecks:from_config",
+    "backup.notify.apprise_urls:from_config",
 )
 
 NOTIFY_ON = ("always", "failure")
 
 
 def build_notifiers(config: NotifyConfig, delivery: Delivery | None = None) -> list[Notifier]:
-    """Every notifier ``config`` asks for, in a fixed order: Telegram, webhooks, healthchecks.
+    """Every notifier ``config`` asks for, in a fixed order: Telegram, webhooks, healthchecks,
+    apprise URLs.
 
     ``delivery`` overrides the timeout and retry taken from ``config`` (tests use short waits).
     """
@@ -56,23 +59,31 @@ def build_notifiers(config: NotifyConfig, delivery: Delivery | None = None) -> l
 
 
 def wanted(notifier: Notifier, report: RunReport, notify_on: str) -> bool:
-    """NOTIFY_ON=failure keeps only non-success reports, except heartbeats (healthchecks)."""
-    if notify_on != "failure" or report.status != "success":
+    """Does ``notifier`` get ``report``? Every failure and partial run goes everywhere. A
+    success goes to a heartbeat (healthchecks) only when it is a backup's, whatever NOTIFY_ON
+    says (a verify that passes must not stand in for a missing backup); to the others unless
+    NOTIFY_ON=failure, but a recovery always (it ends an alert people received)."""
+    if report.status != "success":
         return True
-    return notifier.heartbeat
+    if getattr(notifier, "heartbeat", False):  # a bare object with send() is a channel too
+        return report.command == "backup"
+    return notify_on != "failure" or report.recovered
 
 
 def send_all(notifiers: Sequence[Notifier], report: RunReport, notify_on: str = "always") -> int:
     """Send ``report`` through each notifier; return how many failed. Never raises.
 
     ``notify_on`` is NOTIFY_ON: ``always``, or ``failure`` (success reports go only to
-    heartbeat notifiers, i.e. healthchecks, whose silence would otherwise raise an alarm).
+    heartbeat notifiers, i.e. healthchecks, whose silence would otherwise raise an alarm, and
+    a recovery to every channel); ``wanted`` decides.
     """
     failed = 0
     for notifier in notifiers:
         name = notifier.name
         if not wanted(notifier, report, notify_on):
-            log.debug("notify: %s skipped (NOTIFY_ON=%s, run succeeded)", name, notify_on)
+            log.debug(
+                "notify: %s skipped (NOTIFY_ON=%s, %s succeeded)", name, notify_on, report.command
+            )
             continue
         try:
             notifier.send(report)

@@ -1,4 +1,9 @@
-"""Telegram notifications: ``sendMessage`` to one chat, with the shared message as HTML."""
+"""Telegram notifications: ``sendMessage`` to one chat, with the shared message as HTML.
+
+A routine success (not a recovery) is sent with ``disable_notification``: it lands in the chat
+without a sound, so that the phone rings for what needs someone (failures, escalations, the
+recovery that ends them) and a daily buzz does not teach people to ignore the bot.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import TYPE_CHECKING
 from backup.log import redact
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed, check_status, post
-from backup.notify.message import clip, format_message
+from backup.notify.message import Wording, clip, event, format_message
 from backup.outcome import RunReport
 
 if TYPE_CHECKING:
@@ -23,19 +28,26 @@ class TelegramNotifier(Notifier):
     name = "telegram"
 
     def __init__(
-        self, token: Secret, chat_id: str, api_url: str, delivery: Delivery | None = None
+        self,
+        token: Secret,
+        chat_id: str,
+        api_url: str,
+        delivery: Delivery | None = None,
+        wording: Wording | None = None,
     ) -> None:
         self._token = token
         self.chat_id = chat_id
         self.api_url = api_url.rstrip("/")
         self.delivery = delivery or Delivery()
+        self.wording = wording or Wording()
 
     def payload(self, report: RunReport) -> dict[str, object]:
         return {
             "chat_id": self.chat_id,
-            "text": format_message(report, html=True),
+            "text": format_message(report, html=True, wording=self.wording),
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
+            "disable_notification": event(report) == "success",
         }
 
     def send(self, report: RunReport) -> None:
@@ -85,5 +97,6 @@ def from_config(config: NotifyConfig, delivery: Delivery | None = None) -> list[
             config.telegram_chat_id,
             config.telegram_api_url,
             delivery or Delivery.from_config(config),
+            Wording.from_config(config),
         )
     ]

@@ -2,7 +2,9 @@
 
 The payload carries the report's facts for machines and the human message for people: ``text``
 (what Slack incoming webhooks display) and ``content`` (Discord's field, at most 2,000
-characters) hold the shared plain-text message (``message.py``), the Telegram one without markup.
+characters) hold the shared plain-text message (``message.py``), the Telegram one without markup,
+in NOTIFY_LANGUAGE; ``event`` says which message it is (``success``, ``failure``, ``partial``,
+``escalation``, ``recovery``). The other fields are for machines: English words, UTC times.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, post, safe_host
-from backup.notify.message import format_message
+from backup.notify.message import Wording, event, format_message
 from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
@@ -46,12 +48,13 @@ def _result(result: DatabaseResult) -> dict[str, object]:
     }
 
 
-def payload(report: RunReport) -> dict[str, object]:
+def payload(report: RunReport, wording: Wording | None = None) -> dict[str, object]:
     """The JSON document POSTed for ``report`` (README, 'Webhooks', shows an example)."""
-    text = format_message(report, html=False)
+    text = format_message(report, html=False, wording=wording)
     names = [r.name for r in report.results if r.name]
     failed = sorted({d.url for r in report.results for d in r.destinations if not d.ok})
     return {
+        "event": event(report),
         "status": report.status,
         "command": report.command,
         "exit_code": report.exit_code,
@@ -67,6 +70,7 @@ def payload(report: RunReport) -> dict[str, object]:
         "hint": report.hint,
         "consecutive_failures": report.consecutive_failures,
         "escalated": report.escalated,
+        "previous_failures": report.previous_failures,
         "last_success_at": iso_utc(report.last_success_at),
         "started_at": iso_utc(report.started_at),
         "finished_at": iso_utc(report.finished_at),
@@ -80,19 +84,28 @@ def payload(report: RunReport) -> dict[str, object]:
 class WebhookNotifier(Notifier):
     """One NOTIFY_WEBHOOK_URL; named by its host only, since its path is often the secret."""
 
-    def __init__(self, url: Secret, delivery: Delivery | None = None, index: int = 1) -> None:
+    def __init__(
+        self,
+        url: Secret,
+        delivery: Delivery | None = None,
+        index: int = 1,
+        wording: Wording | None = None,
+    ) -> None:
         self._url = url
         self.delivery = delivery or Delivery()
         self.name = f"webhook {index} ({safe_host(url.reveal())})"
+        self.wording = wording or Wording()
 
     def send(self, report: RunReport) -> None:
-        post(self._url.reveal(), label=self.name, delivery=self.delivery, json=payload(report))
+        body = payload(report, self.wording)
+        post(self._url.reveal(), label=self.name, delivery=self.delivery, json=body)
 
 
 def from_config(config: NotifyConfig, delivery: Delivery | None = None) -> list[WebhookNotifier]:
     """One notifier per NOTIFY_WEBHOOK_URL entry."""
     delivery = delivery or Delivery.from_config(config)
+    wording = Wording.from_config(config)
     return [
-        WebhookNotifier(url, delivery, index)
+        WebhookNotifier(url, delivery, index, wording)
         for index, url in enumerate(config.webhook_urls, start=1)
     ]

@@ -8,7 +8,6 @@ the error is raised. Committing manifests is the caller's job, after this return
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from backup.postgres.processes import ChildGroup
 from backup.storage import Storage
 from backup.stream.codec import open_encoder
 from backup.stream.fanout import DestinationUpload, Fanout
+from backup.stream.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -33,48 +33,6 @@ class StreamResult:
     sha256: str
     seconds: float
     uploads: list[DestinationUpload]
-
-
-class Progress:
-    """A log line every ``interval_s`` with bytes so far and throughput; on a terminal, a
-    progress bar instead (tqdm, on stderr)."""
-
-    def __init__(self, label: str, interval_s: float, terminal: bool | None = None) -> None:
-        self.label = label
-        self.interval_s = interval_s
-        self.started = time.monotonic()
-        self.next_at = self.started + interval_s if interval_s > 0 else float("inf")
-        if terminal is None:
-            terminal = sys.stderr.isatty()
-        self.bar = None
-        if terminal and interval_s > 0:
-            from tqdm import tqdm
-
-            self.bar = tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
-        self._shown = 0
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def update(self, raw_bytes: int, stored_bytes: int) -> None:
-        if self.bar is not None:
-            self.bar.update(raw_bytes - self._shown)
-            self._shown = raw_bytes
-            return
-        now = time.monotonic()
-        if now < self.next_at:
-            return
-        self.next_at = now + self.interval_s
-        elapsed = now - self.started
-        log.info(
-            "%s: %.1f MB dumped, %.1f MB stored, %.1f MB/s",
-            self.label,
-            raw_bytes / 1e6,
-            stored_bytes / 1e6,
-            raw_bytes / 1e6 / elapsed if elapsed else 0.0,
-            extra={"stage": "progress", "raw_bytes": raw_bytes, "stored_bytes": stored_bytes},
-        )
 
 
 def stream_dump(

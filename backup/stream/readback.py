@@ -16,18 +16,27 @@ from backup.errors import BackupError, IntegrityError, StorageError
 from backup.manifest import Manifest, untrusted_error
 from backup.storage import Readable, Storage
 from backup.stream.codec import open_decoder
+from backup.stream.progress import ReadProgress
 
 CHUNK_BYTES = 1024 * 1024
 
 
 class VerifyingReader:
     """Counts and hashes what it reads; at the end, a mismatch with the manifest raises
-    ``IntegrityError`` (exit 5) before the caller may trust what it read."""
+    ``IntegrityError`` (exit 5) before the caller may trust what it read. With ``progress``,
+    each read tells it the bytes read so far (in the thread that reads: the download's)."""
 
-    def __init__(self, source: BinaryIO, manifest: Manifest, destination: str) -> None:
+    def __init__(
+        self,
+        source: BinaryIO,
+        manifest: Manifest,
+        destination: str,
+        progress: ReadProgress | None = None,
+    ) -> None:
         self.source = source
         self.manifest = manifest
         self.destination = destination
+        self.progress = progress
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.done = False
@@ -42,8 +51,12 @@ class VerifyingReader:
         if chunk:
             self.sha256.update(chunk)
             self.size += len(chunk)
+            if self.progress is not None:
+                self.progress.read(self.size)
         elif not self.done:
             self.done = True
+            if self.progress is not None:
+                self.progress.close()
             self.check()
         return chunk
 
@@ -65,16 +78,24 @@ class VerifyingReader:
 
 
 def open_archive(
-    codec: CodecConfig, storage: Storage, m: Manifest
+    codec: CodecConfig,
+    storage: Storage,
+    m: Manifest,
+    progress_s: float = 0.0,
+    purpose: str = "read",
 ) -> tuple[VerifyingReader, Readable]:
     """The stored object of ``m`` as a ``VerifyingReader``, and the decrypted, decompressed
     archive read through it. A manifest that is not about its own object is refused before
-    anything is read (exit 5): its object may be another backup's, or any key at all."""
+    anything is read (exit 5): its object may be another backup's, or any key at all.
+
+    ``progress_s`` (``BACKUP_PROGRESS_SECONDS``; 0: none): a line ``<purpose> <name>: X of Y MB
+    read (P%), rate, time left`` that often while the object is read, whoever reads it."""
     reason = m.problem()
     if reason:
         raise untrusted_error(m.key, reason)
     raw = storage.open(m.object_key)
-    verifying = VerifyingReader(raw, m, storage.url)
+    progress = ReadProgress(f"{purpose} {m.name}", progress_s, m.size_bytes) if progress_s else None
+    verifying = VerifyingReader(raw, m, storage.url, progress)
     if m.encrypted and not (codec.age_identity or codec.age_passphrase):
         raw.close()
         raise IntegrityError(

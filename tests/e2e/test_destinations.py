@@ -230,3 +230,17 @@ def test_list_uses_the_first_destination_that_answers(job_env, backup_dir, s3_se
     [entry] = json.loads(listing.stdout)
     assert entry["destination"] == f"file://{backup_dir}"
     assert "trying the next destination" in listing.stderr
+    # The table's storage lines: the S3 bucket's bytes as SeaweedFS lists them; once down, the
+    # line says so (from the failure already met: not listed a second time).
+    table = run_job("list", env=good)
+    assert table.returncode == 0, table.output
+    s3_line = next(
+        line for line in table.stdout.splitlines() if line.startswith(f"  s3://{bucket}")
+    )
+    assert "1 backup" in s3_line and "/month" in s3_line and " 0.00 MB" not in s3_line
+    down_table = run_job("list", env=down)
+    assert down_table.returncode == 0, down_table.output
+    [down_line] = [line for line in down_table.stdout.splitlines() if "cannot be listed" in line]
+    assert down_line.startswith(f"  s3://{bucket}/pg")
+    assert down_table.stderr.count("trying the next destination") == 1
+    assert "to measure it" not in down_table.stderr

@@ -79,7 +79,12 @@ def test_a_failing_verify_is_told_everywhere_with_its_name(
     history_before = state.read_bytes()
     ok = run_job("verify", env=env)
     assert ok.returncode == 0, ok.output
-    assert len(_telegram(recording_server)) == 1  # a verify that passes is quiet
+    # A verify that passes is told (its result is news), but is no heartbeat: no success ping.
+    told = _telegram(recording_server)
+    assert len(told) == 2 and "PostgreSQL verify succeeded" in told[1]
+    assert _hooks(recording_server)[-1]["command"] == "verify"
+    assert _hooks(recording_server)[-1]["event"] == "success"
+    assert recording_server.paths().count(PING) == 1  # the backup's
     passed = _samples(tmp_path / "pgbackup.verify.prom")
     assert passed[("pgbackup_command_last_run_success", "verify")] == 1
     recording_server.requests.clear()
@@ -247,3 +252,26 @@ def test_failing_channels_never_change_the_exit_code(recording_server, tmp_path)
     assert result.returncode == 1, result.output
     assert "notifications sent: 0, failed: 3" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_configuration_error_is_told_in_the_configured_language(recording_server, tmp_path):
+    env = _offline_env(
+        tmp_path,
+        recording_server,
+        BACKUP_COMPRESSION="lz4",
+        NOTIFY_LANGUAGE="fr",
+        NOTIFY_TIMEZONE="Europe/Paris",
+    )
+    assert run_job("backup", env=env).returncode == 2
+    [message] = _telegram(recording_server)
+    assert message.startswith("<b>❌ Backup PostgreSQL Échoué</b>")
+    assert "BACKUP_COMPRESSION" in message and "Commande manuelle :" in message
+    assert " CET" in message or " CEST" in message
+    recording_server.requests.clear()
+
+    # A language that is itself refused: told in English, naming it.
+    env["NOTIFY_LANGUAGE"] = "de"
+    result = run_job("backup", env=env)
+    assert result.returncode == 2 and "NOTIFY_LANGUAGE" in result.stderr
+    [message] = _telegram(recording_server)
+    assert message.startswith("<b>❌ PostgreSQL backup failed</b>") and "NOTIFY_LANGUAGE" in message

@@ -360,3 +360,85 @@ def test_a_database_name_too_long_is_refused_under_the_variable_that_named_it(en
     with pytest.raises(ConfigError) as caught:
         load({"BACKUP_DESTINATIONS": "file:///backups", **env})
     assert caught.value.problems[0].startswith(f"{named}: ")
+
+
+# --- the words of the notifications: language, time zone, mention ---------------------------------
+
+
+def test_notification_language_time_zone_and_mention_are_read() -> None:
+    defaults = load(BASE).notify
+    assert (defaults.language, defaults.timezone, defaults.mention) == ("en", "UTC", None)
+    notify = load(
+        {
+            **BASE,
+            "NOTIFY_LANGUAGE": "FR",
+            "NOTIFY_TIMEZONE": "Europe/Paris",
+            "NOTIFY_MENTION": "@alice @bob",
+        }
+    ).notify
+    assert (notify.language, notify.timezone, notify.mention) == (
+        "fr",
+        "Europe/Paris",
+        "@alice @bob",
+    )
+
+
+@pytest.mark.parametrize("value", ["de", "french", "en_US", "fr-FR", "../fr"])
+def test_an_unknown_language_is_refused_with_the_choices(value: str) -> None:
+    message = refusal(NOTIFY_LANGUAGE=value)
+    assert message.startswith(f"NOTIFY_LANGUAGE={value!r} must be one of: en, fr"), message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Europe/Pari",
+        "Paris",
+        "CEST+2",
+        "../../etc/passwd",
+        "/etc/localtime",
+        "Europe/",
+        "Mars/Olympus",
+    ],
+)
+def test_an_unknown_time_zone_is_refused_naming_the_variable(value: str) -> None:
+    message = refusal(NOTIFY_TIMEZONE=value)
+    assert message.startswith("NOTIFY_TIMEZONE=") and "is not a time zone" in message, message
+    assert "Traceback" not in message
+
+
+def test_a_mistyped_time_zone_gets_a_suggestion() -> None:
+    assert "did you mean Europe/Paris?" in refusal(NOTIFY_TIMEZONE="Europe/Pari")
+
+
+def test_a_mention_is_bounded() -> None:
+    assert refusal(NOTIFY_MENTION="@" * 201).startswith("NOTIFY_MENTION is 201 characters long")
+
+
+def test_the_cli_refuses_a_bad_language_and_zone_with_exit_2(tmp_path: Path) -> None:
+    result = run_job(
+        "backup",
+        env={
+            "PGDATABASE": "shop",
+            "BACKUP_DESTINATIONS": f"file://{tmp_path}",
+            "NOTIFY_LANGUAGE": "de",
+            "NOTIFY_TIMEZONE": "Europe/Pari",
+        },
+        timeout=60,
+    )
+    assert result.returncode == 2, result.output
+    assert "NOTIFY_LANGUAGE='de' must be one of: en, fr" in result.stderr
+    assert "NOTIFY_TIMEZONE='Europe/Pari' is not a time zone" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_configuration_error_is_reported_in_the_configured_language() -> None:
+    from backup.config.environment import parse_for_reports
+
+    good = parse_for_reports({"NOTIFY_LANGUAGE": "fr", "NOTIFY_TIMEZONE": "Europe/Paris"})
+    assert (good.notify.language, good.notify.timezone) == ("fr", "Europe/Paris")
+    # The value that is itself refused falls back to the default, the other is kept.
+    bad = parse_for_reports({"NOTIFY_LANGUAGE": "de", "NOTIFY_TIMEZONE": "Europe/Paris"})
+    assert (bad.notify.language, bad.notify.timezone) == ("en", "Europe/Paris")
+    bad = parse_for_reports({"NOTIFY_LANGUAGE": "fr", "NOTIFY_TIMEZONE": "Nowhere/Land"})
+    assert (bad.notify.language, bad.notify.timezone) == ("fr", "UTC")

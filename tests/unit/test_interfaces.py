@@ -48,13 +48,14 @@ def test_every_notifier_is_a_notifier_and_only_healthchecks_is_a_heartbeat() -> 
         telegram_chat_id="42",
         webhook_urls=(Secret("http://127.0.0.1:9/hook"),),
         healthcheck_url=Secret("http://127.0.0.1:9/ping/uuid"),
+        apprise_urls=(Secret("json://127.0.0.1:9/hook"),),
     )
     notifiers = build_notifiers(config, Delivery(timeout_s=0.1, attempts=1))
     assert len(notifiers) == len(FACTORIES)
     for notifier in notifiers:
         assert Notifier in type(notifier).__mro__
         assert notifier.name and callable(notifier.start) and callable(notifier.send)
-    assert [n.heartbeat for n in notifiers] == [False, False, True]
+    assert [n.heartbeat for n in notifiers] == [False, False, True, False]
 
 
 @pytest.mark.parametrize("name", commands.COMMANDS)

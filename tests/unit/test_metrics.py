@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from backup import history
 from backup import metrics as metrics_module
 from backup.config import MetricsConfig
 from backup.metrics import DEFINITIONS, Metrics
-from backup.outcome import DatabaseResult, DestinationResult, RunReport
+from backup.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 from backup.storage.local import LocalStorage
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures
@@ -95,8 +96,8 @@ def test_every_metric_is_defined_once_in_a_fresh_registry() -> None:
         "pgbackup_last_success_timestamp_seconds",
         "pgbackup_last_run_timestamp_seconds",
         "pgbackup_last_run_success",
-        "pgbackup_duration_seconds",
-        "pgbackup_size_bytes",
+        "pgbackup_last_duration_seconds",
+        "pgbackup_last_size_bytes",
         "pgbackup_consecutive_failures",
     }
     global_names = {family.name for family in REGISTRY.collect()}
@@ -112,8 +113,8 @@ def test_a_successful_run(storages: list[LocalStorage]) -> None:
         assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", url) == finished
         assert value(found, "pgbackup_last_run_timestamp_seconds", "shop", url) == finished
         assert value(found, "pgbackup_last_run_success", "shop", url) == 1
-        assert value(found, "pgbackup_duration_seconds", "shop", url) == 14.5
-        assert value(found, "pgbackup_size_bytes", "shop", url) == 2_340_000
+        assert value(found, "pgbackup_last_duration_seconds", "shop", url) == 14.5
+        assert value(found, "pgbackup_last_size_bytes", "shop", url) == 2_340_000
         assert value(found, "pgbackup_consecutive_failures", "shop", url) == 0
     assert len(found) == 6 * 2
 
@@ -136,7 +137,7 @@ def test_the_last_success_survives_failed_runs(storages: list[LocalStorage]) -> 
     )
     assert value(found, "pgbackup_last_run_success", "shop", url) == 0
     assert value(found, "pgbackup_consecutive_failures", "shop", url) == 2
-    assert value(found, "pgbackup_size_bytes", "shop", url) == 1_000_000  # the last good one
+    assert value(found, "pgbackup_last_size_bytes", "shop", url) == 1_000_000  # the last good one
 
 
 def test_a_partial_run_is_told_per_destination(storages: list[LocalStorage]) -> None:
@@ -178,7 +179,7 @@ def test_a_run_that_reached_no_database_still_reports_the_known_ones(
     found = samples(Metrics.from_report(early, record_all(storages, early)).text())
     assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 0
     assert value(found, "pgbackup_consecutive_failures", "shop", urls[0]) == 1
-    assert value(found, "pgbackup_duration_seconds", "shop", urls[0]) == 2
+    assert value(found, "pgbackup_last_duration_seconds", "shop", urls[0]) == 2
 
 
 def test_push_to_a_real_pushgateway(pushgateway: Pushgateway, storages: list[LocalStorage]) -> None:
@@ -189,7 +190,7 @@ def test_push_to_a_real_pushgateway(pushgateway: Pushgateway, storages: list[Loc
     found = samples(pushgateway.metrics_text(), job="pgbackup", instance=HOST)
     finished = (START + timedelta(seconds=15)).timestamp()
     assert value(found, "pgbackup_last_success_timestamp_seconds", "shop", urls[1]) == finished
-    assert value(found, "pgbackup_size_bytes", "shop", urls[0]) == 2_340_000
+    assert value(found, "pgbackup_last_size_bytes", "shop", urls[0]) == 2_340_000
     assert value(found, "pgbackup_last_run_success", "shop", urls[0]) == 1
     assert len([key for key in found if key[0].startswith("pgbackup_")]) == 12
 
@@ -206,7 +207,7 @@ def test_a_push_replaces_its_own_group_and_keeps_other_jobs(pushgateway: Pushgat
     other = samples(text, job="other")
     assert value(nightly, "pgbackup_last_run_success", "shop", dest) == 0
     assert value(other, "pgbackup_last_run_success", "shop", dest) == 1
-    assert value(other, "pgbackup_size_bytes", "shop", dest) == 7
+    assert value(other, "pgbackup_last_size_bytes", "shop", dest) == 7
 
 
 def test_push_sends_basic_auth_from_the_url_and_never_logs_it(
@@ -240,8 +241,8 @@ def test_metrics_file_is_written_atomically_and_parses(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["pgbackup.prom"]  # no temporary file left
     families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
     assert set(families) == set(DEFINITIONS)
-    assert families["pgbackup_size_bytes"].samples[0].value == 2_340_000
-    assert families["pgbackup_size_bytes"].type == "gauge"
+    assert families["pgbackup_last_size_bytes"].samples[0].value == 2_340_000
+    assert families["pgbackup_last_size_bytes"].type == "gauge"
 
 
 def test_a_failed_write_is_logged_not_raised(
@@ -329,3 +330,120 @@ def test_a_command_never_replaces_the_backups_series(
     assert codes == {"backup": 0, "verify": 5, "status": 1}
     verify_file = (tmp_path / "pgbackup.verify.prom").read_text()
     assert 'pgbackup_command_exit_code{command="verify"} 5.0' in verify_file
+
+
+def verify_run(
+    exit_code: int,
+    at: datetime = START,
+    database: str = "shop",
+    destination: str = "file:///backups",
+    restore_seconds: float | None = 42.5,
+) -> RunReport:
+    """A verify run of ``database``'s backup read from ``destination``."""
+    return replace(
+        command_run("verify", exit_code),
+        finished_at=at + timedelta(seconds=60),
+        verify=VerifyOutcome(
+            name=f"{database}-20251110T030000Z",
+            database=database,
+            destination=destination,
+            size_bytes=2_340_000,
+            tables=4,
+            restore_test=restore_seconds is not None,
+            restore_seconds=restore_seconds if exit_code == 0 else None,
+        ),
+    )
+
+
+VERIFY_NAMES = (
+    "pgbackup_last_verify_success",
+    "pgbackup_last_verify_success_timestamp_seconds",
+    "pgbackup_last_restore_test_seconds",
+)
+
+
+def verify_values(text: str, database: str = "shop", destination: str = "file:///backups"):
+    found = samples(text)
+    return {
+        name: found.get(
+            (name, frozenset({"database": database, "destination": destination}.items()))
+        )
+        for name in VERIFY_NAMES
+    }
+
+
+def test_a_verify_that_passed_says_when_and_how_long_the_restore_took() -> None:
+    text = Metrics.from_verify(verify_run(0)).text()
+    assert verify_values(text) == {
+        "pgbackup_last_verify_success": 1,
+        "pgbackup_last_verify_success_timestamp_seconds": (
+            START + timedelta(seconds=60)
+        ).timestamp(),
+        "pgbackup_last_restore_test_seconds": 42.5,
+    }
+    without_restore = Metrics.from_verify(verify_run(0, restore_seconds=None)).text()
+    assert "pgbackup_last_restore_test_seconds" not in without_restore
+
+
+def test_a_failed_verify_sends_only_its_failure() -> None:
+    """Families it does not send keep their value in the Pushgateway group: not even their
+    HELP line goes, so a push-add cannot erase them."""
+    text = Metrics.from_verify(verify_run(5)).text()
+    assert verify_values(text)["pgbackup_last_verify_success"] == 0
+    assert "pgbackup_last_verify_success_timestamp_seconds" not in text
+    assert "pgbackup_last_restore_test_seconds" not in text
+
+
+def test_verify_keeps_its_last_success_across_failures_in_the_pushgateway_and_the_file(
+    pushgateway: Pushgateway, tmp_path: Path
+) -> None:
+    directory = tmp_path / "textfiles"
+    directory.mkdir()
+    metrics_file = directory / "pgbackup.prom"
+    config = MetricsConfig(pushgateway_url=pushgateway.url, metrics_file=str(metrics_file))
+    passed_at = (START + timedelta(seconds=60)).timestamp()
+    assert metrics_module.publish_command(config, verify_run(0)) == 0
+    other = verify_run(0, START + timedelta(hours=1), database="crm", restore_seconds=7.0)
+    assert metrics_module.publish_command(config, other) == 0
+    failed = verify_run(5, START + timedelta(days=7))
+    assert metrics_module.publish_command(config, failed) == 0
+
+    verify_file = (directory / "pgbackup.verify.prom").read_text()
+    for text in (pushgateway.metrics_text(), verify_file):
+        assert verify_values(text) == {
+            "pgbackup_last_verify_success": 0,
+            "pgbackup_last_verify_success_timestamp_seconds": passed_at,
+            "pgbackup_last_restore_test_seconds": 42.5,
+        }
+        assert verify_values(text, database="crm") == {
+            "pgbackup_last_verify_success": 1,
+            "pgbackup_last_verify_success_timestamp_seconds": (
+                START + timedelta(hours=1, seconds=60)
+            ).timestamp(),
+            "pgbackup_last_restore_test_seconds": 7.0,
+        }
+    assert 'pgbackup_command_exit_code{command="verify"} 5.0' in verify_file
+    assert not metrics_file.exists()  # the backup's file is not the verify's
+    assert [p.name for p in directory.iterdir()] == ["pgbackup.verify.prom"]
+
+
+def test_a_verify_file_that_does_not_parse_starts_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "pgbackup.verify.prom").write_text("this is { not metrics\n")
+    config = MetricsConfig(metrics_file=str(tmp_path / "pgbackup.prom"))
+    assert metrics_module.publish_command(config, verify_run(5)) == 0
+    text = (tmp_path / "pgbackup.verify.prom").read_text()
+    assert verify_values(text)["pgbackup_last_verify_success"] == 0
+    assert "does not parse" in caplog.text
+
+
+def test_a_verify_that_never_knew_its_backup_publishes_only_the_command() -> None:
+    report = command_run("verify", 2)
+    with pytest.raises(ValueError):
+        Metrics.from_verify(report)
+
+
+def test_verify_series_never_share_a_name_with_the_backups() -> None:
+    assert not set(metrics_module.VERIFY_DEFINITIONS) & set(DEFINITIONS)
+    assert not set(metrics_module.VERIFY_DEFINITIONS) & set(metrics_module.COMMAND_DEFINITIONS)

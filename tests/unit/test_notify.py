@@ -13,9 +13,10 @@ import pytest
 
 from backup import config as config_module
 from backup.config import NotifyConfig, Secret
+from backup.languages.en import ordinal
 from backup.notify import Delivery, build_notifiers, send_all, start_all
 from backup.notify.healthchecks import MAX_BODY_BYTES, HealthchecksNotifier, ping_body
-from backup.notify.message import TELEGRAM_MAX_CHARS, format_message, ordinal
+from backup.notify.message import TELEGRAM_MAX_CHARS, format_message
 from backup.notify.webhook import payload
 from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from tests.fixtures import http as http_fixtures
@@ -155,10 +156,12 @@ def test_failure_message_has_error_hint_and_manual_command() -> None:
     text = format_message(report("failure"))
     assert text.splitlines()[0] == "<b>❌ PostgreSQL backup failed</b>"
     assert "📅 Date: 2025-11-10 03:00:15 UTC" in text
-    assert "⚠️ Error: pg_dump: error: connection to server failed: Connection refused" in text
+    assert "❗ Error: pg_dump: error: connection to server failed: Connection refused" in text
     assert "💡 Hint: check PGHOST, PGPORT, PGUSER, PGPASSWORD" in text
+    assert "⚠️ Action required: check the logs\n\nManual command:" in text
     assert text.endswith("Manual command:\n<code>python entrypoint.py backup</code>")
     assert "in a row" not in text  # one failure is below ALERT_AFTER_FAILURES=2
+    assert "🚨" not in text
     assert "Size" not in text
 
 
@@ -168,17 +171,23 @@ def test_escalated_failure_says_how_many_and_since_when(count: int, word: str) -
     text = format_message(
         report("failure", consecutive_failures=count, last_success_at=last), html=False
     )
-    assert f"{word} failure in a row: no successful backup since 2025-11-08 03:00:00 UTC" in text
+    assert text.splitlines()[0] == f"🚨 PostgreSQL backup: {word} failure in a row"
+    assert "🕰️ No successful backup since 2025-11-08 03:00:00 UTC (2 days ago)" in text
+    assert "❗ Error: pg_dump: error: connection to server failed" in text
+    assert text.endswith("Manual command:\npython entrypoint.py backup")
 
 
-def test_escalated_failure_without_any_success_says_never() -> None:
+def test_escalated_failure_without_any_success_says_so() -> None:
     text = format_message(report("failure", consecutive_failures=3, last_success_at=None))
-    assert "3rd failure in a row: never a successful backup" in text
+    assert text.splitlines()[0] == "<b>🚨 PostgreSQL backup: 3rd failure in a row</b>"
+    assert "🕰️ No successful backup yet" in text
 
 
 def test_escalation_follows_alert_after_failures() -> None:
     text = format_message(report("failure", consecutive_failures=2, alert_after_failures=3))
-    assert "in a row" not in text
+    assert "in a row" not in text and "🚨" not in text
+    text = format_message(report("failure", consecutive_failures=3, alert_after_failures=3))
+    assert "🚨 PostgreSQL backup: 3rd failure in a row" in text
 
 
 def test_partial_message_names_the_failed_destination() -> None:
@@ -245,6 +254,28 @@ def test_telegram_sends_chat_id_parse_mode_and_text(recording_server: RecordingS
     assert body["parse_mode"] == "HTML"
     assert body["disable_web_page_preview"] is True
     assert body["text"] == format_message(report())
+    assert body["disable_notification"] is True  # a routine success does not ring
+
+
+@pytest.mark.parametrize(
+    "rep",
+    [
+        report("failure"),
+        partial_report(),
+        report("failure", consecutive_failures=2),
+        report(previous_failures=2),
+    ],
+    ids=["failure", "partial", "escalation", "recovery"],
+)
+def test_telegram_rings_for_everything_but_a_routine_success(
+    recording_server: RecordingServer, rep: RunReport
+) -> None:
+    notifiers = build_notifiers(
+        notify_config(recording_server, webhook_urls=(), healthcheck_url=None), FAST
+    )
+    assert send_all(notifiers, rep, "always") == 0
+    (request,) = recording_server.requests_to(TELEGRAM_PATH)
+    assert request.json()["disable_notification"] is False
 
 
 def test_environment_variables_reach_the_notifiers(recording_server: RecordingServer) -> None:
@@ -333,6 +364,7 @@ def test_webhook_payload_fields(recording_server: RecordingServer) -> None:
     (request,) = recording_server.requests_to(WEBHOOK_SECRET_PATH)
     assert request.headers["Content-Type"] == "application/json"
     body = request.json()
+    assert body["event"] == "partial"
     assert body["status"] == "partial"
     assert body["database"] == "shop"
     assert body["databases"] == ["shop"]
@@ -460,6 +492,45 @@ def test_notify_on_failure_skips_success_messages_but_not_heartbeats(
         ]
         * 2
     )
+
+
+def test_notify_on_failure_still_sends_the_recovery(recording_server: RecordingServer) -> None:
+    notifiers = build_notifiers(notify_config(recording_server), FAST)
+    assert send_all(notifiers, report(previous_failures=2), "failure") == 0
+    assert recording_server.paths() == [TELEGRAM_PATH, WEBHOOK_SECRET_PATH, f"/{HC_UUID}"]
+    assert recording_server.requests_to(WEBHOOK_SECRET_PATH)[0].json()["event"] == "recovery"
+
+
+@pytest.mark.parametrize("notify_on", ["always", "failure"])
+def test_a_verify_that_passed_is_no_heartbeat(
+    recording_server: RecordingServer, notify_on: str
+) -> None:
+    """HEALTHCHECK_URL is the backup's heartbeat: a verify's success never pings it up."""
+    notifiers = build_notifiers(notify_config(recording_server), FAST)
+    verify_ok = report(command="verify", results=())
+    assert send_all(notifiers, verify_ok, notify_on) == 0
+    expected = [TELEGRAM_PATH, WEBHOOK_SECRET_PATH] if notify_on == "always" else []
+    assert recording_server.paths() == expected
+    assert send_all(notifiers, report("failure", command="verify"), notify_on) == 0
+    assert recording_server.paths()[-1] == f"/{HC_UUID}/fail"
+
+
+def test_the_language_and_zone_reach_every_channel(recording_server: RecordingServer) -> None:
+    config = notify_config(
+        recording_server, language="fr", timezone="Europe/Paris", mention="@alice"
+    )
+    notifiers = build_notifiers(config, FAST)
+    escalated = report("failure", consecutive_failures=2)
+    assert send_all(notifiers, escalated, "always") == 0
+    text = recording_server.requests_to(TELEGRAM_PATH)[0].json()["text"]
+    assert text.startswith("@alice <b>🚨 Backup PostgreSQL : 2e échec consécutif</b>")
+    assert "📅 Date : 2025-11-10 04:00:15 CET" in text
+    hook = recording_server.requests_to(WEBHOOK_SECRET_PATH)[0].json()
+    assert hook["event"] == "escalation"
+    assert hook["text"].startswith("@alice 🚨 Backup PostgreSQL : 2e échec consécutif")
+    # healthchecks' summary line is for machines and logs: English.
+    ping = recording_server.requests_to(f"/{HC_UUID}/fail")[0]
+    assert ping.text.startswith("pgbackup backup failure (exit 3)")
 
 
 def test_a_500_is_retried_then_counted_while_the_others_still_send(

@@ -102,3 +102,42 @@ def test_the_section_lists_every_secret():
     intro = text[start : text.index("\n|", start)]
     missing = sorted(name for name in secrets if f"`{name}`" not in intro)
     assert not missing, f"secrets (NAME_FILE accepted) not listed before the table: {missing}"
+
+
+def test_the_table_and_help_name_the_same_variables():
+    """README's table and ``--help``'s (``backup.config.variables``) name the same variables."""
+    from backup.config import variables
+
+    rows = {v.name for v in variables.VARIABLES}
+    files = {f"{v.name}_FILE" for v in variables.VARIABLES if v.secret}
+    only_readme = sorted(documented() - rows - files - NOT_CONFIGURATION)
+    only_help = sorted(rows - documented())
+    assert not only_readme, f"in README's table, not in backup/config/variables.py: {only_readme}"
+    assert not only_help, f"in backup/config/variables.py, not in README's table: {only_help}"
+
+
+LITERALS = re.compile(r"`([^`]*)`(?:, `([^`]*)`)*")
+
+
+def test_the_defaults_agree_with_help():
+    """Where README's default cell is plain values (`30`, or `5`, `120`, `1` for three
+    variables), they are the defaults ``--help`` shows; a variable ``--help`` gives a default
+    has one in README too."""
+    from backup.config import variables
+
+    table = variables.by_name()
+    differ = []
+    for cells in configuration_rows():
+        names = [n for n in re.findall(rf"`({NAME})`", cells[0]) if n in table]
+        literals = re.findall(r"`([^`]*)`", cells[1])
+        plain = LITERALS.fullmatch(cells[1].strip()) is not None
+        for index, name in enumerate(names):
+            shown = table[name].default
+            if plain and len(literals) == len(names):
+                if literals[index] != shown:
+                    differ.append(f"{name}: README `{literals[index]}`, --help {shown!r}")
+            elif shown and not cells[1]:
+                differ.append(f"{name}: README has no default, --help {shown!r}")
+    assert not differ, (
+        "defaults differ between README and backup/config/variables.py: " + "; ".join(differ)
+    )

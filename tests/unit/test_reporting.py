@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 from backup import log as log_module
 from backup import reporting
+from backup.config import load
 from backup.errors import ConfigError, IntegrityError
+from backup.outcome import VerifyOutcome
 
 START = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
 
@@ -42,3 +44,36 @@ def test_an_error_told_by_the_backup_is_not_told_again() -> None:
     assert not reporting.told(error)
     reporting._mark_told(error)
     assert reporting.told(error)
+
+
+def test_a_recorded_verify_reaches_its_own_report_only(tmp_path) -> None:
+    """What the verify command recorded goes into that run's report (its metrics say so), and
+    not into a later command's."""
+    metrics_file = tmp_path / "pgbackup.prom"
+    config = load(
+        {
+            "PGHOST": "127.0.0.1",
+            "PGDATABASE": "shop",
+            "BACKUP_DESTINATIONS": f"file://{tmp_path}",
+            "METRICS_FILE": str(metrics_file),
+        }
+    )
+    reporting.record_verify(
+        VerifyOutcome(
+            name="shop-20251110T030000Z",
+            database="shop",
+            destination=f"file://{tmp_path}",
+            size_bytes=100,
+            tables=0,
+            restore_test=True,
+        )
+    )
+    damaged = IntegrityError("shop-20251110T030000Z: sha256 mismatch")
+    reporting.tell_outcome(config, "verify", START, damaged, "python entrypoint.py verify")
+    verify_file = (tmp_path / "pgbackup.verify.prom").read_text()
+    assert (
+        f'pgbackup_last_verify_success{{database="shop",destination="file://{tmp_path}"}} 0.0'
+        in verify_file
+    )
+    reporting.tell_outcome(config, "prune", START, None, "python entrypoint.py prune")
+    assert "pgbackup_last_verify" not in (tmp_path / "pgbackup.prune.prom").read_text()
