@@ -153,10 +153,24 @@ def test_backup_verify_restore_after_every_backup(cluster, backup_dir, tmp_path)
         PGDATABASE="crm",
         BACKUP_VERIFY="restore",
         BACKUP_ROW_COUNTS="exact",
+        METRICS_FILE=str(tmp_path / "pgbackup.prom"),
     )
     result = run_job("backup", env=env)
     assert result.returncode == 0, result.output
     assert "test restore of crm-" in result.stderr
+    # The test restore's measured time is published as a verify run's would be.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    verify_metrics = (tmp_path / "pgbackup.verify.prom").read_text()
+    samples = {
+        sample.name: sample
+        for family in text_string_to_metric_families(verify_metrics)
+        for sample in family.samples
+    }
+    restore_time = samples["pgbackup_last_restore_test_seconds"]
+    assert restore_time.labels["database"] == "crm" and restore_time.value > 0
+    assert samples["pgbackup_last_verify_success"].value == 1
+    assert samples["pgbackup_last_verify_success_timestamp_seconds"].value > 0
 
 
 def test_restore_test_on_a_separate_scratch_server(cluster, pg17, backup_dir, tmp_path):
