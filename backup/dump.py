@@ -6,7 +6,8 @@ the databases), removes what a crashed run left unfinished, then calls ``backup_
 each database (and the globals with ``BACKUP_DATABASES=all``). One database failing does not
 stop the others; each returns a ``DatabaseResult``. ``outcome_error`` turns the results into the
 error that sets the exit code. The manifest is written here, after ``stream_dump`` returned:
-that is the commit.
+that is the commit. What each archive holds (row counts, exclusions) comes from its own table
+of contents (``postgres/contents.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import contextlib
 import itertools
 import logging
 import os
+import shlex
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,9 +34,11 @@ from backup.errors import (
 )
 from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
+from backup.postgres import contents
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.lockwatch import LockWatcher
+from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import stream_dump
@@ -74,7 +79,7 @@ def inspect_server(config: Config) -> Server:
         info = pg_server.server_info(conn)
         superuser = pg_server.is_superuser(conn)
         if pg.all_databases:
-            databases = pg_server.list_databases(conn)
+            databases = _without_excluded(pg_server.list_databases(conn), config)
         else:
             databases = list(pg.databases)
             existing = set(pg_server.list_databases(conn))
@@ -91,6 +96,19 @@ def inspect_server(config: Config) -> Server:
         extra={"stage": "connect", "server_version": info.version, "pg_dump": tools.version},
     )
     return Server(info=info, tools=tools, databases=databases, superuser=superuser)
+
+
+def _without_excluded(databases: list[str], config: Config) -> list[str]:
+    """The server's databases less BACKUP_EXCLUDE_DATABASES; an excluded name the server does
+    not have is a warning (a typo would back up the database the operator meant to skip)."""
+    excluded = config.dump.exclude_databases
+    unknown = [name for name in excluded if name not in databases]
+    if unknown:
+        log.warning(
+            "BACKUP_EXCLUDE_DATABASES names databases the server does not have: %s",
+            ", ".join(unknown),
+        )
+    return [name for name in databases if name not in excluded]
 
 
 def backup_database(
@@ -112,6 +130,9 @@ def backup_database(
     application_name = f"pg_dump pgbackup-job {os.getpid()} {next(_dump_counter)}"
     env["PGAPPNAME"] = application_name
     counts: dict[str, object] = {}
+    excluded: dict[str, object] = {}
+    snapshot_conn = None
+    catalog: dict[int, str] = {}
     watcher: LockWatcher | None = None
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
@@ -124,11 +145,23 @@ def backup_database(
                     )
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
-                counts, snapshot = _row_counts(config, stack, database)
-                argv = pg_tools.pg_dump_argv(server.tools, snapshot, config.lock_wait_timeout_s)
+                snapshot_conn, snapshot = contents.open_snapshot(config, stack, database)
+                catalog = contents.server_tables(config, database, snapshot_conn)
+                argv = pg_tools.pg_dump_argv(
+                    server.tools,
+                    snapshot,
+                    config.lock_wait_timeout_s,
+                    config.dump.pg_dump_options(),
+                )
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
                 )
+            # The archive's first bytes, its table of contents: what the dump really holds.
+            head = (
+                stack.enter_context(tempfile.TemporaryFile(prefix="pgbackup-toc-"))
+                if database is not None
+                else None
+            )
             result = stream_dump(
                 argv,
                 env,
@@ -136,7 +169,13 @@ def backup_database(
                 config.codec,
                 [(s, key) for s in storages],
                 Progress(f"backup {name}", config.log.progress_interval_s),
+                head=head,
+                head_limit_bytes=HEAD_LIMIT_BYTES,
             )
+            if database is not None and head is not None:
+                held = contents.read_contents(server.tools, head, label)
+                counts, excluded = contents.describe(config, database, catalog, snapshot_conn, held)
+                contents.log_excluded(label, excluded)
     except (Interrupted, RunTimedOut):
         raise
     except BackupError as err:
@@ -200,6 +239,8 @@ def backup_database(
         duration_s=round(result.seconds, 3),
         job_version=__version__,
         row_counts=counts,
+        pg_dump_args=list(config.dump.pg_dump_args) if database is not None else [],
+        excluded=excluded,
     )
     outcomes = []
     for storage, upload in zip(storages, result.uploads, strict=True):
@@ -260,34 +301,15 @@ def _encryption_record(config: Config) -> dict[str, object] | None:
     return {"format": "age", "recipients": recipient_fingerprints(config.codec)}
 
 
-def _row_counts(
-    config: Config, stack: contextlib.ExitStack, database: str
-) -> tuple[dict[str, object], str | None]:
-    """Row counts for the manifest; in ``exact`` mode, counted in the dump's own snapshot."""
-    mode = config.row_counts
-    if mode == "off":
-        return {}, None
-    pg = config.postgres
-    if mode == "estimate":
-        with pg_server.connect(pg, database) as conn:
-            return {"mode": "estimate", "tables": pg_server.row_counts(conn, "estimate")}, None
-    # One REPEATABLE READ transaction: export its snapshot, count in it, and keep it open until
-    # pg_dump (which imports the snapshot) is done, so counts and dump see the same data.
-    conn = stack.enter_context(pg_server.connect(pg, database, autocommit=False))
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    snapshot = row[0] if row else None
-    counts = pg_server.row_counts(conn, "exact")
-    stack.callback(conn.rollback)
-    return {"mode": "exact", "tables": counts}, snapshot
-
-
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
     server = inspect_server(config)
     _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
+    options = config.dump.pg_dump_options()
+    if options:
+        log.info("pg_dump options of every database dump: %s", shlex.join(options))
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))

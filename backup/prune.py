@@ -48,13 +48,16 @@ class Plan:
 
 def job_scope(config: Config) -> Scope:
     """The databases this job answers for: ``BACKUP_DATABASES`` (or ``PGDATABASE``); with
-    ``BACKUP_DATABASES=all``, every database the server has now, and the globals."""
+    ``BACKUP_DATABASES=all``, every database the server has now but those of
+    ``BACKUP_EXCLUDE_DATABASES`` (outside the job, like a database dropped from a list), and
+    the globals."""
     pg = config.postgres
     if not pg.all_databases:
         return Scope(frozenset(pg.databases))
     with pg_server.connect(pg, pg.database or "postgres") as conn:
         databases = pg_server.list_databases(conn)
-    return Scope(frozenset(databases), globals=True)
+    excluded = set(config.dump.exclude_databases)
+    return Scope(frozenset(d for d in databases if d not in excluded), globals=True)
 
 
 def plan(

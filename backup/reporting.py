@@ -14,6 +14,8 @@ backup, verify, prune, status): the run history, the metrics and the notificatio
   it, so a failure report names it) and then what it found; ``tell_outcome`` puts the last
   one recorded in the run's report (``RunReport.verify``) and forgets it. One process runs one
   command, so this is the one value carried from a command to its report besides the error.
+- ``publish_verify_metrics(config, ...)``: the verify metrics of the test restore that a backup
+  runs itself (``BACKUP_VERIFY=restore``), as a verify run would publish them; nobody is told.
 - ``tell_config_error(settings, command, ...)``: the same failure report for a configuration
   that ``config.load`` refused, through the channels that could be read leniently
   (``config.environment.parse_for_reports``).
@@ -147,6 +149,30 @@ def tell_outcome(
         )
         _tell(config.notify, config.metrics, report, notify_now=notify_now)
     except Exception as err:  # a second signal included: telling never changes the exit code
+        log.error("report: %s: %s", type(err).__name__, err)
+
+
+def publish_verify_metrics(
+    config: Config, started_at: datetime, outcome: VerifyOutcome, error: BackupError | None
+) -> None:
+    """The metrics of a test restore run by the backup itself (``BACKUP_VERIFY=restore``):
+    published as a ``verify`` run's (``pgbackup_last_restore_test_seconds``, the verify success
+    and its time, ``pgbackup_command_*{command="verify"}``), so the measured time to restore and
+    the "verify failing / stale" alerts hold without a separate verify job. Nobody is told: the
+    backup's own report says whether its test restore passed. Never raises."""
+    try:
+        report = command_report(
+            "verify",
+            started_at,
+            error,
+            host=config.postgres.display_host,
+            manual_command=f"python entrypoint.py verify {outcome.name} --restore-test",
+            retention_days=config.retention.days,
+            alert_after_failures=config.notify.alert_after_failures,
+            verify=outcome,
+        )
+        metrics.publish_command(config.metrics, report)
+    except Exception as err:  # telling never changes the exit code
         log.error("report: %s: %s", type(err).__name__, err)
 
 

@@ -190,8 +190,10 @@ def _restore_and_list(
 
 def _compare(pg: PostgresConfig, scratch: str, recorded: dict, restored_tables: list[str]) -> int:
     tables = recorded.get("tables", {}) if recorded else {}
+    # Tables the backup holds without their rows (BACKUP_EXCLUDE_TABLE_DATA) must exist too.
+    without_data = recorded.get("without_data", []) if recorded else []
     present = set(restored_tables)
-    missing = [t for t in tables if t not in present]
+    missing = [t for t in (*tables, *without_data) if t not in present]
     if missing:
         raise IntegrityError(
             f"test restore: {len(missing)} table(s) of the manifest are missing: "

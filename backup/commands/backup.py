@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -22,7 +23,7 @@ from backup import catalog, dump, history, notify, prune, reporting, storage, ve
 from backup.config import Config
 from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
-from backup.outcome import DatabaseResult
+from backup.outcome import DatabaseResult, VerifyOutcome
 from backup.storage import Storage
 from backup.stream.codec import DEFAULT_LEVEL
 
@@ -146,14 +147,34 @@ def _verify_after_backup(
         if result.name is None or result.database == "globals":
             continue
         entries = catalog.resolve(storages, result.name, result.database, None)
+        entry = entries[0]
+        started_at = datetime.now(UTC)
+        outcome = VerifyOutcome(
+            name=result.name,
+            database=result.database,
+            destination=entry.destination,
+            size_bytes=entry.manifest.size_bytes,
+            tables=0,
+            restore_test=True,
+        )
         try:
-            verify.restore_test(config, by_url, entries[0])
+            test = verify.restore_test(config, by_url, entry)
+        except (Interrupted, dump.RunTimedOut):
+            raise  # the run was stopped (exit 130, or BACKUP_TIMEOUT): not a failed restore
         except BackupError as err:
+            reporting.publish_verify_metrics(config, started_at, outcome, err)
             return IntegrityError(
                 f"BACKUP_VERIFY=restore: the new backup {result.name} failed its test restore: "
                 f"{err.message}",
                 hint=err.hint,
             )
+        outcome = replace(
+            outcome,
+            restore_seconds=test.seconds,
+            tables_checked=test.tables_checked,
+            row_counts_checked=test.row_counts_checked,
+        )
+        reporting.publish_verify_metrics(config, started_at, outcome, None)
     return None
 
 

@@ -75,7 +75,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 def job_scope(config: Config, storages: list[Storage]) -> Scope:
     """The job's databases; with ``all`` and the server unreachable, those that have backups
-    (status answers about freshness even while the database is down)."""
+    but the excluded ones (status answers about freshness even while the database is down)."""
     try:
         return engine.job_scope(config)
     except DatabaseError as err:
@@ -85,7 +85,7 @@ def job_scope(config: Config, storages: list[Storage]) -> Scope:
             err.message,
         )
     seen = {m.database for s in storages for m in manifest.read_all(s) if m.database}
-    return Scope(frozenset(seen), globals=True)
+    return Scope(frozenset(seen - set(config.dump.exclude_databases)), globals=True)
 
 
 def freshness(

@@ -8,6 +8,8 @@ else in the package reads ``os.environ``; each part receives only its slice of `
   known variables and ``unknown_variables`` (typos with a suggestion);
 - ``reader.py``: the ``Reader``, one typed and bounded variable at a time, problems collected;
 - ``database.py``: the source server's variables (libpq's, ``DATABASE_URL``, the databases);
+- ``dump_options.py``: what gets dumped (``BACKUP_PG_DUMP_ARGS`` checked as pg_dump reads it,
+  ``BACKUP_EXCLUDE_TABLE_DATA``, ``BACKUP_EXCLUDE_DATABASES``);
 - ``syntax.py``: the rules of values (lengths, characters, URLs, hosts, ports, regions, buckets);
 - ``files.py``: reading a ``NAME_FILE`` safely (a regular file, bounded, UTF-8);
 - ``age_keys.py``: age recipients and identities parsed with pyrage (also used by the stream);

@@ -20,6 +20,7 @@ from backup import languages
 from backup.config import age_keys, cpus, files, notify_urls, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
+from backup.config.dump_options import read_dump
 from backup.config.model import (
     B2_PRICE_PER_GB_MONTH,
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
@@ -391,6 +392,7 @@ def _metrics_file_problem(path: str) -> str | None:
 def _read(r: Reader) -> Config:
     """Every variable read into a ``Config``; the problems found are left in ``r.problems``."""
     postgres = read_postgres(r)
+    dump = read_dump(r, () if postgres.all_databases else postgres.databases)
     storage = _storage(r)
     codec = _codec(r)
     retention = _retention(r)
@@ -433,6 +435,7 @@ def _read(r: Reader) -> Config:
         notify=notify,
         metrics=metrics,
         log=log,
+        dump=dump,
         verify=verify,
         row_counts=row_counts,
         verify_database_url=verify_url,

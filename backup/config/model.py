@@ -209,6 +209,23 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class DumpConfig:
+    """What gets dumped (``config/dump_options.py`` reads it)."""
+
+    pg_dump_args: tuple[str, ...] = ()
+    """BACKUP_PG_DUMP_ARGS: extra pg_dump options, checked; database dumps only."""
+    exclude_table_data: tuple[str, ...] = ()
+    """BACKUP_EXCLUDE_TABLE_DATA: pg_dump patterns, each an ``--exclude-table-data``."""
+    exclude_databases: tuple[str, ...] = ()
+    """BACKUP_EXCLUDE_DATABASES: names left out of the databases backed up."""
+
+    def pg_dump_options(self) -> tuple[str, ...]:
+        """Everything added to a database's pg_dump argv."""
+        excluded = tuple(f"--exclude-table-data={p}" for p in self.exclude_table_data)
+        return (*self.pg_dump_args, *excluded)
+
+
+@dataclass(frozen=True)
 class Config:
     postgres: PostgresConfig
     storage: StorageConfig
@@ -226,6 +243,7 @@ class Config:
     """BACKUP_TIMEOUT: the longest a whole run may take before it is aborted (exit 3)."""
     lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_TIMEOUT_S
     """BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout for each table lock."""
+    dump: DumpConfig = field(default_factory=DumpConfig)
     strict_env: bool = True
     """BACKUP_STRICT_ENV: ``check`` fails on ``unknown_variables`` (else it only warns)."""
     unknown_variables: tuple[tuple[str, str | None], ...] = ()

@@ -100,6 +100,12 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BACKUP_DATABASES", "", "comma list of databases, or 'all' (plus roles and "
        "tablespaces); default: DATABASE_URL's or PGDATABASE", _DB,
        frozenset({BACKUP, PRUNE, STATUS, CHECK})),
+    _v("BACKUP_EXCLUDE_DATABASES", "", "comma list of databases left out of 'all'", _DB,
+       frozenset({BACKUP, PRUNE, STATUS, CHECK})),
+    _v("BACKUP_PG_DUMP_ARGS", "", "extra pg_dump options (-T public.big --no-owner); the "
+       "pipeline's, the connection's and -s/-a refused", _DB, frozenset({BACKUP, CHECK})),
+    _v("BACKUP_EXCLUDE_TABLE_DATA", "", "comma list of table patterns dumped without rows",
+       _DB, frozenset({BACKUP, CHECK})),
     _v("PGSSLMODE", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLROOTCERT", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLCERT", "", _LIBPQ, _DB, SERVER),

@@ -47,6 +47,13 @@ class Manifest:
     job_version: str
     raw_size_bytes: int = 0
     row_counts: dict[str, Any] = field(default_factory=dict)
+    """``mode``, ``tables`` (rows of each table whose data the archive holds) and, when some
+    tables are created without their rows, ``without_data``: what a test restore expects."""
+    pg_dump_args: list[str] = field(default_factory=list)
+    """BACKUP_PG_DUMP_ARGS as the dump ran with them (absent from older manifests)."""
+    excluded: dict[str, Any] = field(default_factory=dict)
+    """What was left out: ``table_data_patterns`` (BACKUP_EXCLUDE_TABLE_DATA), ``table_data``
+    (tables kept without rows), ``tables`` (the server's tables the archive lacks)."""
     format_version: int = FORMAT_VERSION
 
     @property
@@ -189,6 +196,14 @@ def _field_problem(data: dict[str, Any]) -> str | None:
         return f"encryption is {data['encryption']!r}, not an object or null"
     if not isinstance(data.get("row_counts", {}), dict):
         return "row_counts is not an object"
+    without_data = data.get("row_counts", {}).get("without_data", [])
+    if not isinstance(without_data, list) or not all(isinstance(t, str) for t in without_data):
+        return "row_counts.without_data is not a list of table names"
+    args = data.get("pg_dump_args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        return "pg_dump_args is not a list of strings"
+    if not isinstance(data.get("excluded", {}), dict):
+        return "excluded is not an object"
     for name in ("created_at", "finished_at"):
         try:
             _parse_iso(data[name])

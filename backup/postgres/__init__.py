@@ -1,3 +1,3 @@
 """PostgreSQL: the client tools and their command lines (``tools.py``), the server spoken to
-in-process (``server.py``), checked child processes (``processes.py``) and pg_restore fed from a
-stream (``pg_restore.py``)."""
+in-process (``server.py``), checked child processes (``processes.py``), pg_restore fed from a
+stream (``pg_restore.py``) and what a dump holds, for its manifest (``contents.py``)."""

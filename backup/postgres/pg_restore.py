@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO, Protocol
 
 from backup.config import PostgresConfig
@@ -27,6 +28,7 @@ from backup.postgres.tools import (
     pg_restore_argv,
     pg_restore_database_script_argv,
     pg_restore_database_toc_argv,
+    pg_restore_list_argv,
 )
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,9 @@ def _spool_toc(tools: Tools, stored: Drainable, archive: Readable, spool: IO[byt
         children.finish()
 
 
-def _run_reader(argv: list[str], archive: IO[bytes]) -> str:
+def _run_reader(
+    argv: list[str], archive: IO[bytes], what: str = "the database's properties"
+) -> str:
     archive.flush()
     archive.seek(0)
     try:
@@ -147,14 +151,52 @@ def _run_reader(argv: list[str], archive: IO[bytes]) -> str:
             env=child_env(),  # it reads a file and connects nowhere: no secret
         )
     except (OSError, subprocess.SubprocessError) as err:
-        raise DatabaseError(f"{argv[0]} could not read the archive's properties: {err}") from err
+        raise DatabaseError(f"{argv[0]} could not read {what} from the archive: {err}") from err
     if done.returncode != 0:
         text = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise DatabaseError(
-            "pg_restore could not read the database's properties from the archive: "
+            f"pg_restore could not read {what} from the archive: "
             + (text[-1] if text else f"exit {done.returncode}")
         )
     return done.stdout.decode("utf-8")
+
+
+@dataclass(frozen=True)
+class ArchiveTables:
+    """The tables of an archive's table of contents, by their OID on the dumped server."""
+
+    tables: frozenset[int]
+    """Every table the archive creates."""
+    with_data: frozenset[int]
+    """The tables whose rows it holds (a TABLE DATA entry)."""
+
+
+def toc_tables(listing: str) -> ArchiveTables:
+    """The TABLE and TABLE DATA entries of ``pg_restore --list`` output, whose lines read
+    ``<id>; <tableoid> <oid> <desc> <schema> <name> <owner>``. Read by OID, the table's own
+    for both kinds of entry (pg_dump's makeTableDataInfo), never by names, which may hold
+    spaces (``"Odd Schema"."Mixed Case Table"``)."""
+    tables: set[int] = set()
+    with_data: set[int] = set()
+    for line in listing.splitlines():
+        if line.startswith(";"):
+            continue
+        parts = line.partition("; ")[2].split(" ", 2)
+        if len(parts) < 3 or not parts[1].isdigit():
+            continue
+        entry = parts[2]
+        if entry.startswith("TABLE DATA "):
+            with_data.add(int(parts[1]))
+        elif entry.startswith("TABLE ") and not entry.startswith("TABLE ATTACH "):
+            tables.add(int(parts[1]))
+    return ArchiveTables(frozenset(tables), frozenset(with_data))
+
+
+def read_archive_tables(tools: Tools, head: IO[bytes]) -> ArchiveTables:
+    """The tables of the archive whose first bytes (its table of contents) are in ``head``
+    (``pg_restore --list``; needs no server). ``DatabaseError`` when it cannot be read."""
+    listing = _run_reader(pg_restore_list_argv(tools), head, "the table of contents")
+    return toc_tables(listing)
 
 
 def archive_error(child: Child, code: int) -> BackupError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -131,7 +131,7 @@ def is_superuser(conn: psycopg.Connection) -> bool:
 
 
 _COUNTED_TABLES = """
-SELECT n.nspname, c.relname, c.reltuples::bigint
+SELECT n.nspname, c.relname, c.reltuples::bigint, c.oid::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
@@ -145,13 +145,23 @@ def table_key(schema: str, table: str) -> str:
     return f"{schema}.{table}"
 
 
-def row_counts(conn: psycopg.Connection, mode: str) -> dict[str, int]:
+def row_counts(
+    conn: psycopg.Connection, mode: str, only: Callable[[str], bool] | None = None
+) -> dict[str, int]:
     """Rows per user table: ``exact`` counts (in the caller's snapshot), ``estimate`` reads
-    planner statistics (-1 where the table was never analysed)."""
+    planner statistics (-1 where the table was never analysed). With ``only``, the tables
+    (``schema.table``) it accepts, the others neither counted nor listed."""
     tables = conn.execute(_COUNTED_TABLES).fetchall()
+    if only is not None:
+        tables = [row for row in tables if only(table_key(row[0], row[1]))]
     if mode == "estimate":
-        return {table_key(s, t): int(n) for s, t, n in tables}
-    return {table_key(s, t): count_rows(conn, s, t) for s, t, _ in tables}
+        return {table_key(s, t): int(n) for s, t, n, _ in tables}
+    return {table_key(s, t): count_rows(conn, s, t) for s, t, _, _ in tables}
+
+
+def user_tables(conn: psycopg.Connection) -> dict[int, str]:
+    """``schema.table`` of every table ``row_counts`` counts, by OID."""
+    return {int(oid): table_key(s, t) for s, t, _, oid in conn.execute(_COUNTED_TABLES)}
 
 
 def create_database(conn: psycopg.Connection, name: str, owner: str | None = None) -> None:

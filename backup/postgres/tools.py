@@ -148,14 +148,19 @@ def reader_tools(dump_version: str, extra_dirs: Sequence[str] = ()) -> Tools:
 
 
 def pg_dump_argv(
-    tools: Tools, snapshot: str | None = None, lock_wait_timeout_s: float | None = None
+    tools: Tools,
+    snapshot: str | None = None,
+    lock_wait_timeout_s: float | None = None,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """One database in the custom format, uncompressed (the job compresses), to stdout.
 
     With ``lock_wait_timeout_s``, pg_dump gives up (and fails) when a table's lock is not
     granted in that time, instead of waiting behind an ``ACCESS EXCLUSIVE`` lock forever.
+    ``extra_args`` (BACKUP_PG_DUMP_ARGS, BACKUP_EXCLUDE_TABLE_DATA; checked by the
+    configuration) come first, so the job's own options would win a repeated one.
     """
-    argv = [tools.path("pg_dump"), "-Fc", "-Z0", "--no-password"]
+    argv = [tools.path("pg_dump"), *extra_args, "-Fc", "-Z0", "--no-password"]
     if lock_wait_timeout_s:
         argv.append(f"--lock-wait-timeout={max(1, round(lock_wait_timeout_s * 1000))}")
     if snapshot:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from backup.config import CodecConfig
 from backup.errors import DatabaseError
@@ -41,7 +42,12 @@ def stream_dump(
     codec: CodecConfig,
     targets: list[tuple[Storage, str]],
     progress: Progress,
+    head: IO[bytes] | None = None,
+    head_limit_bytes: int = 0,
 ) -> StreamResult:
+    """Run ``argv`` and stream its output to every target. With ``head``, the first
+    ``head_limit_bytes`` of the raw output are also written there (a custom-format archive's
+    table of contents: what the dump holds, read after the stream by the caller)."""
     started = time.monotonic()
     fanout = Fanout(targets)
     encoder = open_encoder(codec, fanout)
@@ -63,6 +69,8 @@ def stream_dump(
                     n = len(chunk)
                 if not n:
                     break
+                if head is not None and raw < head_limit_bytes:
+                    head.write(chunk[: head_limit_bytes - raw])
                 raw += n
                 encoder.write(chunk)
                 progress.update(raw, fanout.size)

@@ -153,10 +153,24 @@ def test_backup_verify_restore_after_every_backup(cluster, backup_dir, tmp_path)
         PGDATABASE="crm",
         BACKUP_VERIFY="restore",
         BACKUP_ROW_COUNTS="exact",
+        METRICS_FILE=str(tmp_path / "pgbackup.prom"),
     )
     result = run_job("backup", env=env)
     assert result.returncode == 0, result.output
     assert "test restore of crm-" in result.stderr
+    # The test restore's measured time is published as a verify run's would be.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    verify_metrics = (tmp_path / "pgbackup.verify.prom").read_text()
+    samples = {
+        sample.name: sample
+        for family in text_string_to_metric_families(verify_metrics)
+        for sample in family.samples
+    }
+    restore_time = samples["pgbackup_last_restore_test_seconds"]
+    assert restore_time.labels["database"] == "crm" and restore_time.value > 0
+    assert samples["pgbackup_last_verify_success"].value == 1
+    assert samples["pgbackup_last_verify_success_timestamp_seconds"].value > 0
 
 
 def test_restore_test_on_a_separate_scratch_server(cluster, pg17, backup_dir, tmp_path):
@@ -178,3 +192,34 @@ def test_restore_test_on_a_separate_scratch_server(cluster, pg17, backup_dir, tm
     assert f"127.0.0.1:{pg17.port}" in result.stderr
     assert pg17.password not in result.output
     assert set(pg17.databases()) == before
+
+
+def test_a_signal_during_the_backups_own_test_restore_is_exit_130(cluster, backup_dir, tmp_path):
+    """SIGTERM while BACKUP_VERIFY=restore restores: the run was stopped (exit 130), it is not
+    a backup that failed its test restore (exit 5), and no verify failure is published."""
+    from tests.e2e.helpers import REAL_BIN
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("pg_dump", "psql", "pg_dumpall"):
+        (bindir / tool).symlink_to(REAL_BIN / tool)
+    script = bindir / "pg_restore"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *pgbackup_verify_*) kill -TERM "$PPID"; sleep 5 ;; esac\n'
+        f'exec {REAL_BIN}/pg_restore "$@"\n'
+    )
+    script.chmod(0o755)
+    env = _env(
+        cluster,
+        backup_dir,
+        tmp_path,
+        PGDATABASE="crm",
+        BACKUP_VERIFY="restore",
+        BACKUP_PG_BIN_DIRS=str(bindir),
+        METRICS_FILE=str(tmp_path / "pgbackup.prom"),
+    )
+    result = run_job("backup", env=env)
+    assert result.returncode == 130, result.output
+    assert "failed its test restore" not in result.stderr
+    assert not (tmp_path / "pgbackup.verify.prom").exists()
