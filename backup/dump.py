@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,6 +62,47 @@ class RunTimedOut(DatabaseError):
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+NAME_ATTEMPTS = 5
+
+
+def unused_moment(storages: list[Storage], database: str | None) -> datetime:
+    """The moment a backup is named after: now, or the next second where no destination holds
+    an object of that name yet.
+
+    Names have one-second resolution. A run that starts in the second its predecessor's backup
+    was named (a small database, a run started by hand after cron's), or on a machine whose
+    clock is behind another's, would otherwise upload under a committed backup's keys: its
+    object would replace that backup's before its own manifest replaces the old one, and a run
+    that then fails leaves the old manifest over new bytes. A destination that cannot be listed
+    here is left to the upload, which reports it as usual. Raises ``StorageError`` when the
+    next ``NAME_ATTEMPTS`` seconds are all taken (backups named in this machine's future)."""
+    for _ in range(NAME_ATTEMPTS):
+        moment = now_utc()
+        stem = manifest.manifest_key(database, moment).removesuffix(manifest.MANIFEST_SUFFIX)
+        taken = [s.url for s in storages if _holds(s, f"{stem}.")]
+        if not taken:
+            return moment
+        log.info(
+            "a backup named %s already exists in %s: naming this one a second later",
+            stem.rsplit("/", 1)[-1],
+            ", ".join(taken),
+        )
+        time.sleep(max(0.0, (moment.timestamp() + 1) - time.time()) + 0.01)
+    raise StorageError(
+        f"backups named for each of the next {NAME_ATTEMPTS} seconds already exist "
+        f"({stem.rsplit('/', 1)[-1]} and before): refusing to overwrite them",
+        hint="is this machine's clock behind the one that wrote them? check NTP",
+    )
+
+
+def _holds(storage: Storage, prefix: str) -> bool:
+    try:
+        return bool(storage.list(prefix))
+    except StorageError as err:
+        log.debug("cannot list %s before naming the backup: %s", storage.url, err)
+        return False
 
 
 @dataclass
@@ -116,7 +158,7 @@ def backup_database(
 ) -> DatabaseResult:
     """One dump (``database=None``: the globals) streamed to every destination, then committed."""
     label = database if database is not None else "globals"
-    started_at = now_utc()
+    started_at = unused_moment(storages, database)
     suffix = object_suffix(config.codec.compression, config.codec.encrypted)
     key = manifest.object_key(database, started_at, suffix)
     name = (

@@ -551,3 +551,14 @@ def test_compression_threads_write_a_standard_zst_that_restores(pg15, big_db, jo
     assert restored.returncode == 0, restored.output
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, big_db)
     pg15.execute("postgres", f'DROP DATABASE "{target}"')
+
+
+def test_backups_run_back_to_back_never_share_a_name(job_env, backup_dir):
+    """Three runs in a row of a small database (often within one second): three backups, each
+    with its own manifest and object, none overwritten."""
+    for _ in range(3):
+        result = run_job("backup", env=job_env)
+        assert result.returncode == 0, result.output
+    listed = json.loads(run_job("list", "--json", env=job_env).stdout)
+    assert len({entry["name"] for entry in listed}) == 3
+    assert len(list(backup_dir.rglob("*.manifest.json"))) == 3
