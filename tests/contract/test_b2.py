@@ -329,3 +329,43 @@ def test_memory_is_parts_in_flight_times_the_growing_part(b2_sim: B2Sim, tmp_pat
     grown = peak - baseline
     # The last parts are 8 MiB: 2 of them, and some slack for the interpreter's own use.
     assert grown < 2.5 * 4 * part, f"{grown / MIB:.1f} MiB for 2 parts of {4 * part // MIB} MiB"
+
+
+def test_abort_is_heard_while_every_part_is_busy(
+    b2_sim: B2Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both part buffers are taken by uploads that hang; the dump is then aborted. The reader,
+    waiting for a buffer, hears it (``read(0)`` raises) and ``put`` ends at once with the
+    stream's own error, the large file cancelled, instead of waiting for the parts."""
+    monkeypatch.setattr("backup.storage.b2.large_file.SLOT_POLL_S", 0.05)
+    release = threading.Event()
+    upload_part = b2_sim.sim.upload_part
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return upload_part(*args, **kwargs)
+
+    b2_sim.sim.upload_part = hanging
+
+    class Aborted(Exception):
+        pass
+
+    class AbortableStream:
+        aborted = threading.Event()
+
+        def read(self, size: int = -1) -> bytes:
+            if self.aborted.is_set():
+                raise Aborted("the run was stopped")
+            return b"a" * (size if size > 0 else 0)
+
+    stream = AbortableStream()
+    threading.Timer(0.3, stream.aborted.set).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Aborted):
+            b2_storage(b2_sim).put("db/aborted.dump", stream)
+        assert time.monotonic() - started < 3
+        assert b2_sim.unfinished_large_files() == []
+    finally:
+        release.set()
+    assert b2_sim.file_versions() == []
