@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import mmap
 import threading
 from concurrent.futures import Future
@@ -50,8 +49,6 @@ from b2sdk.v2 import (
 from backup.config import MIB
 from backup.errors import StorageError
 from backup.storage.base import Readable
-
-logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/octet-stream"
 # Size of one read() on the source stream while a part fills.
