@@ -182,7 +182,9 @@ class PartRecorder:
     """Records (part number, size) of every ``b2_upload_part`` the simulator receives, and fails
     the parts numbered in ``fail`` (every attempt) as a broken B2 would."""
 
-    def __init__(self, b2_sim: B2Sim, fail: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, b2_sim: B2Sim, fail: frozenset[int] = frozenset(), break_once: int = 0
+    ) -> None:
         self.sizes: dict[int, int] = {}
         self.attempts: dict[int, int] = {}
         upload_part = b2_sim.sim.upload_part
@@ -193,6 +195,9 @@ class PartRecorder:
             self.attempts[number] = self.attempts.get(number, 0) + 1
             if number in fail:
                 raise b2exc.ServiceError("503 service unavailable")
+            if number == break_once and self.attempts[number] == 1:
+                args[0].read(length // 2)  # half the body sent, then the connection breaks
+                raise b2exc.B2ConnectionError("connection reset by peer")
             self.sizes[number] = length
             return upload_part(url, token, number, length, sha1, *args, **kwargs)
 
@@ -243,6 +248,17 @@ def test_failed_stream_after_grown_parts_cancels_the_large_file(b2_sim: B2Sim) -
     assert max(parts.sizes.values()) > B2_SIM_PART_SIZE  # parts had grown
     assert b2_sim.unfinished_large_files() == []
     assert b2_sim.file_versions() == []
+
+
+def test_part_broken_mid_body_is_sent_again_whole(b2_sim: B2Sim) -> None:
+    """A part whose connection broke after half its body is sent again from its first byte."""
+    storage = b2_storage(b2_sim, parts_per_step=2)
+    parts = PartRecorder(b2_sim, break_once=3)
+    data = payload(9 * B2_SIM_PART_SIZE + 7)
+    assert storage.put("db/x.dump", io.BytesIO(data)) == len(data)
+    assert parts.attempts[3] == 2
+    with storage.open("db/x.dump") as stream:
+        assert stream.read() == data
 
 
 def test_part_failing_every_attempt_cancels_the_large_file(b2_sim: B2Sim) -> None:

@@ -273,11 +273,15 @@ def read_part(stream: Readable, size: int) -> bytes | mmap.mmap:
     pages of parts of varying sizes). An empty stream gives ``b""``."""
     mapped = mmap.mmap(-1, size)
     filled = 0
-    while filled < size:
-        chunk = stream.read(min(READ_SIZE, size - filled))
-        if not chunk:
-            break
-        filled += mapped.write(chunk)
+    try:
+        while filled < size:
+            chunk = stream.read(min(READ_SIZE, size - filled))
+            if not chunk:
+                break
+            filled += mapped.write(chunk)
+    except BaseException:
+        mapped.close()  # now, not when the traceback that holds this frame is gone
+        raise
     if filled == 0:
         mapped.close()
         return b""
