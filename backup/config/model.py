@@ -19,8 +19,8 @@ MIB = 1024 * 1024
 MIN_PART_SIZE_MB = 5
 MAX_PART_SIZE_MB = 5 * 1024
 # 8 MiB parts x 2 in flight keeps a backup to S3 or B2 under 100 MB for the whole process tree.
-# On S3 the parts grow every 1,000 (storage/s3/multipart.py), so 10,000 parts hold 430 GiB;
-# B2's parts do not grow (b2sdk's unbound stream): 10,000 x 8 MiB is 78 GiB there.
+# The parts grow with the backup, so 10,000 parts hold 430 GiB on S3 (every 1,000 parts:
+# storage/s3/multipart.py) and 1.6 TiB on B2 (every 250: storage/b2/large_file.py).
 DEFAULT_PART_SIZE_MB = 8
 # BACKUP_COMPRESSION_THREADS: zstd's own limit is 200 workers; past a few dozen nothing is gained.
 MAX_COMPRESSION_THREADS = 64

@@ -139,8 +139,9 @@ VARIABLES: tuple[Variable, ...] = (
        _DEST, EVERY),
     _v("S3_SSE", "", "server-side encryption of each upload: AES256, aws:kms, aws:kms:dsse",
        _DEST, frozenset({BACKUP, CHECK})),
-    _v("BACKUP_PART_SIZE_MB", "8", "upload part size for B2 and S3 (5-5120); memory is about "
-       "part size x 2 per destination", _DEST, frozenset({BACKUP})),
+    _v("BACKUP_PART_SIZE_MB", "8", "first upload part size for B2 and S3 (5-5120), growing "
+       "with the backup; memory is about part size x 2 per destination", _DEST,
+       frozenset({BACKUP})),
     _v("BACKUP_RETRY_ATTEMPTS", "5", "tries per request or part (never of the whole dump)",
        _DEST, EVERY),
     _v("BACKUP_RETRY_MAX_SECONDS", "120", "no new try this many seconds after the first",

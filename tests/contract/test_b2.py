@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
+import mmap
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from b2sdk.v2 import SSE_NONE
 from b2sdk.v2 import exception as b2exc
 
-from backup.config import B2Config, Destination, Secret, StorageConfig
+from backup.config import (
+    MAX_PART_SIZE_MB,
+    MIB,
+    MIN_PART_SIZE_MB,
+    B2Config,
+    Destination,
+    Secret,
+    StorageConfig,
+)
 from backup.errors import ObjectNotFound, StorageError
 from backup.storage.b2 import B2Storage
-from tests.contract.conftest import PREFIX, b2_storage
+from backup.storage.b2.large_file import B2_MAX_PARTS, PARTS_PER_STEP, capacity_bytes, part_size
+from tests.contract.conftest import B2_SIM_PART_SIZE, PREFIX, b2_storage
 from tests.contract.test_storage_contract import DumpFailed, FailingStream
 from tests.fixtures.b2sim import B2Sim, simulated_api
-
-
-def test_b2sdk_alone_leaves_the_large_file_unfinished(b2_sim: B2Sim) -> None:
-    """Why put() cancels by itself: b2sdk re-raises the stream's error and cancels nothing.
-
-    If a b2sdk release starts cancelling, this fails and the manual cancel can be reviewed.
-    """
-    with pytest.raises(DumpFailed):
-        b2_sim.bucket.upload_unbound_stream(
-            FailingStream(2500), "raw/failed", recommended_upload_part_size=1000
-        )
-    assert b2_sim.unfinished_large_files("raw/") == ["raw/failed"]
 
 
 def test_large_stream_is_a_large_file(b2_sim: B2Sim) -> None:
@@ -173,13 +178,210 @@ def test_from_destination_without_credentials() -> None:
     assert "B2_APPLICATION_KEY" in raised.value.hint
 
 
-def test_too_many_parts_stops_early_with_a_hint(
-    b2_sim: B2Sim, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("backup.storage.b2.storage.B2_MAX_PARTS", 3)
-    storage = b2_storage(b2_sim)
+class PartRecorder:
+    """Records (part number, size) of every ``b2_upload_part`` the simulator receives, and fails
+    the parts numbered in ``fail`` (every attempt) as a broken B2 would."""
+
+    def __init__(
+        self, b2_sim: B2Sim, fail: frozenset[int] = frozenset(), break_once: int = 0
+    ) -> None:
+        self.sizes: dict[int, int] = {}
+        self.attempts: dict[int, int] = {}
+        upload_part = b2_sim.sim.upload_part
+
+        def recording(
+            url: str, token: str, number: int, length: int, sha1: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            self.attempts[number] = self.attempts.get(number, 0) + 1
+            if number in fail:
+                raise b2exc.ServiceError("503 service unavailable")
+            if number == break_once and self.attempts[number] == 1:
+                args[0].read(length // 2)  # half the body sent, then the connection breaks
+                raise b2exc.B2ConnectionError("connection reset by peer")
+            self.sizes[number] = length
+            return upload_part(url, token, number, length, sha1, *args, **kwargs)
+
+        b2_sim.sim.upload_part = recording
+
+
+def payload(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+def test_parts_grow_so_10000_hold_a_terabyte(b2_sim: B2Sim) -> None:
+    """Parts grow by the first part's size every ``parts_per_step`` parts: here B2's 10,000
+    parts are 20 (the simulator refuses part 21, as B2 refuses part 10,001) of 1,000 bytes
+    growing every 5, so a stream of 45 x the first part fits, and reads back whole."""
+    b2_sim.sim.MAX_PART_ID = 20
+    storage = b2_storage(b2_sim, parts_per_step=5, max_parts=20)
+    parts = PartRecorder(b2_sim)
+    data = payload(45 * B2_SIM_PART_SIZE + 123)
+    assert storage.put("db/grown.dump", io.BytesIO(data)) == len(data)
+    sizes = [parts.sizes[n] for n in sorted(parts.sizes)]
+    assert sizes == [1000] * 5 + [2000] * 5 + [3000] * 5 + [4000] * 3 + [3123]
+    with storage.open("db/grown.dump") as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert b2_sim.unfinished_large_files() == []
+    # The real limits: from the smallest first part allowed, 10,000 parts hold 1 TB; from the
+    # default 8 MiB, 1.5 TiB.
+    assert capacity_bytes(MIN_PART_SIZE_MB * MIB, PARTS_PER_STEP, B2_MAX_PARTS) > 10**12
+    assert capacity_bytes(8 * MIB, PARTS_PER_STEP, B2_MAX_PARTS) > 1536 * 1024 * MIB
+    assert part_size(MAX_PART_SIZE_MB * MIB, PARTS_PER_STEP, B2_MAX_PARTS) <= 5 * 1000**3
+
+
+def test_too_many_parts_stops_early_with_a_hint(b2_sim: B2Sim) -> None:
+    storage = b2_storage(b2_sim, parts_per_step=100, max_parts=3)
     with pytest.raises(StorageError) as raised:
         storage.put("huge.dump", io.BytesIO(b"h" * 3500))
     assert "BACKUP_PART_SIZE_MB" in raised.value.hint
     assert storage.list() == []
     assert b2_sim.unfinished_large_files() == []
+
+
+def test_failed_stream_after_grown_parts_cancels_the_large_file(b2_sim: B2Sim) -> None:
+    storage = b2_storage(b2_sim, parts_per_step=2)
+    parts = PartRecorder(b2_sim)
+    stream = FailingStream(12 * B2_SIM_PART_SIZE)
+    with pytest.raises(DumpFailed) as raised:
+        storage.put("db/x.dump", stream)
+    assert raised.value is stream.error
+    assert max(parts.sizes.values()) > B2_SIM_PART_SIZE  # parts had grown
+    assert b2_sim.unfinished_large_files() == []
+    assert b2_sim.file_versions() == []
+
+
+def test_part_broken_mid_body_is_sent_again_whole(b2_sim: B2Sim) -> None:
+    """A part whose connection broke after half its body is sent again from its first byte."""
+    storage = b2_storage(b2_sim, parts_per_step=2)
+    parts = PartRecorder(b2_sim, break_once=3)
+    data = payload(9 * B2_SIM_PART_SIZE + 7)
+    assert storage.put("db/x.dump", io.BytesIO(data)) == len(data)
+    assert parts.attempts[3] == 2
+    with storage.open("db/x.dump") as stream:
+        assert stream.read() == data
+
+
+def test_part_failing_every_attempt_cancels_the_large_file(b2_sim: B2Sim) -> None:
+    """b2sdk retries a part (5 attempts, a fresh upload URL each); when every one fails, the
+    put is a storage error, no other part starts an attempt and nothing stays."""
+    storage = b2_storage(b2_sim, parts_per_step=2)
+    parts = PartRecorder(b2_sim, fail=frozenset({3}))
+    with pytest.raises(StorageError) as raised:
+        storage.put("db/x.dump", io.BytesIO(payload(20 * B2_SIM_PART_SIZE)))
+    assert raised.value.exit_code == 4
+    assert parts.attempts[3] == 5
+    assert b2_sim.unfinished_large_files() == []
+    assert b2_sim.file_versions() == []
+
+
+def memory_bytes() -> int:
+    """This process's resident memory but files: its heap and anonymous maps (shared ones too,
+    as ``mmap.mmap(-1, n)`` makes), not the pages of files it maps."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return sum(int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssShmem"))
+
+
+def test_memory_is_parts_in_flight_times_the_growing_part(b2_sim: B2Sim, tmp_path: Path) -> None:
+    """``put`` holds at most ``parts_in_flight`` parts (2 x the current part) and gives each
+    back to the system when it is sent. Measured: the process's anonymous resident memory,
+    sampled during the upload; the simulator keeps what it receives in files (file-backed
+    maps, not anonymous memory), standing for the network."""
+    bucket_sim = b2_sim.sim.bucket_id_to_bucket[b2_sim.bucket.id_]
+    received = itertools.count()
+
+    def post_to_file(stream: Any, content_length: int) -> Any:
+        path = tmp_path / f"request-{next(received)}"
+        with path.open("wb") as body:
+            for chunk in iter(lambda: stream.read(64 * 1024), b""):
+                body.write(chunk)
+        if content_length == 0:
+            return b""
+        with path.open("rb") as body:
+            return mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
+
+    bucket_sim._simulate_chunked_post = post_to_file
+    part = 2 * MIB
+    storage = b2_storage(b2_sim, part_size_bytes=part, parts_per_step=4)
+    chunk = payload(MIB)
+
+    class Generated:
+        """16 parts of 2, 2, 2, 2, 4, ... 8 MiB (80 MiB), made on the fly: the source holds
+        nothing."""
+
+        left = 80 * MIB
+
+        def read(self, size: int = -1) -> bytes:
+            size = min(size if size >= 0 else MIB, MIB, self.left)
+            self.left -= size
+            return chunk[:size]
+
+    baseline = memory_bytes()
+    peak = baseline
+    sending = threading.Event()
+    sending.set()
+
+    def sample() -> None:
+        nonlocal peak
+        while sending.is_set():
+            peak = max(peak, memory_bytes())
+            time.sleep(0.002)
+
+    finish = b2_sim.sim.finish_large_file
+
+    def stop_sampling(*args: Any, **kwargs: Any) -> Any:
+        sending.clear()  # the simulator then joins the parts in memory: that is not the job
+        sampler.join()
+        return finish(*args, **kwargs)
+
+    b2_sim.sim.finish_large_file = stop_sampling
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        assert storage.put("db/measured.dump", Generated()) == 80 * MIB
+    finally:
+        sending.clear()
+        sampler.join()
+    grown = peak - baseline
+    # The last parts are 8 MiB: 2 of them, and some slack for the interpreter's own use.
+    assert grown < 2.5 * 4 * part, f"{grown / MIB:.1f} MiB for 2 parts of {4 * part // MIB} MiB"
+
+
+def test_abort_is_heard_while_every_part_is_busy(
+    b2_sim: B2Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both part buffers are taken by uploads that hang; the dump is then aborted. The reader,
+    waiting for a buffer, hears it (``read(0)`` raises) and ``put`` ends at once with the
+    stream's own error, the large file cancelled, instead of waiting for the parts."""
+    monkeypatch.setattr("backup.storage.b2.large_file.SLOT_POLL_S", 0.05)
+    release = threading.Event()
+    upload_part = b2_sim.sim.upload_part
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return upload_part(*args, **kwargs)
+
+    b2_sim.sim.upload_part = hanging
+
+    class Aborted(Exception):
+        pass
+
+    class AbortableStream:
+        aborted = threading.Event()
+
+        def read(self, size: int = -1) -> bytes:
+            if self.aborted.is_set():
+                raise Aborted("the run was stopped")
+            return b"a" * (size if size > 0 else 0)
+
+    stream = AbortableStream()
+    threading.Timer(0.3, stream.aborted.set).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Aborted):
+            b2_storage(b2_sim).put("db/aborted.dump", stream)
+        assert time.monotonic() - started < 3
+        assert b2_sim.unfinished_large_files() == []
+    finally:
+        release.set()
+    assert b2_sim.file_versions() == []

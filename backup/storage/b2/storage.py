@@ -2,10 +2,10 @@
 
 What B2 adds to the guarantees in ``base.py``:
 
-- ``put`` streams through ``Bucket.upload_unbound_stream``: a stream of at most one part is one
-  ``b2_upload_file``; a longer one becomes a large file uploaded part by part. b2sdk does **not**
-  cancel the unfinished large file when the source stream raises (it only re-raises), so ``put``
-  cancels it itself; a large file is invisible to ``list`` and ``open`` until it is finished.
+- ``put`` streams through ``large_file.py``: a stream of at most one part is one
+  ``b2_upload_file``; a longer one becomes a large file uploaded part by part, the parts growing
+  so 10,000 of them hold 1 TB or more. On any failure ``put`` cancels the unfinished large file;
+  a large file is invisible to ``list`` and ``open`` until it is finished.
 - ``delete`` removes every version of a name (uploads and hide markers); deleting by name alone
   would only hide the file and keep paying for it.
 - Retries: b2sdk already retries each request the way B2's integration checklist asks (a fresh
@@ -15,7 +15,8 @@ What B2 adds to the guarantees in ``base.py``:
 - An application key restricted to one bucket (and a name prefix) works: the bucket comes from
   the key's own ``allowed`` record, so the key needs no ``listBuckets`` capability.
 
-What each b2sdk error means to the user (the hint, the redaction) lives in ``errors.py``.
+What each b2sdk error means to the user (the hint, the redaction) lives in ``errors.py``; the
+part-by-part upload in ``large_file.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from b2sdk.v2 import exception as b2exc
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
 from backup.storage.b2.errors import is_body_error, storage_error
+from backup.storage.b2.large_file import B2_MAX_PARTS, PARTS_PER_STEP, LargeFileUploader
 from backup.storage.base import ObjectInfo, Readable, age_s, check_key, join_key
 from backup.storage.retry import ResumingReader
 
@@ -42,26 +44,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REALM = "production"
-CONTENT_TYPE = "application/octet-stream"
 # b2_list_file_names / b2_list_file_versions bill one class C transaction per 1,000 names
 # returned, whatever maxFileCount asks for: https://www.backblaze.com/apidocs/b2-list-file-names
 LIST_PAGE_SIZE = 1000
 # b2_list_unfinished_large_files returns at most 100 files per call:
 # https://www.backblaze.com/apidocs/b2-list-unfinished-large-files
 UNFINISHED_PAGE_SIZE = 100
-# Size of one read() on the source stream while b2sdk fills a part buffer.
-READ_SIZE = 1 * MIB
-# A large file has at most 10,000 parts: https://www.backblaze.com/docs/cloud-storage-large-files
-B2_MAX_PARTS = 10_000
 
 
 class B2Storage:
     """A ``b2://bucket/prefix`` destination.
 
-    Memory: ``put`` holds at most ``parts_in_flight`` part buffers of ``part_size_bytes`` each
-    (one filling from the stream, the rest uploading), plus one transient copy while b2sdk hands
-    a full buffer to its uploader: about ``part_size_bytes x (parts_in_flight + 1)`` in the worst
-    moment, whatever the size of the stream.
+    Memory: ``put`` holds at most ``parts_in_flight`` parts (one filling from the stream, the
+    rest uploading; ``large_file.py``). Parts are ``part_size_bytes`` for the first
+    ``parts_per_step`` parts and grow after that, so ``part_size_bytes x parts_in_flight`` for a
+    stored object of up to ``parts_per_step x part_size_bytes`` (the default 8 MiB x 2 is 16 MiB
+    up to 1.95 GiB), then one more ``part_size_bytes`` per part for every ``parts_per_step``
+    parts (2 x 80 MiB at 100 GiB, 2 x 248 MiB at 1 TB). ``max_parts`` lower than B2's 10,000
+    is for tests.
     """
 
     def __init__(
@@ -76,6 +76,8 @@ class B2Storage:
         retry: RetryConfig | None = None,
         authorize: Callable[[], None] | None = None,
         secrets: tuple[str, ...] = (),
+        parts_per_step: int = PARTS_PER_STEP,
+        max_parts: int = B2_MAX_PARTS,
     ) -> None:
         """``api`` may already be authorised (tests); otherwise ``authorize`` is called once,
         on first use, so building the backend never touches the network."""
@@ -84,7 +86,9 @@ class B2Storage:
         self.prefix = prefix.strip("/")
         self.url = url or f"b2://{bucket_name}/{self.prefix}"
         self.part_size_bytes = part_size_bytes
-        self.parts_in_flight = max(2, parts_in_flight)  # b2sdk needs one buffer filling + one out
+        self.parts_in_flight = max(2, parts_in_flight)  # one part filling, one uploading
+        self.parts_per_step = parts_per_step
+        self.max_parts = max_parts
         self.encryption = SSE_B2_AES if sse_b2 else None  # None: the bucket's default applies
         self.retry = retry or RetryConfig()
         self._authorize = authorize
@@ -129,18 +133,19 @@ class B2Storage:
         """
         name = self._name(key)
         bucket = self._get_bucket()
-        source = _CountingReader(stream, self.part_size_bytes * B2_MAX_PARTS, self.url, key)
+        source = _CountingReader(stream)
+        uploader = LargeFileUploader(
+            self.api,
+            bucket.id_,
+            self.url,
+            self.part_size_bytes,
+            self.parts_in_flight,
+            self.encryption,
+            self.parts_per_step,
+            self.max_parts,
+        )
         try:
-            version = bucket.upload_unbound_stream(
-                source,
-                name,
-                content_type=CONTENT_TYPE,
-                recommended_upload_part_size=self.part_size_bytes,
-                buffer_size=self.part_size_bytes,
-                buffers_count=self.parts_in_flight,
-                read_size=min(READ_SIZE, self.part_size_bytes),
-                encryption=self.encryption,
-            )
+            version = uploader.upload(key, name, source)
         except BaseException as err:
             self._cancel_unfinished(bucket, name)
             if source.error is not None:
@@ -362,33 +367,20 @@ class B2Storage:
 
 
 class _CountingReader:
-    """Passes reads through, counting bytes and remembering the source's own exception.
+    """Passes reads through, counting bytes and remembering the source's own exception."""
 
-    Past ``limit_bytes`` (part size x B2's part limit) it raises ``StorageError`` itself, so
-    an oversized backup stops early with a useful hint instead of failing at part 10,001.
-    """
-
-    def __init__(self, stream: Readable, limit_bytes: int, url: str, key: str) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
-        self._limit_bytes = limit_bytes
-        self._url = url
-        self._key = key
         self.count = 0
         self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._stream.read(size)
-            self.count += len(data)
-            if self.count > self._limit_bytes:
-                raise StorageError(
-                    f"{self._url}: {self._key} needs more than {B2_MAX_PARTS} parts of "
-                    f"{self._limit_bytes // B2_MAX_PARTS // MIB} MiB",
-                    hint="raise BACKUP_PART_SIZE_MB",
-                )
         except BaseException as err:
             self.error = err
             raise
+        self.count += len(data)
         return data
 
 
