@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 
 from backup import __version__, manifest
 from backup.config import Config
+from backup.dirformat import commit as dirformat_commit
+from backup.dirformat import store as dirformat_store
 from backup.errors import (
     BackupError,
     ConfigError,
@@ -41,7 +43,7 @@ from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
-from backup.stream.pipeline import stream_dump
+from backup.stream.pipeline import StreamResult, stream_dump
 from backup.stream.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,7 @@ def backup_database(
     snapshot_conn = None
     catalog: dict[int, str] = {}
     watcher: LockWatcher | None = None
+    directory = database is not None and config.dump.format == "directory"
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
         with contextlib.ExitStack() as stack:
@@ -155,6 +158,40 @@ def backup_database(
                 )
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
+                )
+            if directory and database is not None:
+                folder_result = dirformat_store.dump_directory(
+                    config,
+                    lambda folder: pg_tools.pg_dump_argv(
+                        server.tools,
+                        snapshot,
+                        config.lock_wait_timeout_s,
+                        config.dump.pg_dump_options(),
+                        directory=folder,
+                        jobs=config.dump.jobs,
+                    ),
+                    env,
+                    storages,
+                    database,
+                    Progress(f"backup {name}", config.log.progress_interval_s),
+                    lambda folder: contents.read_folder_contents(server.tools, folder, label),
+                    contents.largest_table_bytes(config, database),
+                )
+                counts, excluded = contents.describe(
+                    config, database, catalog, snapshot_conn, folder_result.toc
+                )
+                contents.log_excluded(label, excluded)
+                stack.close()  # the snapshot and the lock watcher: the dump is over
+                return _commit_directory(
+                    config,
+                    server,
+                    storages,
+                    database,
+                    name,
+                    started_at,
+                    folder_result,
+                    counts,
+                    excluded,
                 )
             # The archive's first bytes, its table of contents: what the dump really holds.
             head = (
@@ -204,6 +241,7 @@ def backup_database(
             hint=err.hint,
             exit_code=err.exit_code,
         )
+    assert isinstance(result, StreamResult)
     ratio = 100.0 * (1 - result.stored_bytes / result.raw_bytes) if result.raw_bytes else 0.0
     log.info(
         "dump of %s done: %.2f MB, stored %.2f MB %s (%.1f%% reduction) in %.1f s",
@@ -291,6 +329,39 @@ def _describe(error: BaseException | None) -> str:
     if isinstance(error, BackupError):
         return error.message
     return str(error) or type(error).__name__
+
+
+def _commit_directory(
+    config: Config,
+    server: Server,
+    storages: list[Storage],
+    database: str,
+    name: str,
+    started_at: datetime,
+    result: dirformat_store.DirectoryResult,
+    counts: dict[str, object],
+    excluded: dict[str, object],
+) -> DatabaseResult:
+    base = Manifest(
+        name=name,
+        kind="database",
+        database=database,
+        created_at=started_at,
+        finished_at=now_utc(),
+        object_key="",
+        size_bytes=0,
+        sha256="",
+        compression=config.codec.compression,
+        encryption=_encryption_record(config),
+        pg_dump_version=server.tools.version,
+        server_version=server.info.version,
+        duration_s=round(result.seconds, 3),
+        job_version=__version__,
+        row_counts=counts,
+        pg_dump_args=list(config.dump.pg_dump_args),
+        excluded=excluded,
+    )
+    return dirformat_commit.commit(base, result)
 
 
 def _encryption_record(config: Config) -> dict[str, object] | None:

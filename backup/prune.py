@@ -132,7 +132,10 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
             continue
         try:
             storage.delete([record.key])
-            storage.delete([record.expected_object_key])
+            if record.format != "directory":
+                storage.delete([record.expected_object_key])
+            # A directory-format backup's objects are shared with other backups: its manifest
+            # alone goes; its objects no other manifest names are left (not yet collected).
             deleted += 1
         except BackupError as err:
             raise StorageError(

@@ -1,0 +1,71 @@
+"""The commit of a directory-format backup: one manifest per destination that holds every
+file (its own list: what it reused, what it got), written last; a destination that failed, or
+whose manifest could not be written, gets none and loses this run's new objects there."""
+
+from __future__ import annotations
+
+import logging
+
+from backup import manifest
+from backup.dirformat.store import DirectoryResult, directory_manifest, remove_uploaded
+from backup.errors import BackupError, StorageError
+from backup.manifest import Manifest
+from backup.outcome import DatabaseResult, DestinationResult
+
+log = logging.getLogger(__name__)
+
+
+def commit(base: Manifest, result: DirectoryResult) -> DatabaseResult:
+    """``base``: the run's facts (name, database, times, versions, counts)."""
+    name = base.name
+    log.info(
+        "directory dump of %s done: %.2f MB in files, %.2f MB new stored, %.1f s",
+        base.database,
+        result.raw_bytes / 1e6,
+        result.new_bytes / 1e6,
+        result.seconds,
+        extra={"stage": "dump", "database": base.database, "raw_bytes": result.raw_bytes},
+    )
+    outcomes = []
+    size = 0
+    for target in result.targets:
+        url = target.storage.url
+        error = target.error.message if target.error is not None else None
+        if error is None:
+            record = directory_manifest(base, target)
+            try:
+                manifest.write(target.storage, record)
+            except BackupError as err:
+                error = f"manifest not written: {err.message}"
+                remove_uploaded(target)
+            else:
+                size = size or record.size_bytes
+                log.info(
+                    "backup %s committed to %s: %d files, %d bytes, %d of them new",
+                    name,
+                    url,
+                    len(record.files),
+                    record.size_bytes,
+                    record.new_bytes,
+                    extra={"stage": "upload", "destination": url, "bytes": record.new_bytes},
+                )
+        if error is not None:
+            log.error("backup %s not stored on %s: %s", name, url, error)
+        outcomes.append(DestinationResult(url, error is None, error))
+    failed = [o for o in outcomes if not o.ok]
+    status = "success" if not failed else "partial" if len(failed) < len(outcomes) else "failure"
+    return DatabaseResult(
+        database=base.database or "",
+        status=status,
+        name=name,
+        size_bytes=size,
+        raw_bytes=result.raw_bytes,
+        duration_s=(base.finished_at - base.created_at).total_seconds() or result.seconds,
+        destinations=tuple(outcomes),
+        error="; ".join(
+            o.error if (o.error or "").startswith(o.url) else f"{o.url}: {o.error}" for o in failed
+        )
+        or None,
+        hint=StorageError.default_hint if failed else None,
+        exit_code=StorageError.exit_code if failed else 0,
+    )

@@ -1,0 +1,180 @@
+"""BACKUP_FORMAT=directory end to end: pg_dump -Fd -j into a spool, one content object per
+file on every kind of destination, unchanged tables stored once, restore with pg_restore -j,
+encryption, and a failed run that leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from backup import catalog, dump, restore
+from backup.config import load
+from tests.conftest import run_job, unique_name
+from tests.contract.conftest import b2_storage
+from tests.e2e.helpers import fake_pg_dump, manifests, processes_running
+from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
+from tests.fixtures.compare import fingerprint_db
+
+DIR_ENV = {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2"}
+DEDUP_KEY = "0123456789abcdef" * 4
+
+
+def restore_into(env: dict[str, str], target: str, *extra: str):
+    return run_job("restore", *extra, "--target-db", target, "--force", env=env)
+
+
+def newest(backup_dir) -> dict:
+    return max(manifests(backup_dir), key=lambda m: m["created_at"])
+
+
+def test_local_backup_streams_files_and_restores_identical(
+    pg15, sample_db, job_env, backup_dir, tmp_path
+):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = {**job_env, **DIR_ENV, "LOG_LEVEL": "debug", "TMPDIR": str(spool)}
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    # Every file was taken as pg_dump closed it, and pg_dump never tripped over one gone.
+    assert "pg_dump: error" not in result.stderr
+    assert "--jobs=2" in result.stderr and "-Fd" in result.stderr
+    assert list(spool.iterdir()) == []  # the spool is removed
+    [record] = manifests(backup_dir)
+    assert record["format"] == "directory" and record["format_version"] == 2
+    names = {f["name"] for f in record["files"]}
+    assert "toc.dat" in names and "blobs.toc" in names and len(names) > 5
+    assert all(f["new"] for f in record["files"])
+    stored = {p.name for p in (backup_dir / sample_db / "_objects").rglob("*.zst")}
+    assert {f["key"].rsplit("/", 1)[1] for f in record["files"]} == stored
+    assert (backup_dir / sample_db / "_dedup.key").exists()
+    target = unique_name("dir_local")
+    restored = restore_into(env, target)
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+
+
+def test_a_second_backup_stores_only_the_changed_table(pg15, sample_db, job_env, backup_dir):
+    env = {**job_env, **DIR_ENV}
+    assert run_job("backup", env=env).returncode == 0
+    before = fingerprint_db(pg15, sample_db)
+    first = newest(backup_dir)
+    time.sleep(1.1)  # a backup's name has the second it started
+    pg15.execute(
+        sample_db, """INSERT INTO "Odd Schema"."Mixed Case Table" VALUES ('new', 'y', 3)"""
+    )
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    second = newest(backup_dir)
+    assert second["name"] != first["name"]
+    new = sorted(f["name"] for f in second["files"] if f["new"])
+    assert len(new) == 2 and "toc.dat" in new, new  # the changed table's file and the TOC
+    shared = {f["key"] for f in first["files"]} & {f["key"] for f in second["files"]}
+    assert len(shared) == len(second["files"]) - 2
+    listing = run_job("list", "--json", env=env)
+    by_name = {e["name"]: e for e in json.loads(listing.stdout)}
+    assert by_name[second["name"]]["new_bytes"] < by_name[second["name"]]["size_bytes"]
+    old_target, new_target = unique_name("dir_first"), unique_name("dir_second")
+    assert restore_into(env, old_target, first["name"]).returncode == 0
+    assert restore_into(env, new_target, second["name"]).returncode == 0
+    assert fingerprint_db(pg15, old_target) == before
+    assert fingerprint_db(pg15, new_target) == fingerprint_db(pg15, sample_db)
+    assert fingerprint_db(pg15, new_target) != before
+
+
+def test_s3_backup_restores_identical(pg15, sample_db, job_env, s3_server):
+    bucket = s3_server.create_bucket()
+    env = {
+        **job_env,
+        **DIR_ENV,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_REGION": s3_server.region,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "BACKUP_DESTINATIONS": f"s3://{bucket}/pg",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    keys_found = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith(f"pg/{sample_db}/_objects/") for k in keys_found)
+    target = unique_name("dir_s3")
+    restored = restore_into(env, target)
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+    assert run_job("verify", "--restore-test", env=env).returncode == 0
+
+
+def test_b2_backup_restores_identical(pg15, sample_db, job_env, b2_sim):
+    """b2sdk's simulator lives in this process: the engines are called as the CLI does."""
+    config = load({**job_env, **DIR_ENV})
+    storage = b2_storage(b2_sim, "pg")
+    [result] = dump.run_backup(config, [storage])
+    assert result.status == "success", result.error
+    names = [n for n, _ in b2_sim.file_versions() if n.startswith(f"pg/{sample_db}/_objects/")]
+    assert names and all(n.endswith(".zst") for n in names)
+    entries = [e for e in catalog.list_entries([storage]) if e.manifest.database == sample_db]
+    assert entries[0].manifest.format == "directory"
+    target = unique_name("dir_b2")
+    options = restore.RestoreOptions(target_db=target, force=True)
+    restore.restore_database(config, {storage.url: storage}, entries[:1], options)
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+
+
+def test_encrypted_needs_a_dedup_key_and_restores_with_the_identity(
+    pg15,
+    sample_db,
+    job_env,
+    backup_dir,
+    keys,  # noqa: F811
+):
+    env = {**job_env, **DIR_ENV, "BACKUP_AGE_RECIPIENTS": keys["public"]}
+    refused = run_job("backup", env=env)
+    assert refused.returncode == 2 and "BACKUP_DEDUP_KEY" in refused.stderr
+    assert manifests(backup_dir) == []
+    env["BACKUP_DEDUP_KEY"] = DEDUP_KEY
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert DEDUP_KEY not in result.output
+    first = newest(backup_dir)
+    assert all(f["key"].endswith(".zst.age") for f in first["files"])
+    assert not (backup_dir / sample_db / "_dedup.key").exists()  # never kept in the bucket
+    time.sleep(1.1)
+    assert run_job("backup", env=env).returncode == 0
+    assert [f["name"] for f in newest(backup_dir)["files"] if f["new"]] == ["toc.dat"]
+    # Other recipients: every object is stored anew, none encrypted to the old key reused.
+    time.sleep(1.1)
+    other = {**env, "BACKUP_AGE_RECIPIENTS": keys["other_public"]}
+    assert run_job("backup", env=other).returncode == 0
+    third = newest(backup_dir)
+    assert all(f["new"] for f in third["files"])
+    target = unique_name("dir_age")
+    opened = {**other, "BACKUP_AGE_IDENTITY_FILE": str(keys["other"])}
+    restored = restore_into(opened, target, third["name"])
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+    no_key = restore_into(other, unique_name("dir_nokey"))
+    assert no_key.returncode == 5, no_key.output
+
+
+def test_a_failed_dump_leaves_no_backup_no_object_and_no_spool(
+    job_env, backup_dir, tmp_path, sample_db
+):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    # A pg_dump that writes one table's file (which the job uploads at once), then fails.
+    bindir = fake_pg_dump(
+        tmp_path / "bin",
+        'for a in "$@"; do case "$a" in --file=*) d="${a#--file=}";; esac; done\n'
+        'head -c 100000 /dev/urandom > "$d/4242.dat"\n'
+        "sleep 1\n"
+        "echo 'pg_dump: error: boom' >&2; exit 1",
+    )
+    env = {**job_env, **DIR_ENV, "BACKUP_PG_BIN_DIRS": str(bindir), "TMPDIR": str(spool)}
+    result = run_job("backup", env=env)
+    assert result.returncode == 3, result.output
+    assert "boom" in result.stderr
+    assert manifests(backup_dir) == []
+    assert [p for p in (backup_dir / sample_db).rglob("*") if p.is_file()] == [
+        backup_dir / sample_db / "_dedup.key"
+    ]
+    assert list(spool.iterdir()) == []
+    assert processes_running(str(bindir)) == []
