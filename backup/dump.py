@@ -175,7 +175,6 @@ def backup_database(
                     database,
                     Progress(f"backup {name}", config.log.progress_interval_s),
                     lambda folder: contents.read_folder_contents(server.tools, folder, label),
-                    contents.largest_table_bytes(config, database),
                 )
                 counts, excluded = contents.describe(
                     config, database, catalog, snapshot_conn, folder_result.toc
@@ -381,6 +380,10 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     options = config.dump.pg_dump_options()
     if options:
         log.info("pg_dump options of every database dump: %s", shlex.join(options))
+    if config.dump.format == "directory":
+        # Before any dump: a spool too small for the largest table is refused (exit 2).
+        largest = max(contents.largest_table_bytes(config, db) for db in server.databases)
+        dirformat_store.check_spool_space(tempfile.gettempdir(), largest, config.dump.jobs)
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))

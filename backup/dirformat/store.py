@@ -76,19 +76,19 @@ def check_spool_space(spool_dir: str, largest_table_bytes: int, jobs: int) -> No
     free = shutil.disk_usage(spool_dir).free
     if free < largest_table_bytes:
         raise ConfigError(
-            f"the spool {spool_dir} has {free / 1e9:.2f} GB free and the largest table takes "
-            f"{largest_table_bytes / 1e9:.2f} GB: BACKUP_FORMAT=directory cannot spool it",
+            f"the spool {spool_dir} (TMPDIR) has {free / 1e6:.1f} MB free and the largest table "
+            f"takes {largest_table_bytes / 1e6:.1f} MB: BACKUP_FORMAT=directory cannot spool it",
             hint="point TMPDIR at a volume with room for BACKUP_JOBS x the largest table "
             "(README: Large databases)",
         )
     if free < largest_table_bytes * jobs:
         log.warning(
-            "the spool %s has %.2f GB free, less than BACKUP_JOBS (%d) x the largest table "
-            "(%.2f GB): the dump may run out of space",
+            "the spool %s (TMPDIR) has %.1f MB free, less than BACKUP_JOBS (%d) x the largest "
+            "table (%.1f MB): the dump may run out of space",
             spool_dir,
-            free / 1e9,
+            free / 1e6,
             jobs,
-            largest_table_bytes / 1e9,
+            largest_table_bytes / 1e6,
         )
 
 
@@ -118,13 +118,11 @@ def dump_directory(
     database: str,
     progress: Progress,
     read_toc: Callable[[str], Any],
-    largest_table_bytes: int,
 ) -> DirectoryResult:
     """pg_dump (``argv_for(folder)``) into a spool under TMPDIR, each file stored as it is
-    complete; raises if pg_dump fails or every destination does. The spool's free space is
-    checked first (``check_spool_space``)."""
+    complete; raises if pg_dump fails or every destination does. (The spool's free space is
+    checked by the caller before the run's first dump: ``check_spool_space``.)"""
     started = time.monotonic()
-    check_spool_space(tempfile.gettempdir(), largest_table_bytes, config.dump.jobs)
     suffix = object_suffix(config.codec.compression, config.codec.encrypted)
     targets = [Target(s) for s in storages]
     for target in targets:

@@ -5,7 +5,10 @@ encryption, and a failed run that leaves nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+
+import pytest
 
 from backup import catalog, dump, restore
 from backup.config import load
@@ -178,3 +181,33 @@ def test_a_failed_dump_leaves_no_backup_no_object_and_no_spool(
     ]
     assert list(spool.iterdir()) == []
     assert processes_running(str(bindir)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BACKUP_FORMAT", "tar"),
+        ("BACKUP_JOBS", "0"),
+        ("BACKUP_JOBS", "65"),
+        ("BACKUP_DEDUP_KEY", "too-short"),
+    ],
+)
+def test_bad_settings_are_exit_2_naming_the_variable(job_env, backup_dir, name, value):
+    result = run_job("backup", env={**job_env, **DIR_ENV, name: value})
+    assert result.returncode == 2, result.output
+    assert name in result.stderr and "too-short" not in result.output
+    assert manifests(backup_dir) == []
+
+
+def test_a_spool_too_small_for_the_largest_table_is_refused(job_env, backup_dir, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        result = run_job("backup", env={**job_env, **DIR_ENV, "TMPDIR": str(small)})
+        assert result.returncode == 2, result.output
+        assert "TMPDIR" in result.stderr and "largest table" in result.stderr
+        assert manifests(backup_dir) == []
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
