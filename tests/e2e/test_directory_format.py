@@ -5,8 +5,10 @@ encryption, and a failed run that leaves nothing."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +213,64 @@ def test_a_spool_too_small_for_the_largest_table_is_refused(job_env, backup_dir,
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def _readme_recipe() -> str:
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Restoring a directory backup by hand", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
+    pg15,
+    sample_db,
+    job_env,
+    s3_server,
+    tmp_path,
+    keys,  # noqa: F811
+):
+    bucket = s3_server.create_bucket()
+    s3 = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_REGION": s3_server.region,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+    }
+    env = {
+        **job_env,
+        **DIR_ENV,
+        **s3,
+        "BACKUP_DESTINATIONS": f"s3://{bucket}/nightly",
+        "BACKUP_AGE_RECIPIENTS": keys["public"],
+        "BACKUP_DEDUP_KEY": DEDUP_KEY,
+    }
+    assert run_job("backup", env=env).returncode == 0
+    [entry] = json.loads(run_job("list", "--json", env=env).stdout)
+    work = tmp_path / "by_hand"
+    work.mkdir()
+    manifest_name = f"{entry['name']}.manifest.json"
+    s3_server.client().download_file(
+        bucket, f"nightly/{sample_db}/{manifest_name}", str(work / manifest_name)
+    )
+    target = unique_name("by_hand")
+    script = (
+        _readme_recipe()
+        .replace("shop-20251110T030000Z.manifest.json", manifest_name)
+        .replace("s3://bucket/prefix/", f"s3://{bucket}/nightly/")
+        .replace("key.txt", str(keys["key"]))
+        .replace("shop_restored", target)
+    )
+    shell_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))},
+        **pg15.env(sample_db),
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+        "AWS_ENDPOINT_URL": s3_server.endpoint_url,
+        "PATH": f"/usr/lib/postgresql/15/bin:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=work, env=shell_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
