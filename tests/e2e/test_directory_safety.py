@@ -144,6 +144,9 @@ def test_list_status_and_check_read_a_directory_destination(dir_backup, sample_d
     env, record = dir_backup
     table = run_job("list", env=env)
     assert table.returncode == 0 and record["name"] in table.stdout
+    total = sum(f["size_bytes"] for f in record["files"]) / 1e6
+    assert f"{total:.2f}" in table.stdout
+    assert f"(directory: {total:.2f} MB of it new)" in table.stdout
     [entry] = json.loads(run_job("list", "--json", env=env).stdout)
     assert entry["format"] == "directory" and entry["trusted"] is True
     assert entry["size_bytes"] == sum(f["size_bytes"] for f in record["files"])
