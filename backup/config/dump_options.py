@@ -146,7 +146,7 @@ REFUSED: dict[str, str] = {
     "file": _PIPELINE,
     "format": _PIPELINE,
     "compress": _PIPELINE + "; BACKUP_COMPRESSION sets the compression",
-    "jobs": _PIPELINE + "; parallel dumps need the directory format",
+    "jobs": _PIPELINE + "; for parallel dumps set BACKUP_FORMAT=directory and BACKUP_JOBS",
     "host": _CONNECTION,
     "port": _CONNECTION,
     "username": _CONNECTION,

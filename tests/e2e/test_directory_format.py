@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,9 +16,9 @@ import pytest
 
 from backup import catalog, dump, restore
 from backup.config import load
-from tests.conftest import run_job, unique_name
+from tests.conftest import clean_environ, run_job, unique_name
 from tests.contract.conftest import b2_storage
-from tests.e2e.helpers import fake_pg_dump, manifests, processes_running
+from tests.e2e.helpers import fake_pg_dump, manifests, processes_running, wait_for_pg_dump
 from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.compare import fingerprint_db
 
@@ -274,3 +276,53 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+
+
+def test_sigterm_mid_dump_leaves_no_backup_no_object_no_spool(pg15, job_env, backup_dir, tmp_path):
+    database = unique_name("two_tables")
+    pg15.create_database(database)
+    pg15.execute(
+        database,
+        "CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 1000) g; "
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 250) AS filler "
+        "FROM generate_series(1, 300000) g",
+    )
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = {
+        **clean_environ(),
+        **job_env,
+        **DIR_ENV,
+        "PGDATABASE": database,
+        "BACKUP_COMPRESSION": "none",
+        "TMPDIR": str(spool),
+        "BACKUP_PROGRESS_SECONDS": "0",
+    }
+    job = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parents[2] / "entrypoint.py"), "backup"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_pg_dump(pg15, database, "query ILIKE 'COPY public.big%%'", "copied big")
+    objects = backup_dir / database / "_objects"
+    deadline = time.monotonic() + 30
+    # The small table's file is stored while the big one is still being dumped.
+    while not [p for p in objects.rglob("*") if p.is_file() and not p.name.endswith(".partial")]:
+        assert time.monotonic() < deadline, "the small table was never stored during the dump"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130, stderr
+    assert manifests(backup_dir) == []
+    assert [p for p in objects.rglob("*") if p.is_file()] == []
+    assert list(spool.iterdir()) == []
+    time.sleep(0.5)
+    with pg15.connect() as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pg_dump%%' "
+            "AND datname = %s",
+            (database,),
+        ).fetchone()[0]
+    assert left == 0
