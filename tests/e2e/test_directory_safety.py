@@ -128,16 +128,53 @@ def test_retention_deletes_the_manifest_and_keeps_shared_objects(
 
 
 def test_orphan_cleanup_never_takes_content_objects_or_the_key(sample_db, backup_dir, dir_backup):
-    env, record = dir_backup
-    # The manifest gone and every object old: nothing names them, still none is an orphan.
-    _manifest_path(backup_dir, record).unlink()
+    env, _ = dir_backup
+    # Every object old, and a manifest nobody can read: what it names is unknown, so no
+    # content object is garbage; and orphan cleanup never takes one either.
+    (backup_dir / sample_db / f"{sample_db}-20250101T000000Z.manifest.json").write_text("{")
     old = time.time() - 3 * 86400
     kept = [*_objects(backup_dir, sample_db), backup_dir / sample_db / "_dedup.key"]
     for path in kept:
         os.utime(path, (old, old))
-    assert run_job("prune", env=env).returncode == 0
+    pruned = run_job("prune", env=env)
+    assert pruned.returncode == 0, pruned.output
+    assert "a manifest cannot be read" in pruned.stderr
     assert run_job("backup", env=env).returncode == 0  # its start-up cleanup too
     assert all(p.exists() for p in kept)
+
+
+def test_garbage_collection_takes_only_what_no_backup_names(
+    pg15, sample_db, backup_dir, dir_backup
+):
+    env, first = dir_backup
+    time.sleep(1.1)
+    pg15.execute(sample_db, """INSERT INTO "Odd Schema"."Mixed Case Table" VALUES ('g', 'c', 1)""")
+    assert run_job("backup", env=env).returncode == 0
+    second = newest(backup_dir)
+    only_first = {f["key"] for f in first["files"]} - {f["key"] for f in second["files"]}
+    assert len(only_first) == 2  # the first's TOC and its copy of the changed table
+    # The first backup made 40 days ago, every object 3 days old: retention deletes it, and
+    # its two objects no other backup names go with it.
+    when = datetime.now(UTC) - timedelta(days=40)
+    name = f"{sample_db}-{when.strftime(STAMP)}"
+    iso = when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    _manifest_path(backup_dir, first).unlink()
+    moved = {**first, "name": name, "created_at": iso, "finished_at": iso}
+    (backup_dir / sample_db / f"{name}.manifest.json").write_text(json.dumps(moved))
+    old = time.time() - 3 * 86400
+    for path in _objects(backup_dir, sample_db):
+        os.utime(path, (old, old))
+    dry = run_job("prune", "--dry-run", env={**env, "BACKUP_KEEP_MIN": "1"})
+    assert "2 content object(s) no backup names would be deleted" in dry.stdout, dry.output
+    pruned = run_job("prune", env={**env, "BACKUP_KEEP_MIN": "1"})
+    assert pruned.returncode == 0, pruned.output
+    assert "2 content object(s) no backup names deleted" in pruned.stdout
+    left = {p.relative_to(backup_dir).as_posix() for p in _objects(backup_dir, sample_db)}
+    assert left == {f["key"] for f in second["files"]}
+    assert run_job("verify", env=env).returncode == 0
+    target = unique_name("dir_after_gc")
+    assert restore_into(env, target).returncode == 0
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
 
 
 def test_list_status_and_check_read_a_directory_destination(dir_backup, sample_db):
