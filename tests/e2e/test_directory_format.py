@@ -326,3 +326,44 @@ def test_sigterm_mid_dump_leaves_no_backup_no_object_no_spool(pg15, job_env, bac
             (database,),
         ).fetchone()[0]
     assert left == 0
+
+
+def test_restore_over_the_database_swaps_and_in_place_works(pg15, sample_db, job_env):
+    env = {**job_env, **DIR_ENV}
+    assert run_job("backup", env=env).returncode == 0
+    backed_up = fingerprint_db(pg15, sample_db)
+    pg15.execute(sample_db, "DELETE FROM shop.orders WHERE id % 2 = 0")
+    swapped = run_job("restore", "--force", env=env)
+    assert swapped.returncode == 0, swapped.output
+    assert fingerprint_db(pg15, sample_db) == backed_up
+    with pg15.connect() as conn:
+        kept = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+            (f"{sample_db}_pre_restore_%",),
+        ).fetchone()[0]
+    assert kept == 1  # the old database is kept, renamed
+    pg15.execute(sample_db, 'DELETE FROM "Odd Schema"."Mixed Case Table"')
+    in_place = run_job("restore", "--in-place", "--force", "--jobs", "3", env=env)
+    assert in_place.returncode == 0, in_place.output
+    assert fingerprint_db(pg15, sample_db) == backed_up
+
+
+def test_directory_backups_of_postgresql_17_and_18_restore_identical(
+    pg17, pg18, backup_dir, tmp_path
+):
+    from tests.e2e.test_versions import _dirs, _env, _fill
+
+    for cluster in (pg17, pg18):
+        database = _fill(cluster)
+        env = {
+            **_env(cluster, database, backup_dir, tmp_path, BACKUP_PG_BIN_DIRS=_dirs()),
+            **DIR_ENV,
+        }
+        result = run_job("backup", env=env)
+        assert result.returncode == 0, result.output
+        target = unique_name("dir_new_major")
+        restored = run_job(
+            "restore", "--database", database, "--target-db", target, "--force", env=env
+        )
+        assert restored.returncode == 0, restored.output
+        assert fingerprint_db(cluster, target) == fingerprint_db(cluster, database)
