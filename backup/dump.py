@@ -13,6 +13,7 @@ of contents (``postgres/contents.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -162,12 +163,12 @@ def backup_database(
             if directory and database is not None:
                 folder_result = dirformat_store.dump_directory(
                     config,
-                    lambda folder: pg_tools.pg_dump_argv(
+                    functools.partial(
+                        pg_tools.pg_dump_argv,
                         server.tools,
                         snapshot,
                         config.lock_wait_timeout_s,
                         config.dump.pg_dump_options(),
-                        directory=folder,
                         jobs=config.dump.jobs,
                     ),
                     env,
@@ -181,16 +182,15 @@ def backup_database(
                 )
                 contents.log_excluded(label, excluded)
                 stack.close()  # the snapshot and the lock watcher: the dump is over
-                return _commit_directory(
-                    config,
-                    server,
-                    storages,
-                    database,
-                    name,
-                    started_at,
+                return dirformat_commit.commit(
                     folder_result,
-                    counts,
-                    excluded,
+                    config,
+                    name=name,
+                    database=database,
+                    started_at=started_at,
+                    encryption=_encryption_record(config),
+                    versions=(server.tools.version, server.info.version),
+                    described=(counts, excluded),
                 )
             # The archive's first bytes, its table of contents: what the dump really holds.
             head = (
@@ -328,39 +328,6 @@ def _describe(error: BaseException | None) -> str:
     if isinstance(error, BackupError):
         return error.message
     return str(error) or type(error).__name__
-
-
-def _commit_directory(
-    config: Config,
-    server: Server,
-    storages: list[Storage],
-    database: str,
-    name: str,
-    started_at: datetime,
-    result: dirformat_store.DirectoryResult,
-    counts: dict[str, object],
-    excluded: dict[str, object],
-) -> DatabaseResult:
-    base = Manifest(
-        name=name,
-        kind="database",
-        database=database,
-        created_at=started_at,
-        finished_at=now_utc(),
-        object_key="",
-        size_bytes=0,
-        sha256="",
-        compression=config.codec.compression,
-        encryption=_encryption_record(config),
-        pg_dump_version=server.tools.version,
-        server_version=server.info.version,
-        duration_s=round(result.seconds, 3),
-        job_version=__version__,
-        row_counts=counts,
-        pg_dump_args=list(config.dump.pg_dump_args),
-        excluded=excluded,
-    )
-    return dirformat_commit.commit(base, result)
 
 
 def _encryption_record(config: Config) -> dict[str, object] | None:

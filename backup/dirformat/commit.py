@@ -5,8 +5,11 @@ whose manifest could not be written, gets none and loses this run's new objects 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
-from backup import manifest
+from backup import __version__, manifest
+from backup.config import Config
 from backup.dirformat.store import DirectoryResult, directory_manifest, remove_uploaded
 from backup.errors import BackupError, StorageError
 from backup.manifest import Manifest
@@ -15,9 +18,38 @@ from backup.outcome import DatabaseResult, DestinationResult
 log = logging.getLogger(__name__)
 
 
-def commit(base: Manifest, result: DirectoryResult) -> DatabaseResult:
-    """``base``: the run's facts (name, database, times, versions, counts)."""
-    name = base.name
+def commit(
+    result: DirectoryResult,
+    config: Config,
+    *,
+    name: str,
+    database: str,
+    started_at: datetime,
+    encryption: dict[str, Any] | None,
+    versions: tuple[str, str],
+    described: tuple[dict[str, Any], dict[str, Any]],
+) -> DatabaseResult:
+    """``versions``: pg_dump's and the server's; ``described``: the row counts and what was
+    excluded (``postgres/contents.describe``)."""
+    base = Manifest(
+        name=name,
+        kind="database",
+        database=database,
+        created_at=started_at,
+        finished_at=datetime.now(UTC).replace(microsecond=0),
+        object_key="",
+        size_bytes=0,
+        sha256="",
+        compression=config.codec.compression,
+        encryption=encryption,
+        pg_dump_version=versions[0],
+        server_version=versions[1],
+        duration_s=round(result.seconds, 3),
+        job_version=__version__,
+        row_counts=described[0],
+        pg_dump_args=list(config.dump.pg_dump_args),
+        excluded=described[1],
+    )
     log.info(
         "directory dump of %s done: %.2f MB in files, %.2f MB new stored, %.1f s",
         base.database,

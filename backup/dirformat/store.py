@@ -112,14 +112,14 @@ def _prepare(target: Target, config: Config, database: str, suffix: str) -> None
 
 def dump_directory(
     config: Config,
-    argv_for: Callable[[str], Sequence[str]],
+    argv_for: Callable[..., Sequence[str]],
     env: dict[str, str],
     storages: list[Storage],
     database: str,
     progress: Progress,
     read_toc: Callable[[str], Any],
 ) -> DirectoryResult:
-    """pg_dump (``argv_for(folder)``) into a spool under TMPDIR, each file stored as it is
+    """pg_dump (``argv_for(directory=folder)``) into a spool under TMPDIR, each file stored as it is
     complete; raises if pg_dump fails or every destination does. (The spool's free space is
     checked by the caller before the run's first dump: ``check_spool_space``.)"""
     started = time.monotonic()
@@ -140,7 +140,8 @@ def dump_directory(
     watch = FileWatch(folder)
     try:
         with ChildGroup() as children:
-            dump = children.start(argv_for(folder), env, "pg_dump", stdout=subprocess.DEVNULL)
+            argv = argv_for(directory=folder)
+            dump = children.start(argv, env, "pg_dump", stdout=subprocess.DEVNULL)
             while dump.popen.poll() is None:
                 for name in watch.poll(POLL_S):
                     uploader.submit(name)
