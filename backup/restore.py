@@ -260,7 +260,15 @@ def _restore_directory(
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
         folder = os.path.join(spool, "dump")
         os.mkdir(folder, 0o700)
-        read = fetch_folder(config.codec, storage, m, folder, jobs)
+        read = fetch_folder(
+            config.codec,
+            storage,
+            m,
+            folder,
+            jobs,
+            progress_s=config.log.progress_interval_s,
+            purpose="restore",
+        )
         props = folder_properties(tools, folder)
         for statement in props.skipped:
             log.warning(

@@ -117,7 +117,14 @@ def _verify_directory(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
         read = fetch_folder(
-            config.codec, storage, m, folder, config.dump.jobs, keep="toc.dat".__eq__
+            config.codec,
+            storage,
+            m,
+            folder,
+            config.dump.jobs,
+            keep="toc.dat".__eq__,
+            progress_s=config.log.progress_interval_s,
+            purpose="verify",
         )
         listing = list_folder(tools, folder)
     tables = toc_tables(listing)
@@ -232,7 +239,15 @@ def _restore_folder_and_list(
 ) -> list[str]:
     jobs = config.dump.jobs
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
-        fetch_folder(config.codec, storages[entry.destination], entry.manifest, folder, jobs)
+        fetch_folder(
+            config.codec,
+            storages[entry.destination],
+            entry.manifest,
+            folder,
+            jobs,
+            progress_s=config.log.progress_interval_s,
+            purpose="test restore",
+        )
         restore_folder(tools, pg, scratch, folder, ["--no-owner", "--no-privileges"], jobs)
     with pg_server.connect(pg, scratch) as conn:
         return pg_server.list_tables(conn)

@@ -23,6 +23,7 @@ from backup.errors import IntegrityError, Interrupted
 from backup.manifest import SAFE_FILE_NAME, Manifest, untrusted_error
 from backup.storage import Storage
 from backup.stream.codec import open_decoder
+from backup.stream.progress import ReadProgress
 from backup.stream.readback import CHUNK_BYTES, VerifyingReader
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,34 @@ def check_readable(codec: CodecConfig, m: Manifest) -> None:
             )
 
 
+class _Tally:
+    """One progress line for every file read at once: each file's reader tells its own count
+    (``VerifyingReader`` calls ``read``/``close``), the sum goes to the ``ReadProgress``."""
+
+    def __init__(self, progress: ReadProgress) -> None:
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.total = 0
+
+    def for_file(self) -> _FileTally:
+        return _FileTally(self)
+
+
+class _FileTally:
+    def __init__(self, tally: _Tally) -> None:
+        self.tally = tally
+        self.seen = 0
+
+    def read(self, done_bytes: int) -> None:
+        with self.tally.lock:
+            self.tally.total += done_bytes - self.seen
+            self.seen = done_bytes
+            self.tally.progress.read(self.tally.total)
+
+    def close(self) -> None:
+        """The whole backup's progress is closed by ``fetch_folder``, not by one file."""
+
+
 def fetch_folder(
     codec: CodecConfig,
     storage: Storage,
@@ -57,15 +86,20 @@ def fetch_folder(
     folder: str,
     jobs: int,
     keep: Callable[[str], bool] = lambda name: True,
+    progress_s: float = 0.0,
+    purpose: str = "read",
 ) -> int:
     """Download, check and decode every file of ``m`` into ``folder`` (which must exist);
     a file for which ``keep(name)`` is false is checked and decoded to its end but not
-    written. Returns the stored bytes read."""
+    written. Returns the stored bytes read. ``progress_s``: a line ``<purpose> <name>: X of
+    Y MB read ...`` that often, all files together (BACKUP_PROGRESS_SECONDS)."""
     check_readable(codec, m)
     stop = threading.Event()
+    progress = ReadProgress(f"{purpose} {m.name}", progress_s, m.size_bytes) if progress_s else None
+    tally = _Tally(progress) if progress else None
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dir-download") as pool:
         futures = [
-            pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop)
+            pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop, tally)
             for entry in m.files
         ]
         try:
@@ -75,6 +109,9 @@ def fetch_folder(
             for future in futures:
                 future.cancel()
             raise
+        finally:
+            if progress is not None:
+                progress.close()
     log.info(
         "%s: %d files, %d bytes read from %s, sha256 ok",
         m.name,
@@ -94,6 +131,7 @@ def _fetch_one(
     folder: str,
     keep: Callable[[str], bool],
     stop: threading.Event,
+    tally: _Tally | None,
 ) -> int:
     name = entry["name"]
     if not SAFE_FILE_NAME.fullmatch(name):  # problem() refused it already; never a path
@@ -103,7 +141,8 @@ def _fetch_one(
     )
     raw = storage.open(entry["key"])
     try:
-        verifying = VerifyingReader(raw, expected, storage.url)
+        shared = tally.for_file() if tally is not None else None
+        verifying = VerifyingReader(raw, expected, storage.url, shared)  # type: ignore[arg-type]
         plain = open_decoder(verifying, m.compression, m.encrypted, codec)
         out = None
         if keep(name):
