@@ -208,6 +208,8 @@ def test_a_spool_too_small_for_the_largest_table_is_refused(job_env, backup_dir,
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
     try:
+        checked = run_job("check", env={**job_env, **DIR_ENV, "TMPDIR": str(small)})
+        assert checked.returncode == 2 and "largest table" in checked.output, checked.output
         result = run_job("backup", env={**job_env, **DIR_ENV, "TMPDIR": str(small)})
         assert result.returncode == 2, result.output
         assert "TMPDIR" in result.stderr and "largest table" in result.stderr

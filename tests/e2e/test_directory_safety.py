@@ -190,3 +190,4 @@ def test_list_status_and_check_read_a_directory_destination(dir_backup, sample_d
     assert run_job("status", env=env).returncode == 0
     checked = run_job("check", env=env)
     assert checked.returncode == 0, checked.output
+    assert "spool: " in checked.stdout and "BACKUP_JOBS=2" in checked.stdout
