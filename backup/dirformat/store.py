@@ -119,8 +119,8 @@ def dump_directory(
     progress: Progress,
     read_toc: Callable[[str], Any],
 ) -> DirectoryResult:
-    """pg_dump (``argv_for(directory=folder)``) into a spool under TMPDIR, each file stored as it is
-    complete; raises if pg_dump fails or every destination does. (The spool's free space is
+    """pg_dump (``argv_for(directory=folder)``) into a spool under TMPDIR, each file stored
+    as it is complete; raises if pg_dump fails or every destination does. (The spool's free space is
     checked by the caller before the run's first dump: ``check_spool_space``.)"""
     started = time.monotonic()
     suffix = object_suffix(config.codec.compression, config.codec.encrypted)
@@ -182,7 +182,14 @@ def dump_directory(
 
 
 def _recheck(target: Target, database: str) -> None:
-    present = {o.key: o.size for o in target.storage.list(manifest.objects_prefix(database))}
+    """Every object the backup names on ``target`` is still there, whole; else the target
+    fails (no manifest there). A listing that fails fails this destination alone."""
+    try:
+        listed = target.storage.list(manifest.objects_prefix(database))
+    except BackupError as err:
+        target.error = err
+        return
+    present = {o.key: o.size for o in listed}
     gone = [f for f in target.files if present.get(f["key"]) != f["size_bytes"]]
     if gone:
         target.error = StorageError(
