@@ -9,8 +9,9 @@ error (exit 5), as is ``latest`` when the newest manifest of the database is suc
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from backup import manifest
 from backup.errors import ConfigError, IntegrityError, StorageError
@@ -228,3 +229,44 @@ def _only_database(records: list[Manifest], rejected: list[Rejected]) -> str | N
             hint="say which one with --database or PGDATABASE",
         )
     return next(iter(names), None)
+
+
+NAME_ATTEMPTS = 5
+
+
+def unused_moment(storages: list[Storage], database: str | None) -> datetime:
+    """The moment a backup is named after: now, or the next second where no destination holds
+    an object of that name yet.
+
+    Names have one-second resolution. A run that starts in the second its predecessor's backup
+    was named (a small database, a run started by hand after cron's), or on a machine whose
+    clock is behind another's, would otherwise upload under a committed backup's keys: its
+    object would replace that backup's before its own manifest replaces the old one, and a run
+    that then fails leaves the old manifest over new bytes. A destination that cannot be listed
+    here is left to the upload, which reports it as usual. Raises ``StorageError`` when the
+    next ``NAME_ATTEMPTS`` seconds are all taken (backups named in this machine's future)."""
+    for _ in range(NAME_ATTEMPTS):
+        moment = datetime.now(UTC).replace(microsecond=0)
+        stem = manifest.manifest_key(database, moment).removesuffix(manifest.MANIFEST_SUFFIX)
+        taken = [s.url for s in storages if _holds(s, f"{stem}.")]
+        if not taken:
+            return moment
+        log.info(
+            "a backup named %s already exists in %s: naming this one a second later",
+            stem.rsplit("/", 1)[-1],
+            ", ".join(taken),
+        )
+        time.sleep(max(0.0, (moment.timestamp() + 1) - time.time()) + 0.01)
+    raise StorageError(
+        f"backups named for each of the next {NAME_ATTEMPTS} seconds already exist "
+        f"({stem.rsplit('/', 1)[-1]} and before): refusing to overwrite them",
+        hint="is this machine's clock behind the one that wrote them? check NTP",
+    )
+
+
+def _holds(storage: Storage, prefix: str) -> bool:
+    try:
+        return bool(storage.list(prefix))
+    except StorageError as err:
+        log.debug("cannot list %s before naming the backup: %s", storage.url, err)
+        return False

@@ -13,17 +13,20 @@ of contents (``postgres/contents.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
 import shlex
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from backup import __version__, manifest
+from backup.catalog import unused_moment
 from backup.config import Config
+from backup.dirformat import commit as dirformat_commit
+from backup.dirformat import store as dirformat_store
 from backup.errors import (
     BackupError,
     ConfigError,
@@ -42,7 +45,7 @@ from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
 from backup.stream.codec import object_suffix
-from backup.stream.pipeline import stream_dump
+from backup.stream.pipeline import StreamResult, stream_dump
 from backup.stream.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -62,47 +65,6 @@ class RunTimedOut(DatabaseError):
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-NAME_ATTEMPTS = 5
-
-
-def unused_moment(storages: list[Storage], database: str | None) -> datetime:
-    """The moment a backup is named after: now, or the next second where no destination holds
-    an object of that name yet.
-
-    Names have one-second resolution. A run that starts in the second its predecessor's backup
-    was named (a small database, a run started by hand after cron's), or on a machine whose
-    clock is behind another's, would otherwise upload under a committed backup's keys: its
-    object would replace that backup's before its own manifest replaces the old one, and a run
-    that then fails leaves the old manifest over new bytes. A destination that cannot be listed
-    here is left to the upload, which reports it as usual. Raises ``StorageError`` when the
-    next ``NAME_ATTEMPTS`` seconds are all taken (backups named in this machine's future)."""
-    for _ in range(NAME_ATTEMPTS):
-        moment = now_utc()
-        stem = manifest.manifest_key(database, moment).removesuffix(manifest.MANIFEST_SUFFIX)
-        taken = [s.url for s in storages if _holds(s, f"{stem}.")]
-        if not taken:
-            return moment
-        log.info(
-            "a backup named %s already exists in %s: naming this one a second later",
-            stem.rsplit("/", 1)[-1],
-            ", ".join(taken),
-        )
-        time.sleep(max(0.0, (moment.timestamp() + 1) - time.time()) + 0.01)
-    raise StorageError(
-        f"backups named for each of the next {NAME_ATTEMPTS} seconds already exist "
-        f"({stem.rsplit('/', 1)[-1]} and before): refusing to overwrite them",
-        hint="is this machine's clock behind the one that wrote them? check NTP",
-    )
-
-
-def _holds(storage: Storage, prefix: str) -> bool:
-    try:
-        return bool(storage.list(prefix))
-    except StorageError as err:
-        log.debug("cannot list %s before naming the backup: %s", storage.url, err)
-        return False
 
 
 @dataclass
@@ -176,6 +138,7 @@ def backup_database(
     snapshot_conn = None
     catalog: dict[int, str] = {}
     watcher: LockWatcher | None = None
+    directory = database is not None and config.dump.format == "directory"
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
         with contextlib.ExitStack() as stack:
@@ -197,6 +160,38 @@ def backup_database(
                 )
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
+                )
+            if directory and database is not None:
+                folder_result = dirformat_store.dump_directory(
+                    config,
+                    functools.partial(
+                        pg_tools.pg_dump_argv,
+                        server.tools,
+                        snapshot,
+                        config.lock_wait_timeout_s,
+                        config.dump.pg_dump_options(),
+                        jobs=config.dump.jobs,
+                    ),
+                    env,
+                    storages,
+                    database,
+                    Progress(f"backup {name}", config.log.progress_interval_s),
+                    lambda folder: contents.read_folder_contents(server.tools, folder, label),
+                )
+                counts, excluded = contents.describe(
+                    config, database, catalog, snapshot_conn, folder_result.toc
+                )
+                contents.log_excluded(label, excluded)
+                stack.close()  # the snapshot and the lock watcher: the dump is over
+                return dirformat_commit.commit(
+                    folder_result,
+                    config,
+                    name=name,
+                    database=database,
+                    started_at=started_at,
+                    encryption=_encryption_record(config),
+                    versions=(server.tools.version, server.info.version),
+                    described=(counts, excluded),
                 )
             # The archive's first bytes, its table of contents: what the dump really holds.
             head = (
@@ -246,6 +241,7 @@ def backup_database(
             hint=err.hint,
             exit_code=err.exit_code,
         )
+    assert isinstance(result, StreamResult)
     ratio = 100.0 * (1 - result.stored_bytes / result.raw_bytes) if result.raw_bytes else 0.0
     log.info(
         "dump of %s done: %.2f MB, stored %.2f MB %s (%.1f%% reduction) in %.1f s",
@@ -352,6 +348,10 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     options = config.dump.pg_dump_options()
     if options:
         log.info("pg_dump options of every database dump: %s", shlex.join(options))
+    if config.dump.format == "directory":
+        # Before any dump: a spool too small for the largest table is refused (exit 2).
+        largest = max(contents.largest_table_bytes(config, db) for db in server.databases)
+        dirformat_store.check_spool_space(tempfile.gettempdir(), largest, config.dump.jobs)
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))

@@ -132,7 +132,10 @@ def apply(storages: list[Storage], planned: Plan, dry_run: bool) -> int:
             continue
         try:
             storage.delete([record.key])
-            storage.delete([record.expected_object_key])
+            if record.format != "directory":
+                storage.delete([record.expected_object_key])
+            # A directory-format backup's objects are shared with other backups: its manifest
+            # alone goes; its objects no other manifest names are left (not yet collected).
             deleted += 1
         except BackupError as err:
             raise StorageError(
@@ -229,4 +232,79 @@ def collect_orphans(
             removed += remove_orphans([storage], found, dry_run)
         except StorageError as err:
             log.warning("orphan cleanup skipped on %s: %s", storage.url, err.message)
+    return removed
+
+
+def _references(
+    storage: Storage, database: str, gone: frozenset[str]
+) -> tuple[set[str] | None, list[ObjectInfo]]:
+    """What every manifest of ``database`` but those of ``gone`` names (None: one cannot be
+    read), and the listing."""
+    infos = storage.list(f"{manifest.encode_name(database)}/")
+    keys = [k for k in manifest.manifest_keys_in(infos) if k not in gone]
+    found = manifest.scan_keys(storage, keys)
+    records = [*found.trusted, *(bad.manifest for bad in found.rejected)]
+    return manifest.referenced_keys(records), infos
+
+
+def collect_garbage(
+    storages: list[Storage],
+    scope: Scope,
+    now: datetime,
+    min_age_s: float,
+    dry_run: bool,
+    planned: Plan | None = None,
+) -> int:
+    """Delete the directory format's content objects that no manifest of their database names
+    any more (retention deleted the backups that did) and older than ``min_age_s``. Run only
+    under the job's lock, after retention: a backup of this job is never running meanwhile.
+
+    Every manifest of the database counts, trusted or not: one that cannot be read at all
+    stops the collection in that database (what it names is unknown). The manifests are read
+    twice, before and just before the deletion, so a backup committed meanwhile (by a job
+    sharing the folder) keeps what it names. With ``dry_run``, the manifests ``planned`` would
+    delete count as deleted. Returns how many objects were (or would be) deleted."""
+    removed = 0
+    for storage in storages:
+        gone = frozenset(
+            i.manifest.key
+            for i in (planned.items if planned and dry_run else [])
+            if not i.keep and i.destination == storage.url
+        )
+        for database in sorted(scope.databases):
+            try:
+                referenced, infos = _references(storage, database, gone)
+                if referenced is None:
+                    log.warning(
+                        "content objects of %s on %s not collected: a manifest cannot be read",
+                        database,
+                        storage.url,
+                    )
+                    continue
+                candidates = manifest.garbage(infos, referenced, database, now, min_age_s)
+                if not candidates:
+                    continue
+                again, _ = _references(storage, database, gone)
+                if again is None:
+                    continue
+                doomed = [c for c in candidates if c.key not in again]
+                for info in doomed:
+                    log.info(
+                        "%s %s on %s: no backup names it any more, %d bytes",
+                        "would delete" if dry_run else "delete",
+                        info.key,
+                        storage.url,
+                        info.size,
+                        extra={"stage": "retention", "destination": storage.url},
+                    )
+                if not dry_run:
+                    storage.delete([c.key for c in doomed])
+                removed += len(doomed)
+            except StorageError as err:
+                log.warning(
+                    "content objects of %s on %s not collected: %s",
+                    database,
+                    storage.url,
+                    err.message,
+                )
     return removed

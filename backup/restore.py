@@ -11,78 +11,34 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
-import sys
+import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO
 
 from backup.catalog import Entry
-from backup.config import Config, PostgresConfig
+from backup.config import Config
+from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import HeadRecorder, read_database_properties, run_pg_restore
+from backup.postgres.pg_restore_dir import folder_properties, restore_folder
 from backup.postgres.processes import ChildGroup, pump
 from backup.postgres.properties import DatabaseProperties
+from backup.restore_steps import (
+    RestoreOptions,
+    compare_creation,
+    confirm,
+    describe_sessions,
+    give_properties,
+    swap,
+)
 from backup.storage import Readable, Storage
 from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    target_db: str | None = None
-    force: bool = False
-    in_place: bool = False
-    drop_old: bool = False
-    jobs: int = 1
-    dry_run: bool = False
-    database_properties: bool = True
-
-
-def confirm(prompt_lines: list[str], force: bool, stdin: IO[str] | None = None) -> None:
-    """Ask for YES on a terminal; without one, refuse unless ``--force`` (exit 2)."""
-    if force:
-        return
-    stdin = stdin or sys.stdin
-    if not stdin.isatty():
-        raise ConfigError(
-            "restore needs confirmation and there is no terminal",
-            hint="run it on a terminal, or pass --force to skip the confirmation",
-        )
-    rule = "=" * 60
-    print(rule, *prompt_lines, rule, sep="\n", file=sys.stderr)
-    print("Type 'YES' to confirm restore: ", end="", file=sys.stderr, flush=True)
-    answer = stdin.readline().strip()
-    if answer != "YES":
-        raise ConfigError("restore cancelled: the answer was not YES", hint="nothing was changed")
-
-
-def describe_sessions(
-    database: str, sessions: list[pg_server.Session], in_place: bool = False
-) -> str:
-    """One line naming the sessions connected to ``database`` and what the restore does to
-    them: the swap terminates them; ``--in-place`` leaves them (they may wait on its locks)."""
-    if not sessions:
-        return f"Sessions: none connected to {database}"
-    users = Counter(s.user or "?" for s in sessions)
-    apps = Counter(s.application or "(none)" for s in sessions)
-    count = len(sessions)
-    what = (
-        f"{count} connected to {database} (--in-place does not end them; they may block the "
-        "restore or see it half done)"
-        if in_place
-        else f"{count} connected to {database} will be TERMINATED at the swap"
-    )
-    return f"Sessions: {what}; users: {_tally(users)}; applications: {_tally(apps)}"
-
-
-def _tally(counts: Counter[str]) -> str:
-    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items()))
 
 
 def restore_database(
@@ -215,6 +171,9 @@ def _restore_from(
         extra={"stage": "restore", "destination": entry.destination},
     )
 
+    if m.format == "directory":
+        _restore_directory(config, storage, entry, tools, target, exists, owner, admin_db, options)
+        return
     every_s = config.log.progress_interval_s
 
     def reopen() -> tuple[VerifyingReader, Readable]:
@@ -231,12 +190,14 @@ def _restore_from(
             verifying.drain()
             props = _database_properties(tools, head, m.name, reopen)
         # A rehearsal: a role the properties name that is missing here stops the restore now.
-        _give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
+        give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
         verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
         try:
-            run_pg_restore(tools, pg, target, archive, verifying, [], options.jobs, clean=True)
-            _give_properties(pg, admin_db, target, props, options, reset=True)
-            _compare_creation(pg, admin_db, target, props)
+            run_pg_restore(
+                tools, pg, target, archive, verifying, [], (options.jobs or 1), clean=True
+            )
+            give_properties(pg, admin_db, target, props, options, reset=True)
+            compare_creation(pg, admin_db, target, props)
         except BackupError:
             # --in-place has no fresh copy to fall back on: say plainly what state it is in.
             log.error(
@@ -256,41 +217,103 @@ def _restore_from(
     try:
         verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
         with HeadRecorder(archive) as head:
-            run_pg_restore(tools, pg, fresh, head, verifying, [], options.jobs)
+            run_pg_restore(tools, pg, fresh, head, verifying, [], (options.jobs or 1))
             props = _database_properties(tools, head, m.name, reopen)
-        _give_properties(pg, admin_db, fresh, props, options, final_name=target)
-        _compare_creation(pg, admin_db, fresh, props)
+        give_properties(pg, admin_db, fresh, props, options, final_name=target)
+        compare_creation(pg, admin_db, fresh, props)
     except BaseException:
         log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
         with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
             pg_server.drop_database(conn, fresh)
         raise
     if exists:
-        old = pg_server.suffixed(target, f"_pre_restore_{stamp}")
-        with pg_server.connect(pg, admin_db) as conn:
-            sessions = pg_server.database_sessions(conn, target)
-            if sessions:
-                log.warning(
-                    "swap: %s",
-                    describe_sessions(target, sessions).removeprefix("Sessions: "),
-                )
-            pg_server.rename_database(conn, target, old)
-            try:
-                pg_server.rename_database(conn, fresh, target)
-            except BackupError:
-                pg_server.rename_database(conn, old, target)
-                raise
-            if options.drop_old:
-                pg_server.drop_database(conn, old)
-                log.info("dropped the previous database (--drop-old)")
-            else:
-                log.info("previous database kept as %s", old)
+        swap(pg, admin_db, target, fresh, options, stamp)
     log.info(
         "restored %s into %s in %.1f s (%d bytes, sha256 ok)",
         m.name,
         target,
         time.monotonic() - started,
         verifying.size,
+        extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
+    )
+
+
+def _restore_directory(
+    config: Config,
+    storage: Storage,
+    entry: Entry,
+    tools: pg_tools.Tools,
+    target: str,
+    exists: bool,
+    owner: str | None,
+    admin_db: str,
+    options: RestoreOptions,
+) -> None:
+    """A directory-format backup: every file downloaded and checked into a spool folder
+    first (nothing on the server is touched before the whole backup checked out), then
+    ``pg_restore -j`` from it, with the same fresh database and swap (or ``--in-place``)."""
+    pg = config.postgres
+    m = entry.manifest
+    jobs = options.jobs or config.dump.jobs
+    started = time.monotonic()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
+        folder = os.path.join(spool, "dump")
+        os.mkdir(folder, 0o700)
+        read = fetch_folder(
+            config.codec,
+            storage,
+            m,
+            folder,
+            jobs,
+            progress_s=config.log.progress_interval_s,
+            purpose="restore",
+        )
+        props = folder_properties(tools, folder)
+        for statement in props.skipped:
+            log.warning(
+                "%s: database property not restored (not understood): %s", m.name, statement
+            )
+        if options.in_place:
+            give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
+            try:
+                restore_folder(tools, pg, target, folder, [], jobs, clean=True)
+                give_properties(pg, admin_db, target, props, options, reset=True)
+                compare_creation(pg, admin_db, target, props)
+            except BackupError:
+                log.error(
+                    "in-place restore of %s failed part way: %s may be partly restored; the "
+                    "backup itself checked out, so fix the cause and run the restore again",
+                    m.name,
+                    target,
+                )
+                raise
+            log.info(
+                "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
+            )
+            return
+        fresh = pg_server.suffixed(target, f"_restoring_{stamp}") if exists else target
+        with pg_server.connect(pg, admin_db) as conn:
+            pg_server.create_database(conn, fresh, owner)
+        try:
+            restore_folder(tools, pg, fresh, folder, [], jobs)
+            give_properties(pg, admin_db, fresh, props, options, final_name=target)
+            compare_creation(pg, admin_db, fresh, props)
+        except BaseException:
+            log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
+            with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
+                pg_server.drop_database(conn, fresh)
+            raise
+    if exists:
+        swap(pg, admin_db, target, fresh, options, stamp)
+    log.info(
+        "restored %s into %s in %.1f s (%d files, %d bytes, sha256 ok, %d jobs)",
+        m.name,
+        target,
+        time.monotonic() - started,
+        len(m.files),
+        read,
+        jobs,
         extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
     )
 
@@ -307,75 +330,6 @@ def _database_properties(
     for statement in props.skipped:
         log.warning("%s: database property not restored (not understood): %s", name, statement)
     return props
-
-
-def _give_properties(
-    pg: PostgresConfig,
-    admin_db: str,
-    database: str,
-    props: DatabaseProperties,
-    options: RestoreOptions,
-    *,
-    reset: bool = False,
-    commit: bool = True,
-    final_name: str | None = None,
-) -> None:
-    """Give ``database`` the archived database's properties, in one transaction; with
-    ``--no-database-properties``, list them in a warning instead (once, at the real run, for
-    the database's ``final_name``: statements an operator can run by hand later)."""
-    statements = props.for_database(database)
-    if not options.database_properties:
-        if commit:
-            for statement in props.for_database(final_name or database):
-                log.warning("--no-database-properties: not applied: %s", statement.as_string(None))
-        return
-    if not statements and not reset:
-        return
-    try:
-        with pg_server.connect(pg, admin_db) as conn:
-            pg_server.apply_database_properties(
-                conn, database, statements, reset=reset, commit=commit
-            )
-    except DatabaseError as err:
-        raise DatabaseError(
-            err.message,
-            hint=f"{err.hint}; or pass --no-database-properties to restore without them "
-            "(they are listed in the log)",
-        ) from err
-    if commit:
-        log.info(
-            "database properties of the backup given to %s: %s",
-            database,
-            ", ".join(props.kinds()) or "none recorded",
-        )
-
-
-def _compare_creation(
-    pg: PostgresConfig, admin_db: str, database: str, props: DatabaseProperties
-) -> None:
-    """Encoding, locale and tablespace are fixed when a database is created; the restore
-    creates it with the server's defaults. Say so when they differ from the backup's."""
-    if not props.creation:
-        return
-    try:
-        with pg_server.connect(pg, admin_db) as conn:
-            actual = pg_server.database_creation(conn, database)
-    except DatabaseError as err:
-        log.warning("could not compare %s with the backup's encoding and locale: %s", database, err)
-        return
-    differ = [
-        f"{key} {props.creation[key]!r} (restored: {actual[key]!r})"
-        for key in props.creation
-        if key in actual and actual[key] != props.creation[key]
-    ]
-    if differ:
-        log.warning(
-            "the backed-up database was created with other settings than the restored one: %s; "
-            "sorting and character handling may differ. To keep them, create the database by "
-            "hand with those options (CREATE DATABASE ... TEMPLATE template0 ...) and restore "
-            "with --in-place",
-            "; ".join(differ),
-        )
 
 
 def restore_globals(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ from typing import IO
 
 from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
+from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import archive_error, run_pg_restore
+from backup.postgres.pg_restore_dir import list_folder, restore_folder
 from backup.postgres.processes import ChildGroup, pump
 from backup.storage import Readable, Storage
 from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
@@ -68,6 +71,8 @@ def verify(
     m = entry.manifest
     storage = storages[entry.destination]
     started = time.monotonic()
+    if m.format == "directory":
+        return _verify_directory(config, storage, entry, tools)
     verifying, archive = open_archive(
         config.codec, storage, m, config.log.progress_interval_s, "verify"
     )
@@ -101,6 +106,39 @@ def verify(
         extra={"stage": "verify", "destination": entry.destination},
     )
     return VerifyResult(m.name, entry.destination, verifying.size, len(tables), False, 0)
+
+
+def _verify_directory(
+    config: Config, storage: Storage, entry: Entry, tools: pg_tools.Tools
+) -> VerifyResult:
+    """Every file the manifest lists: size, sha256, decoded to its end; the archive listed
+    from its toc.dat (the only file kept on disk)."""
+    m = entry.manifest
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
+        read = fetch_folder(
+            config.codec,
+            storage,
+            m,
+            folder,
+            config.dump.jobs,
+            keep="toc.dat".__eq__,
+            progress_s=config.log.progress_interval_s,
+            purpose="verify",
+        )
+        listing = list_folder(tools, folder)
+    tables = toc_tables(listing)
+    log.info(
+        "verified %s on %s: %d files, %d bytes, sha256 ok, %d tables in the archive, %.1f s",
+        m.name,
+        entry.destination,
+        len(m.files),
+        read,
+        len(tables),
+        time.monotonic() - started,
+        extra={"stage": "verify", "destination": entry.destination},
+    )
+    return VerifyResult(m.name, entry.destination, read, len(tables), False, 0)
 
 
 def _collect(stream: IO[bytes], out: list[bytes]) -> threading.Thread:
@@ -149,14 +187,17 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
         extra={"stage": "verify"},
     )
     try:
-        verifying, archive = open_archive(
-            config.codec,
-            storages[entry.destination],
-            m,
-            config.log.progress_interval_s,
-            "test restore",
-        )
-        lister_tables = _restore_and_list(tools, pg, scratch, archive, verifying)
+        if m.format == "directory":
+            lister_tables = _restore_folder_and_list(config, storages, entry, tools, pg, scratch)
+        else:
+            verifying, archive = open_archive(
+                config.codec,
+                storages[entry.destination],
+                m,
+                config.log.progress_interval_s,
+                "test restore",
+            )
+            lister_tables = _restore_and_list(tools, pg, scratch, archive, verifying)
         restore_seconds = time.monotonic() - started
         checked = _compare(pg, scratch, m.row_counts, lister_tables)
     finally:
@@ -184,6 +225,30 @@ def _restore_and_list(
     verifying: VerifyingReader,
 ) -> list[str]:
     run_pg_restore(tools, pg, scratch, archive, verifying, ["--no-owner", "--no-privileges"], 1)
+    with pg_server.connect(pg, scratch) as conn:
+        return pg_server.list_tables(conn)
+
+
+def _restore_folder_and_list(
+    config: Config,
+    storages: dict[str, Storage],
+    entry: Entry,
+    tools: pg_tools.Tools,
+    pg: PostgresConfig,
+    scratch: str,
+) -> list[str]:
+    jobs = config.dump.jobs
+    with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
+        fetch_folder(
+            config.codec,
+            storages[entry.destination],
+            entry.manifest,
+            folder,
+            jobs,
+            progress_s=config.log.progress_interval_s,
+            purpose="test restore",
+        )
+        restore_folder(tools, pg, scratch, folder, ["--no-owner", "--no-privileges"], jobs)
     with pg_server.connect(pg, scratch) as conn:
         return pg_server.list_tables(conn)
 

@@ -196,6 +196,17 @@ def _collect_orphans(config: Config, storages: list[Storage], now: datetime) -> 
 def _retention(config: Config, storages: list[Storage]) -> None:
     planned = prune.plan(storages, config.retention, datetime.now(UTC), prune.job_scope(config))
     deleted = prune.apply(storages, planned, dry_run=False)
+    if config.dump.format == "directory" or any(
+        m.manifest.format == "directory" for m in planned.items
+    ):
+        # Under this run's lock: no backup of this job is running meanwhile.
+        prune.collect_garbage(
+            storages,
+            prune.job_scope(config),
+            datetime.now(UTC),
+            config.orphan_min_age_s,
+            dry_run=False,
+        )
     log.info(
         "retention (%d days, keep at least %d): deleted %d old backup(s)",
         config.retention.days,

@@ -16,17 +16,20 @@ import dataclasses
 import io
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from backup import manifest, notify, retention, storage
 from backup.config import CodecConfig, Config
+from backup.dirformat.store import check_spool_space
 from backup.dump import Server, inspect_server
 from backup.errors import BackupError, ConfigError, StorageError, error_class
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
 from backup.outcome import RunReport
+from backup.postgres import contents
 from backup.storage import Storage
 
 HELP = "config, database, pg_dump/server versions, destinations"
@@ -95,6 +98,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         results.attempt("notify", lambda: send_test_notifications(config))
     plans: list[Server] = []
     results.attempt("database", lambda: _database(config, plans))
+    if config.dump.format == "directory" and plans:
+        results.attempt("spool", lambda: _spool(config, plans[0]))
     for store in storages:
         results.attempt(
             f"destination {store.url}", lambda store=store: _destination(config, store, plans)
@@ -116,6 +121,19 @@ def _database(config: Config, plans: list[Server]) -> list[str]:
         f"{len(server.databases)} database(s) to back up: {', '.join(server.databases)}",
         f"pg_dump: {server.tools.version} from {server.tools.bindir} "
         f"(server major {server.info.major}: ok)",
+    ]
+
+
+def _spool(config: Config, server: Server) -> list[str]:
+    """BACKUP_FORMAT=directory's spool: TMPDIR's free space against the largest table (the
+    backup's own check, exit 2 when it cannot hold one)."""
+    largest = max((contents.largest_table_bytes(config, db) for db in server.databases), default=0)
+    spool = tempfile.gettempdir()
+    check_spool_space(spool, largest, config.dump.jobs)
+    free = shutil.disk_usage(spool).free
+    return [
+        f"spool: {spool} (TMPDIR) has {free / 1e6:.1f} MB free; the largest table takes "
+        f"{largest / 1e6:.1f} MB, BACKUP_JOBS={config.dump.jobs}"
     ]
 
 

@@ -97,6 +97,11 @@ def format_table(
             f"{m.name:<{width}}{m.size_bytes / 1e6:>10.2f}  "
             f"{m.created_at.strftime('%Y-%m-%d %H:%M:%S'):<20} "
             f"{'age' if m.encrypted else '-':<4}{entry.destination}"
+            + (
+                f"  (directory: {m.new_bytes / 1e6:.2f} MB of it new)"
+                if m.format == "directory"
+                else ""
+            )
             + ("  ! dated in the future" if future else "")
         )
         if future:

@@ -4,17 +4,24 @@ databases this job is configured for only, and collect their orphan data objects
 from __future__ import annotations
 
 import argparse
+import logging
 from datetime import UTC, datetime
 
 from backup import prune as engine
 from backup import storage
 from backup.config import Config
+from backup.errors import BackupError
+from backup.lock import job_lock
+from backup.manifest import Scope
+
+log = logging.getLogger(__name__)
 
 HELP = "apply retention alone"
 NEEDS_DATABASES = True
 DESCRIPTION = (
     "Apply retention alone (BACKUP_RETENTION_DAYS, BACKUP_KEEP_*), to this job's databases "
-    "only, and remove their orphan objects; --dry-run prints what would go and why."
+    "only, and remove their orphan objects and the content objects no backup names any more "
+    "(directory format); --dry-run prints what would go and why."
 )
 
 
@@ -33,12 +40,22 @@ def run(config: Config, args: argparse.Namespace) -> int:
         orphan_min_age_s=config.orphan_min_age_s,
     )
     deleted = engine.apply(storages, planned, args.dry_run)
+    collected = 0
+    if config.dump.format == "directory" or any(
+        i.manifest.format == "directory" for i in planned.items
+    ):
+        collected = _collect_garbage(config, storages, scope, planned, args.dry_run)
     items = planned.items
     going = sum(1 for i in items if not i.keep)
     extra = []
     if planned.orphans:
         extra.append(
             f"{len(planned.orphans)} orphan object(s) without a manifest "
+            + ("would be deleted" if args.dry_run else "deleted")
+        )
+    if collected:
+        extra.append(
+            f"{collected} content object(s) no backup names "
             + ("would be deleted" if args.dry_run else "deleted")
         )
     if planned.rejected:
@@ -49,3 +66,23 @@ def run(config: Config, args: argparse.Namespace) -> int:
     else:
         print(f"deleted {deleted} backup(s), kept {len(items) - going}{tail}")
     return 0
+
+
+def _collect_garbage(
+    config: Config,
+    storages: list[storage.Storage],
+    scope: Scope,
+    planned: engine.Plan,
+    dry_run: bool,
+) -> int:
+    """The directory format's unreferenced content objects: deleted only under the job's lock
+    (never while a backup of this job may be about to name one); without it, left for later."""
+    now = datetime.now(UTC)
+    if dry_run:
+        return engine.collect_garbage(storages, scope, now, config.orphan_min_age_s, True, planned)
+    try:
+        with job_lock(config):
+            return engine.collect_garbage(storages, scope, now, config.orphan_min_age_s, False)
+    except BackupError as err:
+        log.warning("content objects not collected: %s", err.message)
+        return 0

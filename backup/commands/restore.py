@@ -43,10 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="parallel pg_restore; needs a seekable file, so the decoded archive is "
-        "first downloaded to a temporary file in TMPDIR (needs that much disk)",
+        help="parallel pg_restore (default 1; BACKUP_JOBS for a directory-format backup, whose "
+        "files also download N at a time); a custom-format archive is first downloaded to a "
+        "temporary file in TMPDIR (needs that much disk), a directory-format one always is",
     )
     parser.add_argument(
         "--no-database-properties",
@@ -82,7 +83,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     )
     _refuse_blank(args.name, "backup name", "give a name from 'list', or latest")
     _refuse_blank(args.destination, "--destination", "give a destination URL, or leave it out")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
         raise ConfigError("--in-place and --drop-old cannot be combined")

@@ -146,7 +146,7 @@ REFUSED: dict[str, str] = {
     "file": _PIPELINE,
     "format": _PIPELINE,
     "compress": _PIPELINE + "; BACKUP_COMPRESSION sets the compression",
-    "jobs": _PIPELINE + "; parallel dumps need the directory format",
+    "jobs": _PIPELINE + "; for parallel dumps set BACKUP_FORMAT=directory and BACKUP_JOBS",
     "host": _CONNECTION,
     "port": _CONNECTION,
     "username": _CONNECTION,
@@ -250,6 +250,12 @@ def resolve_long(name: str, word: str) -> str:
     return candidates[0]
 
 
+DUMP_FORMATS = ("custom", "directory")
+# pg_dump -j opens one connection per worker: past a few dozen the server, not the job, limits.
+MAX_JOBS = 64
+MIN_DEDUP_KEY_CHARS = 32
+
+
 def read_dump(r: Reader, listed_databases: tuple[str, ...]) -> DumpConfig:
     """The three variables of what gets dumped. ``listed_databases``: the databases named by
     BACKUP_DATABASES (or PGDATABASE); excluding one of them is a contradiction, refused."""
@@ -279,4 +285,19 @@ def read_dump(r: Reader, listed_databases: tuple[str, ...]) -> DumpConfig:
             + ", ".join(map(syntax.shown, both))
             + ": remove it from one of them"
         )
-    return DumpConfig(pg_dump_args=args, exclude_table_data=patterns, exclude_databases=excluded)
+    dump_format = r.choice("BACKUP_FORMAT", "custom", DUMP_FORMATS)
+    jobs = r.int("BACKUP_JOBS", 1, 1, MAX_JOBS) or 1
+    dedup_key = r.secret("BACKUP_DEDUP_KEY")
+    if dedup_key is not None and len(dedup_key.reveal()) < MIN_DEDUP_KEY_CHARS:
+        r.problems.append(
+            f"BACKUP_DEDUP_KEY is shorter than {MIN_DEDUP_KEY_CHARS} characters: "
+            "make one with 'openssl rand -hex 32'"
+        )
+    return DumpConfig(
+        pg_dump_args=args,
+        exclude_table_data=patterns,
+        exclude_databases=excluded,
+        format=dump_format,
+        jobs=jobs,
+        dedup_key=dedup_key,
+    )

@@ -416,6 +416,13 @@ def _read(r: Reader) -> Config:
         level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         progress_interval_s=r.float("BACKUP_PROGRESS_SECONDS", 30.0, 0.0, 86_400.0),
     )
+    if dump.format == "directory" and codec.age_recipients and dump.dedup_key is None:
+        r.problems.append(
+            "BACKUP_DEDUP_KEY is required with BACKUP_FORMAT=directory and BACKUP_AGE_RECIPIENTS: "
+            "the backup cannot read a key kept encrypted in the destination, and a key kept "
+            "plain there would let whoever reads the bucket test what a table holds"
+        )
+        r.hints.append("set BACKUP_DEDUP_KEY (or BACKUP_DEDUP_KEY_FILE) to 'openssl rand -hex 32'")
     verify = r.choice("BACKUP_VERIFY", "none", ("none", "restore"))
     row_counts = r.choice("BACKUP_ROW_COUNTS", "estimate", ("exact", "estimate", "off"))
     verify_url = r.secret("VERIFY_DATABASE_URL")

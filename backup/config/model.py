@@ -218,6 +218,14 @@ class DumpConfig:
     """BACKUP_EXCLUDE_TABLE_DATA: pg_dump patterns, each an ``--exclude-table-data``."""
     exclude_databases: tuple[str, ...] = ()
     """BACKUP_EXCLUDE_DATABASES: names left out of the databases backed up."""
+    format: str = "custom"
+    """BACKUP_FORMAT: ``custom`` (one pg_dump -Fc stream) or ``directory`` (pg_dump -Fd, one
+    content object per file, unchanged files stored once)."""
+    jobs: int = 1
+    """BACKUP_JOBS: pg_dump -j and pg_restore -j workers, parallel uploads and downloads of a
+    directory-format backup."""
+    dedup_key: Secret | None = None
+    """BACKUP_DEDUP_KEY: the key of the directory format's content addresses (a secret)."""
 
     def pg_dump_options(self) -> tuple[str, ...]:
         """Everything added to a database's pg_dump argv."""
@@ -268,6 +276,7 @@ class Config:
             self.notify.telegram_bot_token,
             self.notify.healthcheck_url,
             self.verify_database_url,
+            self.dump.dedup_key,
             *self.notify.webhook_urls,
             *self.notify.apprise_urls,
         ]

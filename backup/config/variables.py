@@ -106,6 +106,12 @@ VARIABLES: tuple[Variable, ...] = (
        "pipeline's, the connection's and -s/-a refused", _DB, frozenset({BACKUP, CHECK})),
     _v("BACKUP_EXCLUDE_TABLE_DATA", "", "comma list of table patterns dumped without rows",
        _DB, frozenset({BACKUP, CHECK})),
+    _v("BACKUP_FORMAT", "custom", "custom (one pg_dump -Fc object) or directory (pg_dump -Fd: "
+       "one object per table, unchanged tables stored once)", _DB, frozenset({BACKUP, CHECK})),
+    _v("BACKUP_JOBS", "1", "1-64: pg_dump -j / pg_restore -j workers and parallel transfers "
+       "of a directory-format backup", _DB, frozenset({BACKUP, RESTORE, VERIFY, CHECK})),
+    _v("BACKUP_DEDUP_KEY", "", "directory format: the key of the content addresses; required "
+       "with BACKUP_AGE_RECIPIENTS", _DB, frozenset({BACKUP, CHECK}), secret=True),
     _v("PGSSLMODE", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLROOTCERT", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLCERT", "", _LIBPQ, _DB, SERVER),

@@ -2,10 +2,19 @@
 believed (``Manifest.problem``): every field of the right type, its name the scheme's name for
 its database and ``created_at``, read from the scheme's manifest key, and naming as its object
 exactly the scheme's object key with the suffix of its compression and encryption.
+
+A directory-format manifest (``format: "directory"``, format version 2, which older jobs refuse
+to read rather than take it for a custom-format one) lists ``files``: each file of pg_dump's
+directory with its content object, its sizes and the sha256 of the stored bytes. It is believed
+only if every file has a safe name (``toc.dat``, ``NNNN.dat``, large objects' files) and every
+object lies in its own database's ``_objects/`` folder with the suffix of its encoding;
+``object_key`` is then the ``toc.dat``'s object, ``size_bytes`` the sum of the stored sizes and
+``sha256`` the digest of the file list (``files_digest``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -18,6 +27,7 @@ from backup.manifest.scheme import (
     COMPRESSION_SUFFIX,
     backup_name,
     globals_name,
+    is_content_key,
     manifest_key,
     object_key,
     object_suffix,
@@ -25,8 +35,18 @@ from backup.manifest.scheme import (
 )
 from backup.storage import Storage
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest manifest format this job reads; it writes 1 for custom-format backups (older
+jobs read them) and 2 for directory-format ones (older jobs refuse them: upgrade)."""
+CUSTOM_FORMAT_VERSION = 1
 KINDS = ("database", "globals")
+FORMATS = ("custom", "directory")
+# The files pg_dump -Fd -Z0 writes: its table of contents, one NNNN.dat per table's data, and
+# the large objects' (blobs.toc + blob_<oid>.dat up to 16, blobs_<id>.toc from 17 on).
+SAFE_FILE_NAME = re.compile(
+    r"^(toc\.dat|[0-9]{1,10}\.dat|blob_[0-9]{1,10}\.dat|blobs(_[0-9]{1,10})?\.toc)$"
+)
+FILE_FIELDS = ("name", "key", "plain_bytes", "size_bytes", "sha256", "new")
 
 
 @dataclass(frozen=True)
@@ -54,7 +74,19 @@ class Manifest:
     excluded: dict[str, Any] = field(default_factory=dict)
     """What was left out: ``table_data_patterns`` (BACKUP_EXCLUDE_TABLE_DATA), ``table_data``
     (tables kept without rows), ``tables`` (the server's tables the archive lacks)."""
-    format_version: int = FORMAT_VERSION
+    format: str = "custom"
+    """``custom`` (one object, ``pg_dump -Fc``) or ``directory`` (``files``, ``pg_dump -Fd``)."""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """Directory format: ``name``, ``key`` (content object), ``plain_bytes``, ``size_bytes``
+    and ``sha256`` (of the stored bytes), ``new`` (uploaded by this backup)."""
+    format_version: int = CUSTOM_FORMAT_VERSION
+
+    @property
+    def new_bytes(self) -> int:
+        """Bytes this backup stored itself: all of them in the custom format."""
+        if self.format != "directory":
+            return self.size_bytes
+        return sum(f["size_bytes"] for f in self.files if f.get("new"))
 
     @property
     def encrypted(self) -> bool:
@@ -121,6 +153,10 @@ class Manifest:
             )
         if read_from is not None and read_from != self.key:
             return f"was read from {read_from}, not from {self.key}, the key of its own name"
+        if self.format == "directory":
+            return self._directory_problem()
+        if self.files:
+            return "lists files, which only a directory-format backup has"
         expected_object = self.expected_object_key
         if self.object_key != expected_object:
             return (
@@ -129,9 +165,39 @@ class Manifest:
             )
         return None
 
+    def _directory_problem(self) -> str | None:
+        if self.kind != "database" or self.database is None:
+            return "is a directory-format backup of the globals, which the job never makes"
+        suffix = object_suffix(self.compression, self.encrypted)
+        names: set[str] = set()
+        for entry in self.files:
+            name, key = entry["name"], entry["key"]
+            if not SAFE_FILE_NAME.fullmatch(name) or name in names:
+                return f"lists the file {name!r}, not a file name of pg_dump's directory format"
+            names.add(name)
+            if not is_content_key(key, self.database, suffix):
+                return (
+                    f"names {key!r} as the object of {name}, not a content object of "
+                    f"{self.database} with the suffix {suffix!r}: that object is not this "
+                    "backup's to name"
+                )
+        toc = [f["key"] for f in self.files if f["name"] == "toc.dat"]
+        if not toc:
+            return "lists no toc.dat: a directory archive without its table of contents"
+        if self.object_key != toc[0]:
+            return f"names {self.object_key!r} as its object, not its toc.dat's {toc[0]!r}"
+        total = sum(f["size_bytes"] for f in self.files)
+        if self.size_bytes != total:
+            return f"says {self.size_bytes} bytes, its files add up to {total}"
+        if self.sha256 != files_digest(self.files):
+            return "has a sha256 that is not the digest of its file list"
+        return None
+
     def to_listing(self, destination: str) -> dict[str, Any]:
         """The object ``list --json`` prints."""
         return {
+            "format": self.format,
+            "new_bytes": self.new_bytes,
             "name": self.name,
             "database": self.database,
             "kind": self.kind,
@@ -204,12 +270,46 @@ def _field_problem(data: dict[str, Any]) -> str | None:
         return "pg_dump_args is not a list of strings"
     if not isinstance(data.get("excluded", {}), dict):
         return "excluded is not an object"
+    problem = _files_problem(data)
+    if problem:
+        return problem
     for name in ("created_at", "finished_at"):
         try:
             _parse_iso(data[name])
         except ValueError:
             return f"{name} is {data[name]!r}, not an ISO 8601 time"
     return None
+
+
+def _files_problem(data: dict[str, Any]) -> str | None:
+    fmt = data.get("format", "custom")
+    if fmt not in FORMATS:
+        return f"format is {fmt!r}, not one of {', '.join(FORMATS)}"
+    files = data.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return "files is not a list of objects"
+    if fmt == "directory" and not files:
+        return "a directory-format manifest lists no files"
+    for entry in files:
+        for name in FILE_FIELDS:
+            if name not in entry:
+                return f"a file lacks the field {name!r}"
+        if not isinstance(entry["name"], str) or not isinstance(entry["key"], str):
+            return f"a file's name or key is not a string: {entry['name']!r}"
+        for name in ("plain_bytes", "size_bytes"):
+            if not _is_int(entry[name]) or entry[name] < 0:
+                return f"{name} of {entry['name']} is {entry[name]!r}, not a byte count"
+        if not isinstance(entry["sha256"], str) or not _SHA256.match(entry["sha256"]):
+            return f"sha256 of {entry['name']} is {entry['sha256']!r}, not 64 lowercase hex digits"
+        if not isinstance(entry["new"], bool):
+            return f"new of {entry['name']} is {entry['new']!r}, not true or false"
+    return None
+
+
+def files_digest(files: list[dict[str, Any]]) -> str:
+    """The manifest-level sha256 of a directory-format backup: its file list, canonical JSON."""
+    canonical = json.dumps(files, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _invalid(key: str, reason: str) -> IntegrityError:

@@ -24,6 +24,7 @@ from backup.manifest.scheme import (
     encode_name,
     key_timestamp,
     manifest_key_of_object,
+    objects_prefix,
     parse_timestamp,
 )
 from backup.storage import ObjectInfo, Storage
@@ -205,3 +206,40 @@ def orphans(infos: Iterable[ObjectInfo], now: datetime, min_age_s: float) -> lis
         if (now - info.modified).total_seconds() > min_age_s:
             found.append(info)
     return sorted(found, key=lambda o: o.key)
+
+
+def referenced_keys(records: Iterable[Manifest | None]) -> set[str] | None:
+    """Every object the manifests name (a directory backup's files, any backup's object), or
+    None when one of them could not be read: then nobody knows what it names, and no content
+    object may be taken for garbage."""
+    keys: set[str] = set()
+    for record in records:
+        if record is None:
+            return None
+        keys.add(record.object_key)
+        keys.update(entry["key"] for entry in record.files)
+    return keys
+
+
+def garbage(
+    infos: Iterable[ObjectInfo],
+    referenced: set[str],
+    database: str,
+    now: datetime,
+    min_age_s: float,
+) -> list[ObjectInfo]:
+    """Content objects of ``database`` among ``infos`` that no manifest names (``referenced``)
+    and that are older than ``min_age_s`` (longer than any run: never the upload of a backup
+    whose manifest is still to come). An object whose age is unknown is left alone."""
+    prefix = objects_prefix(database)
+    return sorted(
+        (
+            info
+            for info in infos
+            if info.key.startswith(prefix)
+            and info.key not in referenced
+            and info.modified is not None
+            and (now - info.modified).total_seconds() > min_age_s
+        ),
+        key=lambda o: o.key,
+    )

@@ -5,6 +5,15 @@
     _globals/globals-<YYYYmmddTHHMMSSZ>.sql[...]  and its .manifest.json
     _state/status.json
 
+A directory-format backup (``BACKUP_FORMAT=directory``) has a manifest like any other and
+stores each file of pg_dump's directory under a content address in its database's folder,
+shared by every backup of that database that holds the same file:
+
+    <database>/_objects/<first 2 hex>/<64 hex>[.zst|.gz][.age]
+    <database>/_dedup.key          the address key, when it is kept in the destination
+
+Neither is a data object of the scheme: no cleanup of orphans ever takes one for an orphan.
+
 Database names with characters outside ``[A-Za-z0-9._-]`` (and a leading ``_``, which would
 collide with ``_globals`` / ``_state``) are percent-encoded in keys; the manifest keeps the real
 name. The suffix after ``.dump`` / ``.sql`` (compression, then encryption) is part of the scheme.
@@ -23,6 +32,9 @@ _SAFE = re.compile(r"[A-Za-z0-9._-]")
 _NAME = re.compile(r"^(?P<db>.+)-(?P<ts>\d{8}T\d{6}Z)$")
 COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 ENCRYPTION_SUFFIX = ".age"
+OBJECTS_DIR = "_objects"
+DEDUP_KEY_NAME = "_dedup.key"
+_ADDRESS = re.compile(r"^[0-9a-f]{64}$")
 
 
 def object_suffix(compression: str, encrypted: bool) -> str:
@@ -68,6 +80,32 @@ def manifest_key(database: str | None, moment: datetime) -> str:
     if database is None:
         return f"{GLOBALS_DIR}/{globals_name(moment)}{MANIFEST_SUFFIX}"
     return f"{encode_name(database)}/{backup_name(database, moment)}{MANIFEST_SUFFIX}"
+
+
+def objects_prefix(database: str) -> str:
+    """The folder of a database's content objects (directory-format backups)."""
+    return f"{encode_name(database)}/{OBJECTS_DIR}/"
+
+
+def content_key(database: str, address: str, suffix: str) -> str:
+    """Where the file with content address ``address`` (64 lowercase hex) is stored."""
+    if not _ADDRESS.fullmatch(address):
+        raise ValueError(f"not a content address: {address!r}")
+    return f"{objects_prefix(database)}{address[:2]}/{address}{suffix}"
+
+
+def is_content_key(key: str, database: str, suffix: str) -> bool:
+    """Whether ``key`` is a content object of ``database`` encoded with ``suffix``."""
+    stem = key.removeprefix(objects_prefix(database))
+    if stem == key or not stem.endswith(suffix):
+        return False
+    stem = stem[: len(stem) - len(suffix)] if suffix else stem
+    folder, _, address = stem.partition("/")
+    return bool(_ADDRESS.fullmatch(address)) and folder == address[:2]
+
+
+def dedup_key_key(database: str) -> str:
+    return f"{encode_name(database)}/{DEDUP_KEY_NAME}"
 
 
 def key_timestamp(key: str) -> str:

@@ -54,6 +54,27 @@ def read_contents(tools: Tools, head: IO[bytes], label: str) -> ArchiveTables | 
         return None
 
 
+def read_folder_contents(tools: Tools, folder: str, label: str) -> ArchiveTables | None:
+    """``read_contents`` of a directory-format dump in ``folder`` (its toc.dat)."""
+    from backup.postgres.pg_restore_dir import folder_tables
+
+    try:
+        return folder_tables(tools, folder)
+    except DatabaseError as err:
+        log.warning(
+            "the table of contents of the dump of %s could not be read: %s",
+            label,
+            err.message,
+            extra={"stage": "dump", "database": label},
+        )
+        return None
+
+
+def largest_table_bytes(config: Config, database: str) -> int:
+    with server.connect(config.postgres, database) as conn:
+        return server.largest_table_bytes(conn)
+
+
 def server_tables(
     config: Config, database: str, snapshot_conn: psycopg.Connection | None
 ) -> dict[int, str]:

@@ -255,7 +255,7 @@ def run_pg_restore(
             except BackupError:
                 children.kill_all()
                 raise
-            _check_exit(restorer, restorer.wait(), clean)
+            check_exit(restorer, restorer.wait(), clean)
         return
     with tempfile.NamedTemporaryFile(prefix="pgbackup-restore-", suffix=".dump") as spool:
         free = shutil.disk_usage(os.path.dirname(spool.name)).free
@@ -277,7 +277,7 @@ def run_pg_restore(
                     stdout=subprocess.DEVNULL,
                 )
                 _spool(archive, stored, spool, schema)
-                _check_exit(schema, schema.wait(), clean)
+                check_exit(schema, schema.wait(), clean)
                 sections = ("data", "post-data")
             log.info(
                 "--jobs %d: %.1f GB spooled in %.1f s%s; restoring %s",
@@ -299,7 +299,7 @@ def run_pg_restore(
             restorer = children.start(
                 argv, env, "pg_restore", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
             )
-            _check_exit(restorer, restorer.wait(), clean)
+            check_exit(restorer, restorer.wait(), clean)
 
 
 def _spool(archive: Readable, stored: Drainable, spool: IO[bytes], reader: Child | None) -> None:
@@ -377,7 +377,7 @@ class _SpoolFeeder:
                 self.sink.close()
 
 
-def _check_exit(restorer: Child, code: int, clean: bool) -> None:
+def check_exit(restorer: Child, code: int, clean: bool) -> None:
     if (
         code != 0
         and clean

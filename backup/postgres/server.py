@@ -164,6 +164,17 @@ def user_tables(conn: psycopg.Connection) -> dict[int, str]:
     return {int(oid): table_key(s, t) for s, t, _, oid in conn.execute(_COUNTED_TABLES)}
 
 
+def largest_table_bytes(conn: psycopg.Connection) -> int:
+    """The on-disk size of the largest user table (TOAST included): what one file of a
+    directory-format dump takes in the spool, roughly (COPY text is often larger)."""
+    row = conn.execute(
+        "SELECT coalesce(max(pg_table_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def create_database(conn: psycopg.Connection, name: str, owner: str | None = None) -> None:
     query = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
     if owner:

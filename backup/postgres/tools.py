@@ -152,15 +152,25 @@ def pg_dump_argv(
     snapshot: str | None = None,
     lock_wait_timeout_s: float | None = None,
     extra_args: Sequence[str] = (),
+    directory: str | None = None,
+    jobs: int = 1,
 ) -> list[str]:
-    """One database in the custom format, uncompressed (the job compresses), to stdout.
+    """One database in the custom format, uncompressed (the job compresses), to stdout; with
+    ``directory``, in the directory format into that (new) directory, ``jobs`` workers, each
+    table's data an uncompressed ``NNNN.dat`` file.
 
     With ``lock_wait_timeout_s``, pg_dump gives up (and fails) when a table's lock is not
     granted in that time, instead of waiting behind an ``ACCESS EXCLUSIVE`` lock forever.
     ``extra_args`` (BACKUP_PG_DUMP_ARGS, BACKUP_EXCLUDE_TABLE_DATA; checked by the
     configuration) come first, so the job's own options would win a repeated one.
     """
-    argv = [tools.path("pg_dump"), *extra_args, "-Fc", "-Z0", "--no-password"]
+    if directory is None:
+        argv = [tools.path("pg_dump"), *extra_args, "-Fc", "-Z0", "--no-password"]
+    else:
+        # --no-sync: the job takes each file away as soon as it is closed; pg_dump's final
+        # fsync of every file of the folder would find them gone (an error, though exit 0).
+        argv = [tools.path("pg_dump"), *extra_args, "-Fd", "-Z0", f"--jobs={jobs}", "--no-sync"]
+        argv += ["--no-password", f"--file={directory}"]
     if lock_wait_timeout_s:
         argv.append(f"--lock-wait-timeout={max(1, round(lock_wait_timeout_s * 1000))}")
     if snapshot:
@@ -206,20 +216,30 @@ def pg_restore_argv(
     return [*argv, "--dbname", conninfo_dbname(database)]
 
 
-def pg_restore_list_argv(tools: Tools) -> list[str]:
-    """The table of contents of the archive on stdin (needs no server)."""
-    return [tools.path("pg_restore"), "--list"]
+def pg_restore_list_argv(tools: Tools, archive_path: str | None = None) -> list[str]:
+    """The table of contents of the archive on stdin, or at ``archive_path`` (needs no
+    server)."""
+    return [tools.path("pg_restore"), "--list", *([archive_path] if archive_path else [])]
 
 
-def pg_restore_database_toc_argv(tools: Tools) -> list[str]:
-    """The table of contents of the archive on stdin, the database's own entries included."""
-    return [tools.path("pg_restore"), "--create", "--list"]
+def pg_restore_database_toc_argv(tools: Tools, archive_path: str | None = None) -> list[str]:
+    """The table of contents of the archive on stdin (or at ``archive_path``), the database's
+    own entries included."""
+    return [
+        tools.path("pg_restore"),
+        "--create",
+        "--list",
+        *([archive_path] if archive_path else []),
+    ]
 
 
-def pg_restore_database_script_argv(tools: Tools, list_path: str) -> list[str]:
+def pg_restore_database_script_argv(
+    tools: Tools, list_path: str, archive_path: str | None = None
+) -> list[str]:
     """The SQL of the entries listed in ``list_path`` (the database's own properties), from the
-    archive on stdin, to stdout (needs no server)."""
-    return [tools.path("pg_restore"), "--create", "--use-list", list_path, "--file", "-"]
+    archive on stdin (or at ``archive_path``), to stdout (needs no server)."""
+    argv = [tools.path("pg_restore"), "--create", "--use-list", list_path, "--file", "-"]
+    return [*argv, *([archive_path] if archive_path else [])]
 
 
 def psql_script_argv(tools: Tools, database: str) -> list[str]:

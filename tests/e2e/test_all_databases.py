@@ -223,3 +223,35 @@ def test_a_signal_during_the_backups_own_test_restore_is_exit_130(cluster, backu
     assert result.returncode == 130, result.output
     assert "failed its test restore" not in result.stderr
     assert not (tmp_path / "pgbackup.verify.prom").exists()
+
+
+def test_all_databases_in_the_directory_format_with_exact_counts(cluster, backup_dir, tmp_path):
+    """Every database (an odd name's objects percent-encoded in its own folder) dumped in the
+    directory format, counted in the dump's snapshot and test-restored; the globals stay SQL."""
+    env = _env(
+        cluster,
+        backup_dir,
+        tmp_path,
+        BACKUP_DATABASES="all",
+        BACKUP_FORMAT="directory",
+        BACKUP_JOBS="2",
+        BACKUP_ROW_COUNTS="exact",
+        BACKUP_VERIFY="restore",
+    )
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    by_db = {m["database"]: m for m in manifests(backup_dir) if m["kind"] == "database"}
+    assert {"shop", "crm", "odd name=é"} <= set(by_db)
+    assert all(m["format"] == "directory" for m in by_db.values())
+    assert by_db["crm"]["row_counts"]["tables"] == {"public.contacts": 500}
+    odd = by_db["odd name=é"]
+    assert all(f["key"].startswith("odd%20name%3D%C3%A9/_objects/") for f in odd["files"])
+    [roles] = [m for m in manifests(backup_dir) if m["kind"] == "globals"]
+    assert roles["format"] == "custom" and roles["object_key"].endswith(".sql.zst")
+    target = unique_name("odd_back")
+    restored = run_job(
+        "restore", "--database", "odd name=é", "--target-db", target, "--force", env=env
+    )
+    assert restored.returncode == 0, restored.output
+    with cluster.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2

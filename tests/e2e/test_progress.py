@@ -75,3 +75,25 @@ def test_no_progress_lines_when_it_is_off(pg15, several_mb):
     result = run_job("verify", env={**env, "BACKUP_PROGRESS_SECONDS": "0"})
     assert result.returncode == 0, result.output
     assert "MB read" not in result.stderr, result.stderr
+
+
+def test_a_directory_backup_logs_progress_of_all_its_files(pg15, several_mb):
+    _, _, env = several_mb
+    env = {**env, "BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2"}
+    made = run_job("backup", env=env)
+    assert made.returncode == 0, made.output
+    backup = next(
+        e["name"]
+        for e in json.loads(run_job("list", "--json", env=env).stdout)
+        if e["format"] == "directory"
+    )
+    fast = {**env, "BACKUP_PROGRESS_SECONDS": "0.001"}
+    target = unique_name("progress_dir")
+    restored = run_job("restore", backup, "--target-db", target, "--force", env=fast)
+    assert restored.returncode == 0, restored.output
+    pg15.execute("postgres", f'DROP DATABASE "{target}"')
+    assert _lines(restored.stderr, "restore", backup), restored.stderr
+    verified = run_job("verify", backup, "--restore-test", env=fast)
+    assert verified.returncode == 0, verified.output
+    assert _lines(verified.stderr, "verify", backup), verified.stderr
+    assert _lines(verified.stderr, "test restore", backup), verified.stderr

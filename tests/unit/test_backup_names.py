@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from backup import dump, manifest
+from backup import catalog, dump, manifest
 from backup.errors import StorageError
 from backup.storage.local import LocalStorage
 
@@ -22,7 +22,7 @@ def _take(storage: LocalStorage, database: str, moment) -> None:
 def test_a_free_second_is_used_as_it_is(tmp_path):
     storage = LocalStorage(tmp_path / "dest")
     before = dump.now_utc()
-    moment = dump.unused_moment([storage], "shop")
+    moment = catalog.unused_moment([storage], "shop")
     assert before <= moment <= dump.now_utc()
 
 
@@ -32,7 +32,7 @@ def test_a_taken_name_in_any_destination_moves_the_backup_to_a_later_second(tmp_
     _take(second, "shop", now)  # only the second destination holds it
     _take(second, "shop", now + timedelta(seconds=1))
     _take(first, "other", now + timedelta(seconds=2))  # another database's name is no obstacle
-    moment = dump.unused_moment([first, second], "shop")
+    moment = catalog.unused_moment([first, second], "shop")
     assert moment >= now + timedelta(seconds=2)
     assert not second.list(
         manifest.manifest_key("shop", moment).removesuffix(manifest.MANIFEST_SUFFIX)
@@ -43,14 +43,14 @@ def test_the_globals_are_named_the_same_careful_way(tmp_path):
     storage = LocalStorage(tmp_path / "dest")
     now = dump.now_utc()
     _take(storage, None, now)
-    assert dump.unused_moment([storage], None) > now
+    assert catalog.unused_moment([storage], None) > now
 
 
 def test_names_taken_for_seconds_ahead_stop_the_backup(tmp_path, monkeypatch):
     storage = LocalStorage(tmp_path / "dest")
     now = dump.now_utc()
-    for ahead in range(dump.NAME_ATTEMPTS + 2):
+    for ahead in range(catalog.NAME_ATTEMPTS + 2):
         _take(storage, "shop", now + timedelta(seconds=ahead))
-    monkeypatch.setattr(dump, "NAME_ATTEMPTS", 2)
+    monkeypatch.setattr(catalog, "NAME_ATTEMPTS", 2)
     with pytest.raises(StorageError, match="refusing to overwrite them"):
-        dump.unused_moment([storage], "shop")
+        catalog.unused_moment([storage], "shop")

@@ -1,0 +1,354 @@
+"""The upload side of a directory-format backup: pg_dump -Fd into a spool folder, each file
+stored under its content address as soon as it is complete, then removed from the spool.
+
+``dump_directory`` returns only when pg_dump exited 0 and every file reached each destination
+still in the run (or was already there); the caller writes the manifests, the commit. What
+"already there" means: the object is named by a trusted manifest of this database on that
+destination (whose recorded size and sha256 are reused) and the listing shows it with that size.
+Any other object under the address (a failed run's leftover) is uploaded again. Just before
+returning, every reused object is looked for again (``_recheck``): one gone (deleted by hand or
+by a cleanup in another process) fails that destination rather than commit a manifest naming it.
+
+A failed run removes the spool and the objects it uploaded that no manifest names.
+
+Memory: one 1 MiB read buffer per file in flight (``jobs``) plus each upload's parts.
+Spool: with inotify, the files in flight (about ``jobs`` tables at once, uncompressed);
+without, the whole dump.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from backup import manifest
+from backup.config import Config
+from backup.dirformat.address import address_key, encoding_tag, file_addresses
+from backup.dirformat.watch import FileWatch
+from backup.errors import BackupError, ConfigError, Interrupted, StorageError
+from backup.manifest import Manifest
+from backup.postgres.processes import ChildGroup
+from backup.storage import Storage
+from backup.stream.codec import object_suffix, open_encoder
+from backup.stream.fanout import Fanout
+from backup.stream.progress import Progress
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 1024 * 1024
+POLL_S = 0.2
+
+
+@dataclass
+class Target:
+    """One destination during a run: its address key, what it holds already, what it got."""
+
+    storage: Storage
+    key: bytes = b""
+    known: dict[str, tuple[int, str]] = field(default_factory=dict)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    error: BackupError | None = None
+
+
+@dataclass
+class DirectoryResult:
+    raw_bytes: int
+    new_bytes: int
+    seconds: float
+    targets: list[Target]
+    toc: Any = None
+    """What ``read_toc`` returned for the finished folder (its table of contents)."""
+
+
+def check_spool_space(spool_dir: str, largest_table_bytes: int, jobs: int) -> None:
+    """Refuse (exit 2) when the spool's file system cannot hold even the largest table's file;
+    warn when it cannot hold ``jobs`` of them (uploads will not keep up, pg_dump may fail)."""
+    free = shutil.disk_usage(spool_dir).free
+    if free < largest_table_bytes:
+        raise ConfigError(
+            f"the spool {spool_dir} (TMPDIR) has {free / 1e6:.1f} MB free and the largest table "
+            f"takes {largest_table_bytes / 1e6:.1f} MB: BACKUP_FORMAT=directory cannot spool it",
+            hint="point TMPDIR at a volume with room for BACKUP_JOBS x the largest table "
+            "(README: Large databases)",
+        )
+    if free < largest_table_bytes * jobs:
+        log.warning(
+            "the spool %s (TMPDIR) has %.1f MB free, less than BACKUP_JOBS (%d) x the largest "
+            "table (%.1f MB): the dump may run out of space",
+            spool_dir,
+            free / 1e6,
+            jobs,
+            largest_table_bytes / 1e6,
+        )
+
+
+def _prepare(target: Target, config: Config, database: str, suffix: str) -> None:
+    """The address key, and the objects committed backups of ``database`` name that the
+    listing shows whole: those are reused, never uploaded again."""
+    storage = target.storage
+    target.key = address_key(storage, database, config.dump, config.codec)
+    found = manifest.scan(storage, scope=manifest.Scope(frozenset({database})))
+    for record in reversed(found.trusted):  # newest last: its record of an object wins
+        if record.format == "directory" and record.database == database:
+            for entry in record.files:
+                target.known[entry["key"]] = (entry["size_bytes"], entry["sha256"])
+    present = {o.key: o.size for o in storage.list(manifest.objects_prefix(database))}
+    target.known = {
+        key: value
+        for key, value in target.known.items()
+        if key.endswith(suffix) and present.get(key) == value[0]
+    }
+
+
+def dump_directory(
+    config: Config,
+    argv_for: Callable[..., Sequence[str]],
+    env: dict[str, str],
+    storages: list[Storage],
+    database: str,
+    progress: Progress,
+    read_toc: Callable[[str], Any],
+) -> DirectoryResult:
+    """pg_dump (``argv_for(directory=folder)``) into a spool under TMPDIR, each file stored
+    as it is complete; raises if pg_dump fails or every destination does. (The spool's free space is
+    checked by the caller before the run's first dump: ``check_spool_space``.)"""
+    started = time.monotonic()
+    suffix = object_suffix(config.codec.compression, config.codec.encrypted)
+    targets = [Target(s) for s in storages]
+    for target in targets:
+        try:
+            _prepare(target, config, database, suffix)
+        except BackupError as err:
+            target.error = err
+            log.error("%s: cannot store a directory-format backup: %s", target.storage.url, err)
+    if all(t.error for t in targets):
+        raise targets[0].error or StorageError("no destination")
+    spool = tempfile.mkdtemp(prefix="pgbackup-dir-")
+    folder = os.path.join(spool, "dump")
+    os.mkdir(folder, 0o700)
+    uploader = _Uploader(config, targets, database, suffix, folder)
+    watch = FileWatch(folder)
+    try:
+        with ChildGroup() as children:
+            argv = argv_for(directory=folder)
+            dump = children.start(argv, env, "pg_dump", stdout=subprocess.DEVNULL)
+            while dump.popen.poll() is None:
+                for name in watch.poll(POLL_S):
+                    uploader.submit(name)
+                uploader.raise_failure()
+                progress.update(uploader.raw_bytes, uploader.new_bytes)
+            for name in watch.poll(0):
+                uploader.submit(name)
+            children.finish()
+        toc = read_toc(folder)
+        for name in sorted(os.listdir(folder)):
+            uploader.submit(name)
+        uploader.finish()
+        progress.update(uploader.raw_bytes, uploader.new_bytes)
+        for target in targets:
+            if target.error is None:
+                _recheck(target, database)
+    except BaseException:
+        uploader.abort()
+        for target in targets:
+            remove_uploaded(target)
+        raise
+    finally:
+        progress.close()
+        watch.close()
+        shutil.rmtree(spool, ignore_errors=True)
+    for target in targets:
+        if target.error is not None:
+            remove_uploaded(target)
+    if all(t.error for t in targets):
+        raise targets[0].error or StorageError("no destination")
+    return DirectoryResult(
+        raw_bytes=uploader.raw_bytes,
+        new_bytes=uploader.new_bytes,
+        seconds=time.monotonic() - started,
+        targets=targets,
+        toc=toc,
+    )
+
+
+def _recheck(target: Target, database: str) -> None:
+    """Every object the backup names on ``target`` is still there, whole; else the target
+    fails (no manifest there). A listing that fails fails this destination alone."""
+    try:
+        listed = target.storage.list(manifest.objects_prefix(database))
+    except BackupError as err:
+        target.error = err
+        return
+    present = {o.key: o.size for o in listed}
+    gone = [f for f in target.files if present.get(f["key"]) != f["size_bytes"]]
+    if gone:
+        target.error = StorageError(
+            f"{target.storage.url}: {len(gone)} stored file(s) this backup reuses are gone "
+            f"({gone[0]['key']}): deleted while the backup ran",
+            hint="run the backup again: it stores them anew",
+        )
+
+
+def remove_uploaded(target: Target) -> None:
+    """This run's uploads that no manifest will name (the run or this destination failed)."""
+    if not target.uploaded:
+        return
+    try:
+        target.storage.delete(target.uploaded)
+    except BackupError as err:
+        log.warning("%s: could not remove this run's uploads: %s", target.storage.url, err)
+    target.uploaded = []
+
+
+class _Uploader:
+    """Stores each submitted file of ``folder`` on every live target, ``jobs`` at a time."""
+
+    def __init__(
+        self, config: Config, targets: list[Target], database: str, suffix: str, folder: str
+    ) -> None:
+        self.config = config
+        self.targets = targets
+        self.database = database
+        self.suffix = suffix
+        self.folder = folder
+        self.tag = encoding_tag(config.codec)
+        self.pool = ThreadPoolExecutor(config.dump.jobs, thread_name_prefix="dir-upload")
+        self.futures: list[Future[None]] = []
+        self.submitted: set[str] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.raw_bytes = 0
+        self.new_bytes = 0
+        # Two files of one dump may have the same content (two empty tables): one upload per
+        # object, the other file waits for it and reuses it (an object uploaded twice, encrypted
+        # twice, would no longer match the first file's recorded sha256).
+        self.inflight: dict[tuple[int, str], threading.Event] = {}
+
+    def submit(self, name: str) -> None:
+        if name in self.submitted:
+            return
+        if not manifest.SAFE_FILE_NAME.fullmatch(name):
+            raise StorageError(f"pg_dump wrote {name!r}, not a file of the directory format")
+        self.submitted.add(name)
+        self.futures.append(self.pool.submit(self._store, name))
+
+    def raise_failure(self) -> None:
+        for future in self.futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def finish(self) -> None:
+        wait(self.futures, return_when=FIRST_EXCEPTION)
+        self.raise_failure()
+        wait(self.futures)
+        self.raise_failure()
+        self.pool.shutdown()
+
+    def abort(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _store(self, name: str) -> None:
+        path = os.path.join(self.folder, name)
+        live = [t for t in self.targets if t.error is None]
+        addresses, plain = file_addresses(path, [t.key for t in live], self.tag)
+        pending = []
+        waits = []
+        with self.lock:
+            for target in live:
+                key = manifest.content_key(self.database, addresses[target.key], self.suffix)
+                busy = self.inflight.get((id(target), key))
+                if busy is not None:
+                    waits.append((target, key, busy))
+                elif key in target.known:
+                    size, sha256 = target.known[key]
+                    target.files.append(_entry(name, key, plain, size, sha256, False))
+                else:
+                    self.inflight[(id(target), key)] = threading.Event()
+                    pending.append((target, key))
+        try:
+            if pending:
+                self._upload(name, path, plain, pending)
+        finally:
+            with self.lock:
+                for target, key in pending:
+                    self.inflight.pop((id(target), key)).set()
+        for target, key, busy in waits:
+            while not busy.wait(POLL_S):
+                if self.stop.is_set():
+                    raise Interrupted("the directory-format backup was stopped")
+            with self.lock:
+                if key in target.known:
+                    size, sha256 = target.known[key]
+                    target.files.append(_entry(name, key, plain, size, sha256, False))
+        os.unlink(path)
+        with self.lock:
+            self.raw_bytes += plain
+
+    def _upload(self, name: str, path: str, plain: int, pending: list[tuple[Target, str]]) -> None:
+        fanout = Fanout([(t.storage, key) for t, key in pending])
+        encoder = open_encoder(self.config.codec, fanout)
+        try:
+            with open(path, "rb") as source:
+                while chunk := source.read(READ_BYTES):
+                    if self.stop.is_set():
+                        raise Interrupted("the directory-format backup was stopped")
+                    encoder.write(chunk)
+            encoder.close()
+        except BaseException as err:
+            encoder.abort()
+            fanout.abort(err)
+            raise
+        uploads = fanout.commit()
+        sha256 = fanout.sha256.hexdigest()
+        with self.lock:
+            for (target, key), upload in zip(pending, uploads, strict=True):
+                if upload.ok:
+                    target.uploaded.append(key)
+                    target.known[key] = (fanout.size, sha256)
+                    target.files.append(_entry(name, key, plain, fanout.size, sha256, True))
+                elif target.error is None:
+                    error = upload.error
+                    target.error = (
+                        error
+                        if isinstance(error, BackupError)
+                        else StorageError(f"{target.storage.url}: upload of {name}: {error}")
+                    )
+            self.new_bytes += fanout.size
+
+
+def _entry(name: str, key: str, plain: int, size: int, sha256: str, new: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "key": key,
+        "plain_bytes": plain,
+        "size_bytes": size,
+        "sha256": sha256,
+        "new": new,
+    }
+
+
+def directory_manifest(base: Manifest, target: Target) -> Manifest:
+    """``base`` (the run's facts) made the manifest of the files ``target`` holds."""
+    files = sorted(target.files, key=lambda f: f["name"])
+    toc = next(f["key"] for f in files if f["name"] == "toc.dat")
+    return replace(
+        base,
+        format="directory",
+        format_version=manifest.FORMAT_VERSION,
+        files=files,
+        object_key=toc,
+        size_bytes=sum(f["size_bytes"] for f in files),
+        raw_size_bytes=sum(f["plain_bytes"] for f in files),
+        sha256=manifest.files_digest(files),
+    )
