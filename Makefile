@@ -25,7 +25,7 @@ format: deps
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
 bench: deps
 	$(PY) bench/bench.py $(BENCH_ARGS)
