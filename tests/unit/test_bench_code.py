@@ -46,3 +46,15 @@ def test_the_largest_table_bounds_every_number_of_workers():
     assert tables.makespan(seconds, 2) == 6.0
     assert tables.makespan(seconds, 8) == 6.0
     assert tables.makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # largest first, not optimal
+
+
+def test_dedup_sizes_the_partitions_and_counts_every_file(tmp_path):
+    import dedup
+
+    rows = dedup.month_rows(400)
+    on_disk_mb = rows * (dedup.MONTHS - 0.5) * dedup.EVENT_ROW_BYTES / 1e6
+    assert 390 < on_disk_mb < 410
+    (tmp_path / "shop" / "_objects" / "ab").mkdir(parents=True)
+    (tmp_path / "shop" / "_objects" / "ab" / "x.zst").write_bytes(b"1234")
+    (tmp_path / "shop" / "shop-1.manifest.json").write_bytes(b"{}")
+    assert dedup.tree_bytes(tmp_path) == 6
