@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 import data  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
+import tables  # noqa: E402
 import ways as ways_module  # noqa: E402
 from measure import ToolWrappers  # noqa: E402
 from ways import BY_NAME, WAYS, Setup, Way  # noqa: E402
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_ways:
         for way in WAYS:
-            print(f"{way.name:<18}{way.side:<11}{way.label}")
+            print(f"{way.name:<21}{way.side:<11}{way.label}")
         return 0
     out = sys.stderr if args.json == "-" else sys.stdout
     chosen = selected(args)
@@ -97,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         setup, params = prepare(args, chosen, cluster, bindir, work, stack, out)
         failures: list[dict] = []
         runs = run_rounds(setup, chosen, args.rounds, out, failures)
+        table_times = None
+        if any("-dir-" in w.name and w.side == "backup" for w in chosen):
+            settle(setup)
+            env = setup.job_env("")
+            table_times = tables.time_tables(bindir / "pg_dump", env, work / "table-times")
         info = machine.describe(REPO, bindir, cluster.version, sys.executable)
         if args.logs:
             shutil.copytree(work / "logs", args.logs, dirs_exist_ok=True)
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{params['dump_bytes'] / 1e9:.2f} GB; medians of {args.rounds} interleaved rounds",
         file=out,
     )
+    if table_times:
+        for line in tables.summary_lines(table_times):
+            print(line, file=out)
     for line in machine.summary_lines(info):
         print(line, file=out)
     for failure in failures:
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "medians": median,
             "ratios": ratio,
             "own_cpu_s_per_dump_gb": cpu_gb,
+            "table_times": table_times,
         }
         text = json.dumps(document, indent=2)
         if args.json == "-":
@@ -210,13 +220,13 @@ def run_rounds(
             try:
                 result = way.run(setup, round_no)
             except RuntimeError as err:  # a way that fails is told, the others go on
-                print(f"round {round_no} {way.name:<18} FAILED: {err}", file=out, flush=True)
+                print(f"round {round_no} {way.name:<21} FAILED: {err}", file=out, flush=True)
                 failures.append({"way": way.name, "round": round_no, "error": str(err)})
                 continue
             row = {"way": way.name, "round": round_no, **report.row(result)}
             runs.append(row)
             print(
-                f"round {round_no} {way.name:<18} {row['wall_s']:7.2f} s  "
+                f"round {round_no} {way.name:<21} {row['wall_s']:7.2f} s  "
                 f"job CPU {row['own_cpu_s']:6.2f} s  tree CPU {row['tree_cpu_s']:6.2f} s  "
                 f"peak tree RSS {row['peak_tree_rss_mib']:5.0f} MiB",
                 file=out,

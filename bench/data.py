@@ -15,6 +15,14 @@ EVENT_ROW_BYTES = 313
 ACCOUNTS_SHARE = 0.6
 ACCOUNTS_PER_BRANCH = 100_000  # pgbench's scale: 1 branch, 10 tellers per 100,000 accounts
 BATCH_ROWS = 500_000
+# An event's kind, payload and note from g, its row number (``events``, and bench/dedup.py's).
+EVENT_VALUES = (
+    "(ARRAY['click','view','buy','login'])[1 + g % 4], "
+    "jsonb_build_object('user', g % 100000, 'amount', (g::bigint * 7919) % 100000, "
+    "'tags', jsonb_build_array('a' || g % 13, 'b' || g % 17)), "
+    "md5(g::text) || ' ' || md5((g::bigint * 31)::text) || ' ' "
+    "|| repeat('lorem ipsum ', 1 + g % 12)"
+)
 
 
 def fill(cluster: Cluster, database: str, gigabytes: float) -> None:
@@ -48,11 +56,7 @@ def fill(cluster: Cluster, database: str, gigabytes: float) -> None:
         ),
         "events": (
             events,
-            "g, now() - g * interval '1 second', (ARRAY['click','view','buy','login'])[1 + g % 4], "
-            "jsonb_build_object('user', g % 100000, 'amount', (g::bigint * 7919) % 100000, "
-            "'tags', jsonb_build_array('a' || g % 13, 'b' || g % 17)), "
-            "md5(g::text) || ' ' || md5((g::bigint * 31)::text) || ' ' "
-            "|| repeat('lorem ipsum ', 1 + g % 12)",
+            f"g, now() - g * interval '1 second', {EVENT_VALUES}",
         ),
     }
     for table, (rows, values) in tables.items():

@@ -81,9 +81,15 @@ class Setup:
         return f"b2://{B2_BUCKET}/{prefix}"
 
     def stored_bytes(self, url: str) -> int:
-        """The size of the newest data object of the database under ``url``."""
+        """The size of the newest data object of the database under ``url``; for a
+        directory-format backup (file:// only), the sum of its content objects."""
         sizes = sorted(self._objects(url).items())
-        return sizes[-1][1] if sizes else 0
+        if sizes:
+            return sizes[-1][1]
+        if url.startswith("file://"):
+            objects = Path(url.removeprefix("file://")) / DATABASE / "_objects"
+            return sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+        return 0
 
     def remove(self, url: str) -> None:
         if url.startswith("file://"):
@@ -144,7 +150,8 @@ class Way:
     label: str
     run: Callable[[Setup, int], Result]
     needs: frozenset[str] = frozenset()  # "s3", "b2", "zstd"
-    source: str = ""  # restore ways: the destination kind they read ("file", "s3", "b2")
+    source: str = ""  # restore ways: the backup they read (a key of SOURCES)
+    baseline: str = ""  # a bare way this one is also compared with (ratio "vs_baseline")
 
 
 def _check(name: str, measurement: Measurement, log: Path | None) -> None:
@@ -178,6 +185,26 @@ def _zstd_alone(s: Setup, round_no: int) -> Result:
     m = run_measured(argv, s.job_env(""), s.wrappers, s.repo)
     _check("zstd", m, None)
     return Result(m)
+
+
+def _bare_dump_dir(jobs: int) -> Callable[[Setup, int], Result]:
+    """pg_dump -Fd -j N -Z0 into a folder of the work directory, removed afterwards: the
+    directory format's own floor (what the job adds is compression, hashing, upload)."""
+
+    def run(s: Setup, round_no: int) -> Result:
+        folder = s.work / "spool" / f"bare-j{jobs}-{round_no}"
+        folder.parent.mkdir(exist_ok=True)
+        argv = [str(s.wrappers.bindir / "pg_dump"), "-Fd", f"-j{jobs}", "-Z0", "--no-sync"]
+        argv += ["--no-password", "-f", str(folder)]
+        log = s.log_path(f"pg_dump-dir-j{jobs}", round_no)
+        try:
+            m = run_measured(argv, s.job_env(""), s.wrappers, s.repo, stderr_path=log)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        _check(f"pg_dump -Fd -j{jobs}", m, log)
+        return Result(m)
+
+    return run
 
 
 def _bare_restore(jobs: int) -> Callable[[Setup, int], Result]:
@@ -229,6 +256,9 @@ def _job_backup(name: str, kind: str, **extra: str) -> Callable[[Setup, int], Re
         env = s.job_env(url, **extra)
         if extra.get("BACKUP_AGE_RECIPIENTS") == "generated":
             env["BACKUP_AGE_RECIPIENTS"] = s.age_recipient
+        if extra.get("BACKUP_FORMAT") == "directory":
+            env["TMPDIR"] = str(s.work / "spool")  # where the bare pg_dump -Fd writes too
+            (s.work / "spool").mkdir(exist_ok=True)
         log = s.log_path(name, round_no)
         m = run_measured(s.job_argv(url, "backup"), env, s.wrappers, s.repo, stderr_path=log)
         _check(name, m, log)
@@ -258,13 +288,25 @@ def _job_restore(name: str, kind: str, jobs: int = 1) -> Callable[[Setup, int], 
     return run
 
 
-def seed(s: Setup, kind: str) -> None:
-    """One backup of the database to ``kind``'s restore source (not measured)."""
-    url = s.destination(kind, "restore-source")
-    log = s.log_path(f"seed-{kind}", 0)
-    m = run_measured(s.job_argv(url, "backup"), s.job_env(url), s.wrappers, s.repo, None, log)
-    _check(f"seed backup to {kind}", m, log)
-    s.seeded[kind] = url
+# A restore source: the destination kind, the prefix, the backup's settings.
+SOURCES = {
+    "file": ("file", "restore-source", {}),
+    "s3": ("s3", "restore-source", {}),
+    "b2": ("b2", "restore-source", {}),
+    "file-dir": ("file", "restore-source-dir", {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2"}),
+}
+
+
+def seed(s: Setup, source: str) -> None:
+    """One backup of the database to ``source`` (see SOURCES), read by the restore ways (not
+    measured)."""
+    kind, prefix, extra = SOURCES[source]
+    url = s.destination(kind, prefix)
+    log = s.log_path(f"seed-{source}", 0)
+    env = s.job_env(url, **extra)
+    m = run_measured(s.job_argv(url, "backup"), env, s.wrappers, s.repo, None, log)
+    _check(f"seed backup to {source}", m, log)
+    s.seeded[source] = url
 
 
 def drop_database(cluster: Cluster, name: str) -> None:
@@ -306,6 +348,32 @@ WAYS = [
         "job backup -> file://, 2 zstd threads",
         _job_backup("backup-file-t2", "file", BACKUP_COMPRESSION_THREADS="2"),
     ),
+    Way(
+        "pg_dump-dir-j1",
+        "backup",
+        "bare pg_dump -Fd -j1 -Z0 > spool folder",
+        _bare_dump_dir(1),
+    ),
+    Way(
+        "pg_dump-dir-j2",
+        "backup",
+        "bare pg_dump -Fd -j2 -Z0 > spool folder",
+        _bare_dump_dir(2),
+    ),
+    Way(
+        "backup-file-dir-j1",
+        "backup",
+        "job backup -> file://, directory -j1",
+        _job_backup("backup-file-dir-j1", "file", BACKUP_FORMAT="directory", BACKUP_JOBS="1"),
+        baseline="pg_dump-dir-j1",
+    ),
+    Way(
+        "backup-file-dir-j2",
+        "backup",
+        "job backup -> file://, directory -j2",
+        _job_backup("backup-file-dir-j2", "file", BACKUP_FORMAT="directory", BACKUP_JOBS="2"),
+        baseline="pg_dump-dir-j2",
+    ),
     Way("pg_restore", "restore", "bare pg_restore from local file", _bare_restore(1)),
     Way("pg_restore-j2", "restore", "bare pg_restore -j2 from local file", _bare_restore(2)),
     Way("s3-download", "restore", "download alone: S3 object -> /dev/null", _s3_download, S3, "s3"),
@@ -331,6 +399,14 @@ WAYS = [
         _job_restore("restore-b2", "b2"),
         B2,
         "b2",
+    ),
+    Way(
+        "restore-file-dir-j2",
+        "restore",
+        "job restore --jobs 2 <- file://, directory",
+        _job_restore("restore-file-dir-j2", "file-dir", jobs=2),
+        source="file-dir",
+        baseline="pg_restore-j2",
     ),
     Way(
         "restore-s3-j2",
