@@ -10,6 +10,9 @@ apt_packages=(zstd postgresql postgresql-client)
 if [ "$what" = test ]; then
   # prometheus: promtool, which checks and unit-tests deploy/monitoring/'s alert rules
   apt_packages+=(age prometheus-pushgateway prometheus)
+  # jq and an `aws` CLI: README's by-hand restore of a directory-format backup, which a test runs
+  apt_packages+=(jq)
+  command -v aws >/dev/null 2>&1 || apt_packages+=(awscli)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
