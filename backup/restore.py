@@ -9,7 +9,6 @@ drops what it created and leaves the target as it was.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import subprocess
@@ -29,11 +28,10 @@ from backup.postgres.processes import ChildGroup, pump
 from backup.postgres.properties import DatabaseProperties
 from backup.restore_steps import (
     RestoreOptions,
-    compare_creation,
     confirm,
     describe_sessions,
-    give_properties,
-    swap,
+    restore_fresh,
+    restore_in_place,
 )
 from backup.storage import Readable, Storage
 from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
@@ -189,51 +187,32 @@ def _restore_from(
                 pass
             verifying.drain()
             props = _database_properties(tools, head, m.name, reopen)
-        # A rehearsal: a role the properties name that is missing here stops the restore now.
-        give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
-        verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
-        try:
+
+        def in_place() -> None:
+            verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
             run_pg_restore(
                 tools, pg, target, archive, verifying, [], (options.jobs or 1), clean=True
             )
-            give_properties(pg, admin_db, target, props, options, reset=True)
-            compare_creation(pg, admin_db, target, props)
-        except BackupError:
-            # --in-place has no fresh copy to fall back on: say plainly what state it is in.
-            log.error(
-                "in-place restore of %s failed part way: %s may be partly restored; the backup "
-                "itself checked out, so fix the cause and run the restore again",
-                m.name,
-                target,
-            )
-            raise
+
+        restore_in_place(pg, admin_db, target, props, options, m.name, in_place)
         log.info(
             "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
         )
         return
-    fresh = pg_server.suffixed(target, f"_restoring_{stamp}") if exists else target
-    with pg_server.connect(pg, admin_db) as conn:
-        pg_server.create_database(conn, fresh, owner)
-    try:
+
+    def into(fresh: str) -> DatabaseProperties:
         verifying, archive = open_archive(config.codec, storage, m, every_s, "restore")
         with HeadRecorder(archive) as head:
             run_pg_restore(tools, pg, fresh, head, verifying, [], (options.jobs or 1))
-            props = _database_properties(tools, head, m.name, reopen)
-        give_properties(pg, admin_db, fresh, props, options, final_name=target)
-        compare_creation(pg, admin_db, fresh, props)
-    except BaseException:
-        log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
-        with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
-            pg_server.drop_database(conn, fresh)
-        raise
-    if exists:
-        swap(pg, admin_db, target, fresh, options, stamp)
+            return _database_properties(tools, head, m.name, reopen)
+
+    restore_fresh(pg, admin_db, target, exists, owner, options, stamp, into)
     log.info(
         "restored %s into %s in %.1f s (%d bytes, sha256 ok)",
         m.name,
         target,
         time.monotonic() - started,
-        verifying.size,
+        m.size_bytes,  # what VerifyingReader read to the end, size and sha256 checked
         extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
     )
 
@@ -275,37 +254,25 @@ def _restore_directory(
                 "%s: database property not restored (not understood): %s", m.name, statement
             )
         if options.in_place:
-            give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
-            try:
-                restore_folder(tools, pg, target, folder, [], jobs, clean=True)
-                give_properties(pg, admin_db, target, props, options, reset=True)
-                compare_creation(pg, admin_db, target, props)
-            except BackupError:
-                log.error(
-                    "in-place restore of %s failed part way: %s may be partly restored; the "
-                    "backup itself checked out, so fix the cause and run the restore again",
-                    m.name,
-                    target,
-                )
-                raise
+            restore_in_place(
+                pg,
+                admin_db,
+                target,
+                props,
+                options,
+                m.name,
+                lambda: restore_folder(tools, pg, target, folder, [], jobs, clean=True),
+            )
             log.info(
                 "restored %s into %s in place in %.1f s", m.name, target, time.monotonic() - started
             )
             return
-        fresh = pg_server.suffixed(target, f"_restoring_{stamp}") if exists else target
-        with pg_server.connect(pg, admin_db) as conn:
-            pg_server.create_database(conn, fresh, owner)
-        try:
+
+        def into(fresh: str) -> DatabaseProperties:
             restore_folder(tools, pg, fresh, folder, [], jobs)
-            give_properties(pg, admin_db, fresh, props, options, final_name=target)
-            compare_creation(pg, admin_db, fresh, props)
-        except BaseException:
-            log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
-            with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
-                pg_server.drop_database(conn, fresh)
-            raise
-    if exists:
-        swap(pg, admin_db, target, fresh, options, stamp)
+            return props
+
+        restore_fresh(pg, admin_db, target, exists, owner, options, stamp, into)
     log.info(
         "restored %s into %s in %.1f s (%d files, %d bytes, sha256 ok, %d jobs)",
         m.name,

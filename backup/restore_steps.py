@@ -1,13 +1,16 @@
 """The steps a restore of either format shares: the options, the confirmation, the sessions a
 swap ends, the database's own properties given to the restored database, the creation
-settings compared, and the swap of names. ``backup.restore`` runs them in order.
+settings compared, and the swap of names; and the two ways they run in order,
+``restore_fresh`` (never destroy first) and ``restore_in_place``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -170,3 +173,60 @@ def swap(
             log.info("dropped the previous database (--drop-old)")
         else:
             log.info("previous database kept as %s", old)
+
+
+def restore_in_place(
+    pg: PostgresConfig,
+    admin_db: str,
+    target: str,
+    props: DatabaseProperties,
+    options: RestoreOptions,
+    name: str,
+    restore: Callable[[], None],
+) -> None:
+    """``--in-place``: the properties rehearsed first (a role they name that is missing stops
+    the restore before anything is touched), then ``restore()`` into ``target`` itself, the
+    properties given and the creation settings compared. A failure says plainly what state
+    ``target`` is in: there is no fresh copy to fall back on."""
+    give_properties(pg, admin_db, target, props, options, reset=True, commit=False)
+    try:
+        restore()
+        give_properties(pg, admin_db, target, props, options, reset=True)
+        compare_creation(pg, admin_db, target, props)
+    except BackupError:
+        log.error(
+            "in-place restore of %s failed part way: %s may be partly restored; the backup "
+            "itself checked out, so fix the cause and run the restore again",
+            name,
+            target,
+        )
+        raise
+
+
+def restore_fresh(
+    pg: PostgresConfig,
+    admin_db: str,
+    target: str,
+    exists: bool,
+    owner: str | None,
+    options: RestoreOptions,
+    stamp: str,
+    restore: Callable[[str], DatabaseProperties],
+) -> None:
+    """Never destroy first: ``restore(fresh)`` into a new database (``target`` itself when it
+    does not exist yet) returns the properties to give it; the creation settings are compared;
+    any failure drops that database and leaves ``target`` as it was; then the swap."""
+    fresh = pg_server.suffixed(target, f"_restoring_{stamp}") if exists else target
+    with pg_server.connect(pg, admin_db) as conn:
+        pg_server.create_database(conn, fresh, owner)
+    try:
+        props = restore(fresh)
+        give_properties(pg, admin_db, fresh, props, options, final_name=target)
+        compare_creation(pg, admin_db, fresh, props)
+    except BaseException:
+        log.error("restore failed: dropping %s; %s is unchanged", fresh, target)
+        with contextlib.suppress(BackupError), pg_server.connect(pg, admin_db) as conn:
+            pg_server.drop_database(conn, fresh)
+        raise
+    if exists:
+        swap(pg, admin_db, target, fresh, options, stamp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import IO
 
 import psycopg
@@ -42,24 +43,19 @@ def open_snapshot(
 def read_contents(tools: Tools, head: IO[bytes], label: str) -> ArchiveTables | None:
     """The tables the archive holds, from its own table of contents (the first bytes pg_dump
     wrote); None, with a warning, when it cannot be read (a TOC larger than the head kept)."""
-    try:
-        return read_archive_tables(tools, head)
-    except DatabaseError as err:
-        log.warning(
-            "the table of contents of the dump of %s could not be read: %s",
-            label,
-            err.message,
-            extra={"stage": "dump", "database": label},
-        )
-        return None
+    return _or_warning(lambda: read_archive_tables(tools, head), label)
 
 
 def read_folder_contents(tools: Tools, folder: str, label: str) -> ArchiveTables | None:
     """``read_contents`` of a directory-format dump in ``folder`` (its toc.dat)."""
     from backup.postgres.pg_restore_dir import folder_tables
 
+    return _or_warning(lambda: folder_tables(tools, folder), label)
+
+
+def _or_warning(read: Callable[[], ArchiveTables], label: str) -> ArchiveTables | None:
     try:
-        return folder_tables(tools, folder)
+        return read()
     except DatabaseError as err:
         log.warning(
             "the table of contents of the dump of %s could not be read: %s",

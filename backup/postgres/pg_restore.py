@@ -141,14 +141,20 @@ def _run_reader(
 ) -> str:
     archive.flush()
     archive.seek(0)
+    return run_reader_tool(argv, what, stdin=archive)
+
+
+def run_reader_tool(argv: list[str], what: str, stdin: IO[bytes] | int = subprocess.DEVNULL) -> str:
+    """The output of a pg_restore that only reads an archive (``stdin``, or a path in
+    ``argv``) and connects nowhere; a ``DatabaseError`` naming ``what`` when it fails."""
     try:
         done = subprocess.run(
             argv,
-            stdin=archive,
+            stdin=stdin,
             capture_output=True,
             timeout=TOOL_TIMEOUT_S,
             check=False,
-            env=child_env(),  # it reads a file and connects nowhere: no secret
+            env=child_env(),  # it reads an archive and connects nowhere: no secret
         )
     except (OSError, subprocess.SubprocessError) as err:
         raise DatabaseError(f"{argv[0]} could not read {what} from the archive: {err}") from err

@@ -13,10 +13,9 @@ import tempfile
 from collections.abc import Sequence
 
 from backup.config import PostgresConfig
-from backup.errors import DatabaseError
 from backup.postgres import properties
-from backup.postgres.pg_restore import TOOL_TIMEOUT_S, ArchiveTables, check_exit, toc_tables
-from backup.postgres.processes import ChildGroup, child_env
+from backup.postgres.pg_restore import ArchiveTables, check_exit, run_reader_tool, toc_tables
+from backup.postgres.processes import ChildGroup
 from backup.postgres.tools import (
     Tools,
     pg_restore_argv,
@@ -26,30 +25,9 @@ from backup.postgres.tools import (
 )
 
 
-def _run(argv: list[str], what: str) -> str:
-    try:
-        done = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TOOL_TIMEOUT_S,
-            check=False,
-            env=child_env(),  # it reads files and connects nowhere: no secret
-        )
-    except (OSError, subprocess.SubprocessError) as err:
-        raise DatabaseError(f"{argv[0]} could not read {what} from the archive: {err}") from err
-    if done.returncode != 0:
-        text = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DatabaseError(
-            f"pg_restore could not read {what} from the archive: "
-            + (text[-1] if text else f"exit {done.returncode}")
-        )
-    return done.stdout.decode("utf-8")
-
-
 def list_folder(tools: Tools, folder: str) -> str:
     """``pg_restore --list`` of the directory archive in ``folder`` (only its toc.dat is read)."""
-    return _run(pg_restore_list_argv(tools, folder), "the table of contents")
+    return run_reader_tool(pg_restore_list_argv(tools, folder), "the table of contents")
 
 
 def folder_tables(tools: Tools, folder: str) -> ArchiveTables:
@@ -59,14 +37,14 @@ def folder_tables(tools: Tools, folder: str) -> ArchiveTables:
 
 def folder_properties(tools: Tools, folder: str) -> properties.DatabaseProperties:
     """The database's own properties (owner, settings, comment, grants) in the archive."""
-    toc = _run(pg_restore_database_toc_argv(tools, folder), "the database's properties")
+    toc = run_reader_tool(pg_restore_database_toc_argv(tools, folder), "the database's properties")
     lines = properties.database_toc_lines(toc)
     if not lines:
         return properties.DatabaseProperties()
     with tempfile.NamedTemporaryFile("w", prefix="pgbackup-dbprops-", suffix=".list") as listing:
         listing.write("\n".join(lines) + "\n")
         listing.flush()
-        script = _run(
+        script = run_reader_tool(
             pg_restore_database_script_argv(tools, listing.name, folder),
             "the database's properties",
         )
