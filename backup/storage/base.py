@@ -9,7 +9,10 @@ Every backend promises:
   the parts in flight; the whole stream is never held.
 - ``open(key)`` returns a readable binary stream; a missing key raises ``ObjectNotFound``.
 - ``list(prefix)`` returns every object whose key starts with ``prefix``, paging through all of
-  them (never just the first 1,000).
+  them (never just the first 1,000). Each ``ObjectInfo`` carries a ``fingerprint``: a value the
+  store changes whenever the object is written again (S3's ETag, B2's file id, a local file's
+  inode, mtime and ctime), so a reader can tell "still the object that was stored" from "the
+  same name, other bytes" without reading it.
 - ``delete(keys)`` removes the objects for good (on B2: every file version, not a hide marker).
   A key that does not exist is not an error.
 
@@ -45,6 +48,8 @@ class ObjectInfo:
     key: str
     size: int
     modified: datetime | None = None
+    fingerprint: str | None = None
+    """Changes whenever the object is written again (see the module); ``None``: unknown."""
 
 
 class Readable(Protocol):

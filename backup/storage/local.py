@@ -88,7 +88,11 @@ class LocalStorage:
                         continue
                     stat = full.stat()
                     modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
-                    objects.append(ObjectInfo(key=key, size=stat.st_size, modified=modified))
+                    # ctime too: any write, even one that puts the mtime back, changes it.
+                    fingerprint = f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+                    objects.append(
+                        ObjectInfo(key, stat.st_size, modified=modified, fingerprint=fingerprint)
+                    )
         except OSError as err:
             raise StorageError(f"{self.url}: cannot list: {err.strerror}") from err
         return sorted(objects, key=lambda o: o.key)

@@ -209,6 +209,19 @@ def test_overwrite_replaces_content(backend: Harness) -> None:
     assert [(o.key, o.size) for o in backend.storage.list()] == [("db/s.json", 2)]
 
 
+def test_fingerprint_changes_when_the_object_is_written_again(backend: Harness) -> None:
+    """Same key, same size, one byte flipped: the listing tells it apart without a read
+    (what a directory-format backup relies on before it reuses an object)."""
+    backend.storage.put("db/_objects/ab/obj", io.BytesIO(b"stored bytes"))
+    [first] = backend.storage.list("db/")
+    again = backend.storage.list("db/")
+    assert first.fingerprint and again[0].fingerprint == first.fingerprint
+    backend.storage.put("db/_objects/ab/obj", io.BytesIO(b"stored bytez"))
+    [second] = backend.storage.list("db/")
+    assert second.size == first.size
+    assert second.fingerprint and second.fingerprint != first.fingerprint
+
+
 @pytest.mark.parametrize("key", ["", "/abs", "db/../escape", ".."])
 def test_invalid_keys_are_refused(backend: Harness, key: str) -> None:
     with pytest.raises(StorageError):

@@ -215,6 +215,7 @@ class B2Storage:
                             key=self._relative(item["fileName"]),
                             size=int(item["contentLength"]),
                             modified=_from_millis(item.get("uploadTimestamp")),
+                            fingerprint=item.get("fileId"),
                         )
                     )
                 start = page.get("nextFileName")

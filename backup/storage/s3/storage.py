@@ -200,6 +200,7 @@ class S3Storage:
                         key=self._api.relative(item["Key"]),
                         size=int(item["Size"]),
                         modified=item.get("LastModified"),
+                        fingerprint=item.get("ETag"),
                     )
                 )
             token = page.get("NextContinuationToken")
