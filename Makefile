@@ -1,7 +1,8 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
 # make test: installs what the tests need (Debian and pip packages) and runs every test.
+# make docs: the docs site (mkdocs-material) into site/, --strict: a broken link fails it.
 # make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
-.PHONY: demo test deps deps-runtime lint format bench image-test lock clean
+.PHONY: demo test deps deps-runtime deps-docs lint format docs bench image-test lock clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,6 +12,9 @@ deps-runtime:
 
 deps:
 	scripts/install-deps.sh test
+
+deps-docs:
+	scripts/install-deps.sh docs
 
 demo: deps-runtime
 	$(PY) scripts/demo.py
@@ -27,6 +31,9 @@ format: deps
 test: lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
+docs: deps-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: deps
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
@@ -37,4 +44,4 @@ image-test: deps
 	scripts/image-test.sh
 
 clean:
-	rm -rf .venv backups .pytest_cache .ruff_cache .hypothesis
+	rm -rf .venv backups site .pytest_cache .ruff_cache .hypothesis

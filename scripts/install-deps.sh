@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what `make demo` and `make test` need on a fresh Debian machine of this kind:
-# Debian packages (only the missing ones), then the project and its test tools in .venv.
-# Usage: scripts/install-deps.sh [runtime|test]
+# Installs what `make demo`, `make test` and `make docs` need on a fresh Debian machine of this
+# kind: Debian packages (only the missing ones), then the project and its test tools in .venv.
+# `docs` needs no Debian package: the project and mkdocs-material (the site's hook reads the
+# code's tables).
+# Usage: scripts/install-deps.sh [runtime|test|docs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-test}"
 
 apt_packages=(zstd postgresql postgresql-client)
+if [ "$what" = docs ]; then apt_packages=(); fi
 if [ "$what" = test ]; then
   # prometheus: promtool, which checks and unit-tests deploy/monitoring/'s alert rules
   apt_packages+=(age prometheus-pushgateway prometheus)
@@ -31,7 +34,10 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 if [ "$what" = test ]; then
+  # the test extra includes the docs extra: tests/test_docs.py builds the site
   .venv/bin/pip install -q -e '.[test]'
+elif [ "$what" = docs ]; then
+  .venv/bin/pip install -q -e '.[docs]'
 else
   .venv/bin/pip install -q -e .
 fi
