@@ -2,9 +2,9 @@
 
 Two kinds of test. The linters (hadolint, kubectl kustomize + kubernetes-validate --strict,
 yamllint) run through scripts/lint-deploy.sh, as `make test` and a developer run them, and are also
-shown to fail on a broken copy of the files. The promises that README makes about these files
-(schedule, concurrency, non-root, read-only root filesystem, entrypoint, multi-arch tags...) are
-checked on the parsed files. Building and running the image is `make image-test`
+shown to fail on a broken copy of the files. The promises the docs (docs/deployment/) make about
+these files (schedule, concurrency, non-root, read-only root filesystem, entrypoint, multi-arch
+tags...) are checked on the parsed files. Building and running the image is `make image-test`
 (scripts/image-test.sh), not part of this suite: it needs podman and takes minutes.
 """
 
@@ -381,7 +381,8 @@ def test_compose_s3_server_takes_a_backup_and_a_restore_test(tmp_path, pg15, sam
         env.update(pg15.env(sample_db))
         env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{ports['s3.port']}"
         env["BACKUP_LOCK_DIR"] = str(tmp_path)
-        check = run_job("check", env=env)  # README: docker compose run --rm backup check
+        # docs/deployment/compose.md: docker compose run --rm backup check
+        check = run_job("check", env=env)
         assert check.returncode == 0, check.output
         backup = run_job(*services["backup"]["command"], env=env)
         assert backup.returncode == 0, backup.output
@@ -797,7 +798,8 @@ def test_scripts_parse(script):
 
 
 def test_deployment_docs_show_the_commands():
-    text = (REPO / "README.md").read_text()
+    pages = sorted((REPO / "docs" / "deployment").glob("*.md"))
+    text = "\n".join(page.read_text() for page in pages)
     for command in (
         "docker compose run --rm backup",
         "docker compose run --rm backup list",

@@ -21,6 +21,8 @@ import yaml
 from backup import metrics
 
 REPO = Path(__file__).resolve().parent.parent
+# The docs page of the metrics, the alerts and their runbooks (README links to it).
+METRICS_PAGE = REPO / "docs" / "metrics.md"
 MONITORING = REPO / "deploy" / "monitoring"
 RULES = MONITORING / "pgbackup-rules.yml"
 OPERATOR_RULE = MONITORING / "prometheusrule.yaml"
@@ -92,7 +94,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
 
 
 def test_the_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
-    """The unit tests pin the thresholds README documents: one moved, they fail."""
+    """The unit tests pin the thresholds docs/metrics.md documents: one moved, they fail."""
     (tmp_path / "tests").mkdir()
     shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
     text = RULES.read_text()
@@ -106,8 +108,8 @@ def test_the_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
         assert result.returncode != 0, f"{old} -> {new} went unnoticed"
 
 
-def test_every_alert_has_a_severity_and_a_runbook_in_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_every_alert_has_a_severity_and_a_runbook_in_the_docs() -> None:
+    readme = METRICS_PAGE.read_text()
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
         for line in readme.splitlines()
@@ -118,7 +120,10 @@ def test_every_alert_has_a_severity_and_a_runbook_in_readme() -> None:
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
         assert anchor == rule["alert"].lower()
-        assert anchor in anchors, f"README has no section {rule['alert']}"
+        assert rule["annotations"]["runbook_url"].startswith(
+            "https://github.com/OWNER/pgbackup-job/blob/main/docs/metrics.md#"
+        ), rule["alert"]
+        assert anchor in anchors, f"docs/metrics.md has no section {rule['alert']}"
 
 
 def test_the_prometheusrule_holds_exactly_the_rules(tmp_path: Path) -> None:
@@ -207,8 +212,8 @@ def test_the_dashboard_asks_for_its_data_source_database_and_destination() -> No
         assert topic in titles, topic
 
 
-def test_readme_documents_every_metric_and_the_monitoring_files() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_document_every_metric_and_the_monitoring_files() -> None:
+    readme = METRICS_PAGE.read_text()
     for name in PUBLISHED:
         assert f"`{name}`" in readme, name
     for path in (RULES, OPERATOR_RULE, RULE_TESTS, DASHBOARD):

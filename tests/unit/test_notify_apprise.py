@@ -341,8 +341,10 @@ def test_notify_urls_build_one_notifier_each(recording_server: RecordingServer) 
     assert recording_server.paths() == [TOKEN_PATH, "/b"]
 
 
-def test_the_readme_example_is_accepted() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+def test_the_docs_example_is_accepted() -> None:
+    """The NOTIFY_URLS example of docs/notifications.md ("Apprise")."""
+    page = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
+    readme = page.read_text(encoding="utf-8")
     [example] = re.findall(r'^NOTIFY_URLS="([^"]+)"', readme, re.MULTILINE)
     config = config_module.load(base_env(NOTIFY_URLS=example))
     names = [n.name for n in build_notifiers(config.notify, FAST)]
