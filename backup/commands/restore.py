@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from backup import catalog, storage
+from backup import catalog, storage, table_restore
 from backup import restore as engine
 from backup.config import Config
 from backup.errors import ConfigError
@@ -60,6 +60,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", metavar="URL", help="read from this destination first")
     parser.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done")
+    parser.add_argument(
+        "--table",
+        action="append",
+        metavar="SCHEMA.TABLE",
+        help="restore only this table, with its data, indexes, constraints, triggers, "
+        "policies, defaults, comments, grants and owned sequences, into a database where it "
+        "does not exist (refused if it does; one transaction); repeatable; quote a part "
+        'with double quotes ("My Schema"."T.1"); a name without a schema is the one table '
+        "of that name in the backup",
+    )
+    parser.add_argument(
+        "--list-tables",
+        action="store_true",
+        help="print the tables the backup holds, as --table takes them, and stop",
+    )
 
 
 def _refuse_blank(value: str | None, what: str, hint: str) -> None:
@@ -92,6 +107,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
         storages, args.name, args.database, config.postgres.database, globals_only=args.globals
     )
     by_url = {s.url: s for s in storages}
+    if (args.table or args.list_tables) and args.globals:
+        raise ConfigError("--table and --list-tables cannot be combined with --globals")
+    if args.list_tables:
+        table_restore.list_tables(config, by_url, entries)
+        return 0
     if args.globals:
         engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
         return 0
@@ -104,5 +124,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         database_properties=args.database_properties,
     )
+    if args.table:
+        table_restore.restore_tables(config, by_url, entries, args.table, options)
+        return 0
     engine.restore_database(config, by_url, entries, options)
     return 0
