@@ -181,27 +181,25 @@ def table_names(script: str) -> dict[int, TableName]:
     return names
 
 
+_QUOTED_NAME = re.compile(r'("(?:[^"]|"")+"|[^."]+)(?:\.("(?:[^"]|"")+"|[^."]+))?')
+
+
 def parse_table_argument(value: str) -> tuple[str | None, str] | list[tuple[str, str]]:
-    """``--table`` as given: ``schema.table`` or ``table``, either part in SQL double quotes
-    (``"Odd Schema"."Mixed Case Table"``), exact, never case-folded. An unquoted value with
-    dots is every way of reading it, for the archive to decide (a list; ``""`` as the schema:
-    any schema, the whole value being the table's name).
-    ``ConfigError`` for an empty or malformed value."""
+    """``--table`` as given: ``schema.table`` or ``table``, exact, never case-folded. Written
+    the SQL way with a double-quoted part (``"Odd Schema"."Mixed Case Table"``), it is read
+    the SQL way; otherwise the value is the names as they are, and one with dots is every way
+    of reading it, for the archive to decide (a list; ``""`` as the schema: any schema, the
+    whole value being the table's name). ``ConfigError`` for an empty value."""
     text = value.strip()
     if not text:
         raise ConfigError(
             f"--table {value!r}: a table name cannot be empty or blank",
             hint="give SCHEMA.TABLE (see restore --list-tables)",
         )
-    parts = re.findall(r'"(?:[^"]|"")*"|[^."]+|\.', text)
-    if '"' in text:
-        if "".join(parts) != text or parts.count(".") > 1 or parts[0] == "." or parts[-1] == ".":
-            raise ConfigError(
-                f"--table {value!r}: not a table name",
-                hint='write SCHEMA.TABLE, quoting a part with double quotes: "My Schema"."T.1"',
-            )
-        idents = [_unquote(p) for p in parts if p != "."]
-        return (None, idents[0]) if len(idents) == 1 else (idents[0], idents[1])
+    quoted = _QUOTED_NAME.fullmatch(text)
+    if quoted and '"' in text:
+        first, second = _unquote(quoted[1]), quoted[2]
+        return (None, first) if second is None else (first, _unquote(second))
     if "." not in text:
         return None, text
     pieces = text.split(".")

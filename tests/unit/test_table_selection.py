@@ -186,10 +186,16 @@ def test_a_schema_the_target_lacks_is_created():
         ('public."My Table.x"', 'public."My Table.x"'),
         ("public.My Table.x", 'public."My Table.x"'),
         ('"Odd ""Schema"".x".child', '"Odd ""Schema"".x".child'),
+        # Not SQL syntax: the name as it is.
+        ('Mixed "Case". Table', 'public."Mixed ""Case"". Table"'),
     ],
 )
 def test_names_as_operators_write_them(value, expected):
-    tables = {**TABLES, 218: toc.TableName('Odd "Schema".x', "child")}
+    tables = {
+        **TABLES,
+        218: toc.TableName('Odd "Schema".x', "child"),
+        219: toc.TableName("public", 'Mixed "Case". Table'),
+    }
     [found] = toc.resolve([value], tables).values()
     assert str(found) == expected
 

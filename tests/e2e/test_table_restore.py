@@ -1,0 +1,217 @@
+"""``restore --table`` end to end on PostgreSQL 15, both formats: a dropped table comes back
+exactly (rows, indexes, constraints, sequences and their values, defaults, grants, comments,
+policies, triggers); a table that exists is refused; another database; unknown names; a
+damaged object (exit 5) never commits anything; names that need quotes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_job, unique_name
+from tests.e2e.helpers import manifests
+from tests.fixtures.pgcluster import Cluster
+
+TABLE = '"Odd Schema"."Mixed ""Case"". Table"'
+SETUP = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'table_reader') THEN
+    CREATE ROLE table_reader NOLOGIN;
+  END IF;
+END $$;
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE public.parent (id int PRIMARY KEY);
+INSERT INTO public.parent SELECT generate_series(1, 10);
+CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $$;
+CREATE TABLE {TABLE} (
+  id serial PRIMARY KEY,
+  ident bigint GENERATED ALWAYS AS IDENTITY (START 100 INCREMENT 5),
+  parent_id int REFERENCES public.parent(id),
+  "Weird.Col" text NOT NULL DEFAULT 'dflt',
+  note text,
+  CONSTRAINT positive CHECK (id > 0),
+  CONSTRAINT unique_weird UNIQUE ("Weird.Col", id)
+);
+CREATE INDEX "an index" ON {TABLE} (note) WHERE note IS NOT NULL;
+COMMENT ON TABLE {TABLE} IS 'the table''s comment';
+COMMENT ON COLUMN {TABLE}."Weird.Col" IS 'a column comment';
+COMMENT ON CONSTRAINT positive ON {TABLE} IS 'ids are positive';
+GRANT SELECT, INSERT ON {TABLE} TO table_reader;
+GRANT USAGE ON SEQUENCE "Odd Schema"."Mixed ""Case"". Table_id_seq" TO table_reader;
+ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY;
+CREATE POLICY "only notes" ON {TABLE} FOR SELECT TO table_reader USING (note IS NOT NULL);
+CREATE TRIGGER touch BEFORE INSERT ON {TABLE} FOR EACH ROW EXECUTE FUNCTION public.touch();
+INSERT INTO {TABLE} (parent_id, "Weird.Col", note)
+  SELECT 1 + g % 10, 'w' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END
+  FROM generate_series(1, 500) g;
+CREATE TABLE public.child (id int, mixed_id int REFERENCES {TABLE}(id));
+INSERT INTO public.child VALUES (1, 1);
+CREATE VIEW public.a_view AS SELECT id FROM {TABLE};
+-- After the table in the archive (schema "public" sorts after "Odd Schema"): rows to damage.
+CREATE TABLE public.zz_filler (id int, pad text);
+INSERT INTO public.zz_filler SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
+"""
+
+_FACTS = {
+    "rows": "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)), count(*) FROM {t} t",
+    "columns": "SELECT attname, format_type(atttypid, atttypmod), attnotnull, attidentity::text, "
+    "pg_get_expr(d.adbin, d.adrelid), col_description(a.attrelid, a.attnum) "
+    "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+    "WHERE a.attrelid = '{t}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY attnum",
+    "indexes": "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+    "WHERE indrelid = '{t}'::regclass ORDER BY 1",
+    "constraints": "SELECT conname, pg_get_constraintdef(oid), "
+    "obj_description(oid, 'pg_constraint') FROM pg_constraint "
+    "WHERE conrelid = '{t}'::regclass ORDER BY conname",
+    "table": "SELECT relacl::text, relrowsecurity, relowner::regrole::text, "
+    "obj_description(oid, 'pg_class') FROM pg_class WHERE oid = '{t}'::regclass",
+    "policies": "SELECT policyname, cmd, roles::text, qual FROM pg_policies "
+    "WHERE schemaname = 'Odd Schema' ORDER BY 1",
+    "triggers": "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+    "WHERE tgrelid = '{t}'::regclass AND NOT tgisinternal ORDER BY 1",
+    "sequences": "SELECT s.relname, s.relacl::text, q.seqstart, q.seqincrement FROM pg_depend d "
+    "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+    "JOIN pg_sequence q ON q.seqrelid = s.oid WHERE d.refobjid = '{t}'::regclass ORDER BY 1",
+    "values": 'SELECT last_value, is_called FROM "Odd Schema"."Mixed ""Case"". Table_id_seq" '
+    'UNION ALL SELECT last_value, is_called FROM "Odd Schema"."Mixed ""Case"". Table_ident_seq"',
+}
+
+
+def table_facts(cluster: Cluster, database: str) -> dict[str, object]:
+    """Everything that makes the table what it is, compared exactly after a restore."""
+    with cluster.connect(database) as conn:
+        return {
+            key: conn.execute(query.replace("{t}", TABLE.replace("'", "''"))).fetchall()
+            for key, query in _FACTS.items()
+        }
+
+
+def relation_exists(cluster: Cluster, database: str) -> bool:
+    with cluster.connect(database) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]
+
+
+@pytest.fixture(params=["custom", "directory"])
+def backed_up(request, pg15, backup_dir, tmp_path) -> tuple[str, dict[str, str], dict]:
+    """A database with the table, backed up in each format: (database, env, facts)."""
+    database = pg15.create_database(unique_name("tables"))
+    pg15.execute(database, SETUP)
+    env = pg15.env(
+        database,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_COMPRESSION="none",  # so that one byte of the filler's rows can be damaged
+        BACKUP_ROW_COUNTS="exact",
+    )
+    if request.param == "directory":
+        env.update(BACKUP_FORMAT="directory", BACKUP_JOBS="2")
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    return database, env, table_facts(pg15, database)
+
+
+def test_a_dropped_table_comes_back_exactly(pg15, backed_up):
+    database, env, facts = backed_up
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert table_facts(pg15, database) == facts
+    # What belonged to other objects is named, not restored.
+    assert "VIEW public a_view" in result.stderr and "child_mixed_id_fkey" in result.stderr
+    with pg15.connect(database) as conn:
+        assert conn.execute("SELECT to_regclass('public.a_view')").fetchone()[0] is None
+
+
+def test_a_table_that_exists_is_refused_and_nothing_changes(pg15, backed_up):
+    database, env, _ = backed_up
+    pg15.execute(database, f"DELETE FROM {TABLE} WHERE id > 10")
+    before = table_facts(pg15, database)
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 2, result.output
+    assert "already exists" in result.stderr and "--target-db" in result.stderr
+    assert table_facts(pg15, database) == before
+
+
+def test_into_another_database_created_fresh(pg15, backed_up):
+    database, env, _ = backed_up
+    # parent comes too: the table's foreign key needs it; the trigger's function does not
+    # exist there, so the first try fails and leaves no database behind.
+    other = unique_name("other")
+    failed = run_job("restore", "--table", TABLE, "--target-db", other, "--force", env=env)
+    assert failed.returncode == 3, failed.output
+    assert "public.touch() does not exist" in failed.stderr
+    assert other not in pg15.databases()
+    pg15.create_database(other)
+    pg15.execute(
+        other,
+        "CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN NEW; END $$",
+    )
+    result = run_job(
+        "restore",
+        "--table",
+        "public.parent",
+        "--table",
+        TABLE,
+        "--target-db",
+        other,
+        "--force",
+        env=env,
+    )
+    assert result.returncode == 0, result.output
+    assert table_facts(pg15, other) == table_facts(pg15, database)
+
+
+def test_an_unknown_name_is_refused_with_close_names(pg15, backed_up):
+    database, env, facts = backed_up
+    result = run_job("restore", "--table", "public.parnet", "--force", env=env)
+    assert result.returncode == 2, result.output
+    assert "'public.parnet': the backup holds no such table" in result.stderr
+    assert "public.parent" in result.stderr  # the hint's close name
+    assert table_facts(pg15, database) == facts
+
+
+def _damage(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_object_is_exit_5_and_commits_nothing(pg15, backed_up, backup_dir):
+    database, env, _ = backed_up
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    record = max(manifests(backup_dir), key=lambda m: m["created_at"])
+    if record.get("format") == "directory":
+        # Only toc.dat and the table's own file are read: the filler's (the largest) damaged
+        # alone does not matter; once every data file is, the table's is too.
+        files = sorted(record["files"], key=lambda f: f["size_bytes"])
+        _damage(backup_dir / files[-1]["key"])
+        assert run_job("restore", "--table", TABLE, "--dry-run", env=env).returncode == 0
+        for entry in files:
+            if entry["name"] not in ("toc.dat", files[-1]["name"]) and entry["size_bytes"] > 100:
+                _damage(backup_dir / entry["key"])
+    else:
+        # A byte near the end, in the filler's rows, after everything the table needs:
+        # pg_restore has finished before the checksum can say anything.
+        _damage(backup_dir / record["object_key"])
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 5, result.output
+    assert "sha256 mismatch" in result.stderr
+    assert not relation_exists(pg15, database)
+
+
+def test_dry_run_and_list_tables(pg15, backed_up):
+    database, env, _ = backed_up
+    listing = run_job("restore", "--list-tables", env=env)
+    assert listing.returncode == 0, listing.output
+    assert f"  {TABLE}  500 rows\n" in listing.stdout
+    assert "  public.zz_filler  20000 rows\n" in listing.stdout
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    dry = run_job("restore", "--table", 'Mixed "Case". Table', "--dry-run", env=env)
+    assert dry.returncode == 0, dry.output
+    assert f"Tables:   {TABLE}" in dry.stdout and "TABLE DATA Odd Schema" in dry.stdout
+    assert "dry run: nothing was changed" in dry.stdout
+    assert not relation_exists(pg15, database)
+    unconfirmed = run_job("restore", "--table", TABLE, env=env)
+    assert unconfirmed.returncode == 2 and "--force" in unconfirmed.stderr
+    assert not relation_exists(pg15, database)
