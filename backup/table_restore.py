@@ -103,6 +103,14 @@ def restore_tables(
         exists = pg_server.database_exists(conn, database)
     target = _Target(database, admin_db, exists, server)
     tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
+    asked: list[bool] = []
+
+    def confirm_once(lines: list[str], force: bool) -> None:
+        # A fallback to the next destination restores the same tables: asked once.
+        if not asked:
+            confirm_fn(lines, force)
+            asked.append(True)
+
     last_error: BackupError | None = None
     for index, entry in enumerate(entries):
         if index:
@@ -116,7 +124,7 @@ def restore_tables(
                 target,
                 names,
                 options,
-                confirm_fn,
+                confirm_once,
             )
             return database
         except StorageError as err:

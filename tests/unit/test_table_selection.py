@@ -225,3 +225,23 @@ def test_identifiers_are_quoted_as_sql_does():
     assert toc.quote_ident("orders") == "orders"
     assert toc.quote_ident("Orders") == '"Orders"'
     assert toc.quote_ident('a "b" c') == '"a ""b"" c"'
+
+
+def test_a_partition_is_attached_only_when_both_tables_come():
+    listing = (
+        "10; 1259 1 TABLE shop orders postgres\n"
+        "11; 1259 2 TABLE shop orders_2024 postgres\n"
+        "12; 0 0 TABLE ATTACH shop orders_2024 postgres\n"
+        ";\tdepends on: 10 11\n"
+        "13; 0 2 TABLE DATA shop orders_2024 postgres\n"
+        ";\tdepends on: 11\n"
+    )
+    tables = {10: toc.TableName("shop", "orders"), 11: toc.TableName("shop", "orders_2024")}
+    entries = toc.parse_listing(listing)
+    assert [e.kind for e in toc.select(entries, tables, [10]).entries] == ["TABLE"]
+    assert [e.kind for e in toc.select(entries, tables, [10, 11]).entries] == [
+        "TABLE",
+        "TABLE",
+        "TABLE ATTACH",
+        "TABLE DATA",
+    ]
