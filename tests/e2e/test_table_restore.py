@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import run_job, unique_name
 from tests.e2e.helpers import manifests
-from tests.fixtures.pgcluster import Cluster
+from tests.fixtures.pgcluster import Cluster, client_bindir
 
 TABLE = '"Odd Schema"."Mixed ""Case"". Table"'
 SETUP = f"""
@@ -215,3 +215,24 @@ def test_dry_run_and_list_tables(pg15, backed_up):
     unconfirmed = run_job("restore", "--table", TABLE, env=env)
     assert unconfirmed.returncode == 2 and "--force" in unconfirmed.stderr
     assert not relation_exists(pg15, database)
+
+
+@pytest.mark.parametrize("major", [17, 18])
+def test_newer_majors_list_and_restore_the_same_way(major, request, backup_dir, tmp_path):
+    """pg_dump 17 and 18 archives (18 may add entries of its own) through their pg_restore."""
+    cluster: Cluster = request.getfixturevalue(f"pg{major}")
+    database = cluster.create_database(unique_name("tables"))
+    cluster.execute(database, SETUP)
+    bin_dirs = ":".join(str(client_bindir(m)) for m in (17, 18) if client_bindir(m))
+    env = cluster.env(
+        database,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_PG_BIN_DIRS=bin_dirs,
+    )
+    assert run_job("backup", env=env).returncode == 0
+    facts = table_facts(cluster, database)
+    cluster.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert table_facts(cluster, database) == facts
