@@ -68,6 +68,23 @@ def list_tables(config: Config, storages: dict[str, Storage], entries: list[Entr
         print(f"  {table}" + (f"  {note}" if note else ""))
 
 
+def check_arguments(names: list[str], options: RestoreOptions) -> None:
+    """Exit 2 for an empty ``--table`` or an option that cannot go with it, before anything
+    is read."""
+    for value in names:
+        toc.parse_table_argument(value)
+    for flag, given in (
+        ("--in-place", options.in_place),
+        ("--drop-old", options.drop_old),
+        ("--no-database-properties", not options.database_properties),
+    ):
+        if given:
+            raise ConfigError(
+                f"--table cannot be combined with {flag}",
+                hint="--table never replaces anything: it adds tables the target lacks",
+            )
+
+
 def restore_tables(
     config: Config,
     storages: dict[str, Storage],
@@ -79,18 +96,7 @@ def restore_tables(
     """Restore the tables ``names`` (``--table``) of the backup in ``entries`` (one per
     destination, tried in order) into ``--target-db`` or the backed-up database's name.
     Returns the database restored into."""
-    for value in names:
-        toc.parse_table_argument(value)  # a malformed name: exit 2 before anything is read
-    for flag, given in (
-        ("--in-place", options.in_place),
-        ("--drop-old", options.drop_old),
-        ("--no-database-properties", not options.database_properties),
-    ):
-        if given:
-            raise ConfigError(
-                f"--table cannot be combined with {flag}",
-                hint="--table never replaces anything: it adds tables the target lacks",
-            )
+    check_arguments(names, options)
     pg = config.postgres
     first = entries[0].manifest
     database = options.target_db if options.target_db is not None else first.database

@@ -102,19 +102,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
         raise ConfigError("--in-place and --drop-old cannot be combined")
-    storages = storage.open_all(config.storage, first=args.destination)
-    entries = catalog.resolve(
-        storages, args.name, args.database, config.postgres.database, globals_only=args.globals
-    )
-    by_url = {s.url: s for s in storages}
     if (args.table or args.list_tables) and args.globals:
         raise ConfigError("--table and --list-tables cannot be combined with --globals")
-    if args.list_tables:
-        table_restore.list_tables(config, by_url, entries)
-        return 0
-    if args.globals:
-        engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
-        return 0
     options = engine.RestoreOptions(
         target_db=args.target_db,
         force=args.force,
@@ -124,6 +113,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         database_properties=args.database_properties,
     )
+    if args.table:
+        table_restore.check_arguments(args.table, options)
+    storages = storage.open_all(config.storage, first=args.destination)
+    entries = catalog.resolve(
+        storages, args.name, args.database, config.postgres.database, globals_only=args.globals
+    )
+    by_url = {s.url: s for s in storages}
+    if args.list_tables:
+        table_restore.list_tables(config, by_url, entries)
+        return 0
+    if args.globals:
+        engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
+        return 0
     if args.table:
         table_restore.restore_tables(config, by_url, entries, args.table, options)
         return 0

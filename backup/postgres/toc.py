@@ -54,6 +54,7 @@ _TABLE_TAGGED = frozenset({"CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT", "T
 _JOINING = frozenset({"TABLE ATTACH", "INDEX ATTACH"})
 # The archive's settings (encoding, standard_conforming_strings, search_path): always kept.
 _SETTINGS = frozenset({"ENCODING", "STDSTRINGS", "SEARCHPATH"})
+_SCHEMA_PROPERTIES = frozenset({"COMMENT", "ACL", "SECURITY LABEL"})
 _RELATIONS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE"})
 # Every multi-word kind pg_dump writes, longest first, so "TABLE DATA" is never read as "TABLE".
 _MULTI_WORD = sorted(
@@ -267,7 +268,8 @@ def select(
 ) -> Selection:
     """The entries that restore the ``chosen`` tables (ids of TABLE entries) and what they
     own, in the archive's order, with the archive's settings; and the SCHEMA entries of
-    ``create_schemas`` (schemas the target lacks). See the module's docstring."""
+    ``create_schemas`` (schemas the target lacks) with their comments, grants and security
+    labels. See the module's docstring."""
     chosen_ids = set(chosen)
     by_id = {e.dump_id: e for e in entries}
     selected = set(chosen_ids)
@@ -286,11 +288,20 @@ def select(
             else:
                 left_out.add(entry.dump_id)
     schemas = set(create_schemas)
+    schema_ids = {
+        e.dump_id
+        for e in entries
+        if e.kind == "SCHEMA" and any(e.names.startswith(f"- {s} ") for s in schemas)
+    }
     for entry in entries:
-        wanted_schema = entry.kind == "SCHEMA" and any(
-            entry.names.startswith(f"- {s} ") for s in schemas
+        # A schema created comes with its own comment, grants and labels (not with the other
+        # objects in it, which depend on it too).
+        of_schema = (
+            entry.kind in _SCHEMA_PROPERTIES
+            and bool(entry.depends_on)
+            and set(entry.depends_on) <= schema_ids
         )
-        if entry.kind in _SETTINGS or wanted_schema:
+        if entry.kind in _SETTINGS or entry.dump_id in schema_ids or of_schema:
             selected.add(entry.dump_id)
     return Selection(
         [e for e in entries if e.dump_id in selected],

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import run_job, unique_name
 from tests.e2e.helpers import manifests
+from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.pgcluster import Cluster, client_bindir
 
 TABLE = '"Odd Schema"."Mixed ""Case"". Table"'
@@ -19,6 +20,9 @@ DO $$ BEGIN
   END IF;
 END $$;
 CREATE SCHEMA "Odd Schema";
+COMMENT ON SCHEMA "Odd Schema" IS 'odd';
+GRANT USAGE ON SCHEMA "Odd Schema" TO table_reader;
+CREATE SEQUENCE "Odd Schema".unrelated_seq;
 CREATE TABLE public.parent (id int PRIMARY KEY);
 INSERT INTO public.parent SELECT generate_series(1, 10);
 CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -72,6 +76,8 @@ _FACTS = {
     "sequences": "SELECT s.relname, s.relacl::text, q.seqstart, q.seqincrement FROM pg_depend d "
     "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
     "JOIN pg_sequence q ON q.seqrelid = s.oid WHERE d.refobjid = '{t}'::regclass ORDER BY 1",
+    "schema": "SELECT nspacl::text, obj_description(oid, 'pg_namespace') FROM pg_namespace "
+    "WHERE nspname = 'Odd Schema'",
     "values": 'SELECT last_value, is_called FROM "Odd Schema"."Mixed ""Case"". Table_id_seq" '
     'UNION ALL SELECT last_value, is_called FROM "Odd Schema"."Mixed ""Case"". Table_ident_seq"',
 }
@@ -159,7 +165,16 @@ def test_into_another_database_created_fresh(pg15, backed_up):
         env=env,
     )
     assert result.returncode == 0, result.output
+    # The schema was created with its comment and grants, and nothing else of it came.
     assert table_facts(pg15, other) == table_facts(pg15, database)
+    with pg15.connect(other) as conn:
+        assert conn.execute("""SELECT to_regclass('"Odd Schema".unrelated_seq')""").fetchone() == (
+            None,
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('public', 'Odd Schema') AND c.relkind IN ('r', 'v')"
+        ).fetchone() == (2,)  # parent and the table: no child, no view, no filler
 
 
 def test_an_unknown_name_is_refused_with_close_names(pg15, backed_up):
@@ -236,3 +251,48 @@ def test_newer_majors_list_and_restore_the_same_way(major, request, backup_dir, 
     result = run_job("restore", "--table", TABLE, "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(cluster, database) == facts
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_an_encrypted_compressed_backup(fmt, pg15, backup_dir, tmp_path, keys):  # noqa: F811
+    """age and zstd on the way: the first read stops after the table of contents (the
+    decryptor left behind), the second reads it all."""
+    database = pg15.create_database(unique_name("tables"))
+    pg15.execute(database, SETUP)
+    env = pg15.env(
+        database,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_AGE_RECIPIENTS=keys["public"],
+        BACKUP_AGE_IDENTITY_FILE=str(keys["key"]),
+        **(
+            {"BACKUP_FORMAT": "directory", "BACKUP_DEDUP_KEY": "0123456789abcdef" * 4}
+            if fmt == "directory"
+            else {}
+        ),
+    )
+    assert run_job("backup", env=env).returncode == 0
+    facts = table_facts(pg15, database)
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert table_facts(pg15, database) == facts
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--table", " "], "--table ' ': a table name cannot be empty or blank"),
+        (["--table", "t", "--in-place"], "--table cannot be combined with --in-place"),
+        (["--table", "t", "--drop-old"], "--table cannot be combined with --drop-old"),
+        (["--table", "t", "--globals"], "cannot be combined with --globals"),
+        (["--list-tables", "--globals"], "cannot be combined with --globals"),
+    ],
+)
+def test_usage_errors_before_anything_is_read(args, message, pg15, backup_dir, tmp_path):
+    env = pg15.env(
+        "postgres", BACKUP_DESTINATIONS=f"file://{backup_dir}", BACKUP_LOCK_DIR=str(tmp_path)
+    )
+    result = run_job("restore", *args, "--force", env=env)
+    assert result.returncode == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output

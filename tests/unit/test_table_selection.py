@@ -168,9 +168,17 @@ def test_two_tables_bring_the_key_between_them():
 
 
 def test_a_schema_the_target_lacks_is_created():
-    listing = LISTING + "3400; 2615 16500 SCHEMA - Odd Schema postgres\n"
+    listing = LISTING + (
+        "3400; 2615 16500 SCHEMA - Odd Schema postgres\n"
+        '3401; 0 0 COMMENT - SCHEMA "Odd Schema" postgres\n'
+        ";\tdepends on: 3400\n"
+        "3402; 1259 16501 SEQUENCE Odd Schema other_seq postgres\n"
+        ";\tdepends on: 3400\n"
+    )
     selection = toc.select(toc.parse_listing(listing), TABLES, [218], ["Odd Schema"])
     assert "SCHEMA - Odd Schema postgres" in kinds(selection)
+    assert 'COMMENT - SCHEMA "Odd Schema" postgres' in kinds(selection)
+    assert "SEQUENCE Odd Schema other_seq postgres" not in kinds(selection)
     assert "SCHEMA - Odd Schema postgres" not in kinds(
         toc.select(toc.parse_listing(listing), TABLES, [218])
     )
