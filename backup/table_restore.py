@@ -261,8 +261,9 @@ def _check_target(config: Config, target: _Target, tables: list[toc.TableName]) 
             f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in "
             f"{target.database}: --table never replaces a table",
             hint="restore it into another database (--target-db NEW, created fresh) and copy "
-            "what you need, or drop or rename the table first "
-            f"(ALTER TABLE {taken[0]} RENAME TO ...) and run the restore again",
+            "what you need, or move the table aside first, with its indexes, constraints and "
+            f"owned sequences (CREATE SCHEMA attic; ALTER TABLE {taken[0]} SET SCHEMA attic), "
+            "and run the restore again",
         )
     return [s for s in schemas if s not in present]
 

@@ -138,6 +138,22 @@ def test_a_table_that_exists_is_refused_and_nothing_changes(pg15, backed_up):
     assert table_facts(pg15, database) == before
 
 
+def test_a_table_moved_aside_as_the_hint_says(pg15, backed_up):
+    database, env, facts = backed_up
+    pg15.execute(database, f"DELETE FROM {TABLE} WHERE id > 10")
+    refused = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert refused.returncode == 2 and "SET SCHEMA attic" in refused.stderr
+    pg15.execute(database, f"CREATE SCHEMA attic; ALTER TABLE {TABLE} SET SCHEMA attic")
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert table_facts(pg15, database) == facts
+    with pg15.connect(database) as conn:
+        moved = 'attic."Mixed ""Case"". Table"'
+        assert conn.execute(f"SELECT count(*) FROM {moved}").fetchone() == (10,)
+        # The view still reads the table it was made on: the one moved aside.
+        assert conn.execute("SELECT count(*) FROM public.a_view").fetchone() == (10,)
+
+
 def test_into_another_database_created_fresh(pg15, backed_up):
     database, env, _ = backed_up
     # parent comes too: the table's foreign key needs it; the trigger's function does not
