@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from backup.catalog import Entry
@@ -68,11 +68,14 @@ def list_tables(config: Config, storages: dict[str, Storage], entries: list[Entr
         print(f"  {table}" + (f"  {note}" if note else ""))
 
 
-def check_arguments(names: list[str], options: RestoreOptions) -> None:
-    """Exit 2 for an empty ``--table`` or an option that cannot go with it, before anything
-    is read."""
+def check_arguments(names: list[str], options: RestoreOptions, schemas: Sequence[str] = ()) -> None:
+    """Exit 2 for an empty ``--table`` or ``--schema`` or an option that cannot go with them,
+    before anything is read."""
     for value in names:
         toc.parse_table_argument(value)
+    for schema in schemas:
+        if not schema.strip():
+            raise ConfigError(f"--schema {schema!r}: a schema name cannot be empty or blank")
     for flag, given in (
         ("--in-place", options.in_place),
         ("--drop-old", options.drop_old),
@@ -80,7 +83,7 @@ def check_arguments(names: list[str], options: RestoreOptions) -> None:
     ):
         if given:
             raise ConfigError(
-                f"--table cannot be combined with {flag}",
+                f"--table and --schema cannot be combined with {flag}",
                 hint="--table never replaces anything: it adds tables the target lacks",
             )
 
@@ -92,11 +95,13 @@ def restore_tables(
     names: list[str],
     options: RestoreOptions,
     confirm_fn: Callable[[list[str], bool], None] = confirm,
+    schemas: Sequence[str] = (),
 ) -> str:
-    """Restore the tables ``names`` (``--table``) of the backup in ``entries`` (one per
+    """Restore the tables ``names`` (``--table``) and every table of ``schemas``
+    (``--schema``) of the backup in ``entries`` (one per
     destination, tried in order) into ``--target-db`` or the backed-up database's name.
     Returns the database restored into."""
-    check_arguments(names, options)
+    check_arguments(names, options, schemas)
     pg = config.postgres
     first = entries[0].manifest
     database = options.target_db if options.target_db is not None else first.database
@@ -129,6 +134,7 @@ def restore_tables(
                 tools,
                 target,
                 names,
+                schemas,
                 options,
                 confirm_once,
             )
@@ -160,6 +166,7 @@ def _restore_from(
     tools: pg_tools.Tools,
     target: _Target,
     names: list[str],
+    schemas: Sequence[str],
     options: RestoreOptions,
     confirm_fn: Callable[[list[str], bool], None],
 ) -> None:
@@ -168,7 +175,7 @@ def _restore_from(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
         found = _read_toc(config, storage, m, tools, spool)
-        chosen = toc.resolve(names, found.tables)
+        chosen = toc.resolve(names, found.tables, schemas)
         missing_schemas = _check_target(config, target, list(chosen.values()))
         selection = toc.select(found.entries, found.tables, chosen, missing_schemas)
         lines = _plan(config, target, entry, chosen, missing_schemas, selection)

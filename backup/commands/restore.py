@@ -71,6 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "of that name in the backup",
     )
     parser.add_argument(
+        "--schema",
+        action="append",
+        metavar="NAME",
+        help="restore every table of this schema in the backup, as --table does for each "
+        "(exact name; repeatable)",
+    )
+    parser.add_argument(
         "--list-tables",
         action="store_true",
         help="print the tables the backup holds, as --table takes them, and stop",
@@ -102,8 +109,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
         raise ConfigError("--in-place and --drop-old cannot be combined")
-    if (args.table or args.list_tables) and args.globals:
-        raise ConfigError("--table and --list-tables cannot be combined with --globals")
+    tables, schemas = args.table or [], args.schema or []
+    if (tables or schemas or args.list_tables) and args.globals:
+        raise ConfigError("--table, --schema and --list-tables cannot be combined with --globals")
     options = engine.RestoreOptions(
         target_db=args.target_db,
         force=args.force,
@@ -113,8 +121,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         database_properties=args.database_properties,
     )
-    if args.table:
-        table_restore.check_arguments(args.table, options)
+    if tables or schemas:
+        table_restore.check_arguments(tables, options, schemas)
     storages = storage.open_all(config.storage, first=args.destination)
     entries = catalog.resolve(
         storages, args.name, args.database, config.postgres.database, globals_only=args.globals
@@ -126,8 +134,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.globals:
         engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
         return 0
-    if args.table:
-        table_restore.restore_tables(config, by_url, entries, args.table, options)
+    if tables or schemas:
+        table_restore.restore_tables(config, by_url, entries, tables, options, schemas=schemas)
         return 0
     engine.restore_database(config, by_url, entries, options)
     return 0

@@ -208,13 +208,26 @@ def parse_table_argument(value: str) -> tuple[str | None, str] | list[tuple[str,
     return [*splits, ("", text)]
 
 
-def resolve(values: Iterable[str], tables: dict[int, TableName]) -> dict[int, TableName]:
-    """The archive's tables that ``--table`` values name, by entry id. A name without a schema
-    is the one table of that name; every name missing from the archive, or ambiguous, is one
-    ``ConfigError`` naming them all, with the closest names the archive holds."""
+def resolve(
+    values: Iterable[str], tables: dict[int, TableName], schemas: Iterable[str] = ()
+) -> dict[int, TableName]:
+    """The archive's tables that ``--table`` values name, and every table of each of the
+    ``schemas`` (``--schema``, exact names), by entry id. A name without a schema is the one
+    table of that name; every name missing from the archive, or ambiguous, and every schema
+    without a table, is one ``ConfigError`` naming them all, with the closest names the
+    archive holds."""
     chosen: dict[int, TableName] = {}
     problems: list[str] = []
     hints: list[str] = []
+    for schema in schemas:
+        found_in = {i: t for i, t in tables.items() if t.schema == schema}
+        if found_in:
+            chosen.update(found_in)
+            continue
+        problems.append(f"--schema {schema!r}: the backup holds no table in that schema")
+        close = difflib.get_close_matches(schema, sorted({t.schema for t in tables.values()}))
+        if close:
+            hints.append(f"did you mean {', '.join(quote_ident(c) for c in close)}?")
     by_name = {(t.schema, t.name): dump_id for dump_id, t in tables.items()}
     for value in values:
         parsed = parse_table_argument(value)

@@ -299,10 +299,11 @@ def test_an_encrypted_compressed_backup(fmt, pg15, backup_dir, tmp_path, keys): 
     ("args", "message"),
     [
         (["--table", " "], "--table ' ': a table name cannot be empty or blank"),
-        (["--table", "t", "--in-place"], "--table cannot be combined with --in-place"),
-        (["--table", "t", "--drop-old"], "--table cannot be combined with --drop-old"),
+        (["--table", "t", "--in-place"], "--table and --schema cannot be combined with --in-place"),
+        (["--table", "t", "--drop-old"], "--table and --schema cannot be combined with --drop-old"),
         (["--table", "t", "--globals"], "cannot be combined with --globals"),
         (["--list-tables", "--globals"], "cannot be combined with --globals"),
+        (["--schema", ""], "--schema '': a schema name cannot be empty or blank"),
     ],
 )
 def test_usage_errors_before_anything_is_read(args, message, pg15, backup_dir, tmp_path):
@@ -312,3 +313,16 @@ def test_usage_errors_before_anything_is_read(args, message, pg15, backup_dir, t
     result = run_job("restore", *args, "--force", env=env)
     assert result.returncode == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_dropped_schema_comes_back_with_its_tables(pg15, backed_up):
+    database, env, facts = backed_up
+    pg15.execute(database, 'DROP SCHEMA "Odd Schema" CASCADE')
+    result = run_job("restore", "--schema", "Odd Schema", "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert table_facts(pg15, database) == facts  # the schema's comment and grants included
+    with pg15.connect(database) as conn:
+        # Only the tables: the schema's standalone sequence is not one.
+        assert conn.execute("""SELECT to_regclass('"Odd Schema".unrelated_seq')""").fetchone() == (
+            None,
+        )

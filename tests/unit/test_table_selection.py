@@ -253,3 +253,11 @@ def test_a_partition_is_attached_only_when_both_tables_come():
         "TABLE ATTACH",
         "TABLE DATA",
     ]
+
+
+def test_a_schema_brings_every_table_of_it():
+    tables = {**TABLES, 300: toc.TableName("archive", "parent")}
+    assert sorted(toc.resolve(["archive.parent"], tables, ["public"])) == [214, 217, 218, 300]
+    with pytest.raises(ConfigError, match="--schema 'publik': the backup holds no table") as caught:
+        toc.resolve([], tables, ["publik"])
+    assert "public" in caught.value.hint
