@@ -237,11 +237,20 @@ _MISSING_HINT = (
 )
 
 
+_TAKEN_HINT = (
+    "nothing was committed. A name the table's indexes, constraints or sequences use is taken "
+    "in the target (a table renamed keeps its index and sequence names): move the old table "
+    "aside with ALTER TABLE ... SET SCHEMA, which takes them along, or restore into another "
+    "database (--target-db)"
+)
+
+
 def _check(child: Child, code: int, failed: bool = False) -> None:
     if code != 0 or failed:
         error = archive_error(child, code)
         if isinstance(error, DatabaseError) and "unsupported version" not in error.message:
-            raise DatabaseError(error.message, hint=_MISSING_HINT)
+            taken = "already exists" in error.message
+            raise DatabaseError(error.message, hint=_TAKEN_HINT if taken else _MISSING_HINT)
         raise error
 
 

@@ -154,6 +154,19 @@ def test_a_table_moved_aside_as_the_hint_says(pg15, backed_up):
         assert conn.execute("SELECT count(*) FROM public.a_view").fetchone() == (10,)
 
 
+def test_a_renamed_table_collides_and_nothing_is_kept(pg15, backed_up):
+    database, env, _ = backed_up
+    pg15.execute(database, f"ALTER TABLE {TABLE} RENAME TO renamed")
+    with pg15.connect(database) as conn:
+        before = conn.execute('SELECT count(*) FROM "Odd Schema".renamed').fetchone()
+    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    assert result.returncode == 3, result.output
+    assert "already exists" in result.stderr and "SET SCHEMA" in result.stderr
+    assert not relation_exists(pg15, database)
+    with pg15.connect(database) as conn:
+        assert conn.execute('SELECT count(*) FROM "Odd Schema".renamed').fetchone() == before
+
+
 def test_into_another_database_created_fresh(pg15, backed_up):
     database, env, _ = backed_up
     # parent comes too: the table's foreign key needs it; the trigger's function does not
