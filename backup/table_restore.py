@@ -97,10 +97,9 @@ def restore_tables(
     confirm_fn: Callable[[list[str], bool], None] = confirm,
     schemas: Sequence[str] = (),
 ) -> str:
-    """Restore the tables ``names`` (``--table``) and every table of ``schemas``
-    (``--schema``) of the backup in ``entries`` (one per
-    destination, tried in order) into ``--target-db`` or the backed-up database's name.
-    Returns the database restored into."""
+    """Restore the tables ``names`` (``--table``) and every table of ``schemas`` (``--schema``)
+    of the backup in ``entries`` (one per destination, tried in order) into ``--target-db`` or
+    the backed-up database's name, confirmed once. Returns the database restored into."""
     check_arguments(names, options, schemas)
     pg = config.postgres
     first = entries[0].manifest
