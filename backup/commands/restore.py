@@ -15,7 +15,8 @@ NEEDS_DATABASES = False
 DESCRIPTION = (
     "Restore into a fresh database, then swap names: the current database is kept as "
     "<db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before the new copy "
-    "restored fully and its sha256 matched."
+    "restored fully and its sha256 matched. With --table or --schema, only those tables, added "
+    "to a database that lacks them, in one transaction committed after the sha256 matched."
 )
 
 
