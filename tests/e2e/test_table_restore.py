@@ -5,9 +5,14 @@ damaged object (exit 5) never commits anything; names that need quotes."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
-from tests.conftest import run_job, unique_name
+from tests.conftest import REPO, clean_environ, run_job, unique_name
 from tests.e2e.helpers import manifests
 from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.pgcluster import Cluster, client_bindir
@@ -165,6 +170,61 @@ def test_a_renamed_table_collides_and_nothing_is_kept(pg15, backed_up):
     assert not relation_exists(pg15, database)
     with pg15.connect(database) as conn:
         assert conn.execute('SELECT count(*) FROM "Odd Schema".renamed').fetchone() == before
+
+
+def _restoring_backend(cluster: Cluster, database: str, what: str) -> int | None:
+    """The backend restoring into ``database`` (psql or pg_restore), once it waits for a lock."""
+    with cluster.connect() as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
+            "AND wait_event_type = 'Lock'",
+            (database, what),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_an_interrupted_restore_commits_nothing(pg15, backed_up):
+    """SIGTERM while the restore's transaction waits (for a lock on the table its foreign key
+    points to, held here): exit 130, and the table never appears, even once the lock is free."""
+    database, env, _ = backed_up
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    what = "pg_restore" if env.get("BACKUP_FORMAT") == "directory" else "psql"
+    with pg15.connect(database, autocommit=False) as holder:
+        holder.execute("LOCK TABLE public.parent IN ACCESS EXCLUSIVE MODE")
+        job = subprocess.Popen(
+            [sys.executable, str(REPO / "entrypoint.py"), "restore", "--table", TABLE, "--force"],
+            env={**clean_environ(), "BACKUP_PROGRESS_SECONDS": "0", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while _restoring_backend(pg15, database, what) is None:
+                assert job.poll() is None, job.communicate()
+                assert time.monotonic() < deadline, "the restore never waited for the lock"
+                time.sleep(0.05)
+            job.send_signal(signal.SIGTERM)
+            _, stderr = job.communicate(timeout=60)
+        finally:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+        holder.rollback()  # the lock is free: the restore's backend finds its client gone
+    assert job.returncode == 130, stderr
+    deadline = time.monotonic() + 60
+    while _restoring_backend(pg15, database, what) is not None or _sessions(pg15, database, what):
+        assert time.monotonic() < deadline, "the restore's backend never ended"
+        time.sleep(0.05)
+    assert not relation_exists(pg15, database)
+
+
+def _sessions(cluster: Cluster, database: str, what: str) -> int:
+    with cluster.connect() as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (database, what),
+        ).fetchone()[0]
 
 
 def test_into_another_database_created_fresh(pg15, backed_up):
