@@ -131,16 +131,25 @@ def stream_toc(
     return ArchiveToc(found.entries, found.tables, size, digest.hexdigest())
 
 
-class _HeadCheck:
-    """Passes ``source`` through, hashing its first ``size`` bytes."""
+class _StatementFailed(Exception):
+    """psql stopped at a failed statement: the rest of the archive is of no use."""
 
-    def __init__(self, source: Readable, size: int) -> None:
+
+class _HeadCheck:
+    """Passes ``source`` through, hashing its first ``size`` bytes; raises
+    ``_StatementFailed`` as soon as ``stopped()`` says psql has exited (a failed statement),
+    so the restore fails without downloading the rest of the object first."""
+
+    def __init__(self, source: Readable, size: int, stopped: Callable[[], bool]) -> None:
         self.source = source
         self.size = size
+        self.stopped = stopped
         self.seen = 0
         self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
+        if self.stopped():
+            raise _StatementFailed
         chunk = self.source.read(size)
         if self.seen < self.size:
             part = chunk[: self.size - self.seen]
@@ -183,7 +192,6 @@ def restore_stream(
     """Restore ``selection`` from the archive stream into ``database`` in one transaction,
     committed only after ``stored.drain()`` checked the whole object and the archive began
     with the bytes ``found`` was listed from. Any failure: nothing committed."""
-    head = _HeadCheck(archive, found.head_bytes)
     with (
         tempfile.NamedTemporaryFile("w", prefix="pgbackup-table-", suffix=".list") as lst,
         ChildGroup() as children,
@@ -209,8 +217,12 @@ def restore_stream(
         psql.stdin.write(b"BEGIN;\n")
         psql.stdin.flush()
         relay = _Relay(script.stdout, psql.stdin)
+        head = _HeadCheck(archive, found.head_bytes, lambda: psql.popen.poll() is not None)
         try:
-            pump(head, script.stdin, stored.drain)  # IntegrityError: the object is damaged
+            try:
+                pump(head, script.stdin, stored.drain)  # IntegrityError: the object is damaged
+            except _StatementFailed:
+                _check(psql, psql.wait(), failed=True)
             _check(script, script.wait())
             relay.thread.join()
             if head.seen != found.head_bytes or head.digest.hexdigest() != found.head_sha256:
