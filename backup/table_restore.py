@@ -294,6 +294,13 @@ def _plan(
         "constraints, triggers, policies, defaults, comments, grants and owned sequences)",
         "Mode:     one transaction, committed only after the whole backup read matched its sha256",
     ]
+    with_data = {d for e in selection.entries if e.kind == "TABLE DATA" for d in e.depends_on}
+    empty = [str(t) for i, t in chosen.items() if i not in with_data]
+    if empty:
+        lines.append(
+            f"Rows:     none in this backup for {', '.join(empty)} (left out of the dump, "
+            "BACKUP_EXCLUDE_TABLE_DATA or BACKUP_PG_DUMP_ARGS): restored empty"
+        )
     if missing_schemas:
         lines.append("Schemas:  created: " + ", ".join(toc.quote_ident(s) for s in missing_schemas))
     if selection.left_out:

@@ -399,3 +399,25 @@ def test_a_dropped_schema_comes_back_with_its_tables(pg15, backed_up):
         assert conn.execute("""SELECT to_regclass('"Odd Schema".unrelated_seq')""").fetchone() == (
             None,
         )
+
+
+def test_a_table_whose_rows_were_left_out_is_said_to_come_back_empty(pg15, backup_dir, tmp_path):
+    database = pg15.create_database(unique_name("tables"))
+    pg15.execute(database, SETUP)
+    env = pg15.env(
+        database,
+        BACKUP_DESTINATIONS=f"file://{backup_dir}",
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_EXCLUDE_TABLE_DATA="public.zz_filler",
+    )
+    assert run_job("backup", env=env).returncode == 0
+    listing = run_job("restore", "--list-tables", env=env)
+    assert "  public.zz_filler  definition only (its rows were not dumped)\n" in listing.stdout
+    pg15.execute(database, "DROP TABLE public.zz_filler")
+    dry = run_job("restore", "--table", "zz_filler", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.output
+    assert "Rows:     none in this backup for public.zz_filler" in dry.stdout
+    result = run_job("restore", "--table", "zz_filler", "--force", env=env)
+    assert result.returncode == 0, result.output
+    with pg15.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM public.zz_filler").fetchone() == (0,)
