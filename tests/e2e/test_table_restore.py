@@ -1,7 +1,8 @@
 """``restore --table`` end to end on PostgreSQL 15, both formats: a dropped table comes back
 exactly (rows, indexes, constraints, sequences and their values, defaults, grants, comments,
 policies, triggers); a table that exists is refused; another database; unknown names; a
-damaged object (exit 5) never commits anything; names that need quotes."""
+damaged object (exit 5), an interrupted run or a table of contents read differently the
+second time never commit anything; names that need quotes; --schema; --list-tables."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
+from backup.config import load
+from backup.errors import IntegrityError
+from backup.postgres import pg_restore_table, toc
+from backup.postgres.tools import installed_tools
 from tests.conftest import REPO, clean_environ, run_job, unique_name
 from tests.e2e.helpers import manifests
 from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
@@ -421,3 +427,46 @@ def test_a_table_whose_rows_were_left_out_is_said_to_come_back_empty(pg15, backu
     assert result.returncode == 0, result.output
     with pg15.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM public.zz_filler").fetchone() == (0,)
+
+
+class _Checked:
+    """What ``VerifyingReader.drain`` is to the restore, for an archive read from a file."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+
+    def drain(self) -> None:
+        while self.source.read(1 << 20):
+            pass
+
+
+def test_a_table_of_contents_that_differs_between_the_two_reads_commits_nothing(pg15, tmp_path):
+    """The names were resolved on a first, unchecked read of the head; if the checked read
+    begins with other bytes, the restore stops before COMMIT (exit 5)."""
+    database = pg15.create_database(unique_name("tables"))
+    pg15.execute(database, SETUP)
+    archive = tmp_path / "db.dump"
+    dumped = subprocess.run(
+        [str(pg15.bindir / "pg_dump"), "-Fc", "-f", str(archive), "--dbname", pg15.url(database)],
+        capture_output=True,
+        check=False,
+    )
+    assert dumped.returncode == 0, dumped.stderr
+    pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
+    config = load(pg15.env(database, BACKUP_DESTINATIONS=f"file://{tmp_path}"))
+    [tools] = [t for t in installed_tools([str(pg15.bindir)]) if t.major == 15]
+    with archive.open("rb") as first:
+        found = pg_restore_table.stream_toc(tools, _Checked(first), first, lambda: None)
+    chosen = toc.resolve([TABLE], found.tables)
+    selection = toc.select(found.entries, found.tables, chosen)
+    other = replace(found, head_sha256="0" * 64)
+    with archive.open("rb") as second, pytest.raises(IntegrityError, match="read twice differs"):
+        pg_restore_table.restore_stream(
+            tools, config.postgres, database, second, _Checked(second), other, selection
+        )
+    assert not relation_exists(pg15, database)
+    with archive.open("rb") as second:
+        pg_restore_table.restore_stream(
+            tools, config.postgres, database, second, _Checked(second), found, selection
+        )
+    assert relation_exists(pg15, database)
