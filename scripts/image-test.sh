@@ -41,6 +41,9 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 IMAGE_SIZE_BUDGET_MB="${IMAGE_SIZE_BUDGET_MB:-290}"
+case "$IMAGE_SIZE_BUDGET_MB" in
+    ''|*[!0-9]*) echo "image-test: IMAGE_SIZE_BUDGET_MB must be a whole number of MB, not '$IMAGE_SIZE_BUDGET_MB'" >&2; exit 2 ;;
+esac
 
 DO_BUILD=1
 DO_RUN=1
