@@ -12,14 +12,14 @@
 #   3. builds the Dockerfile with --network host, BASE_IMAGE=$BASE_IMAGE and
 #      PG_CLIENT_SOURCE=debian (Debian's postgresql-client: the PostgreSQL apt repository is not
 #      reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
-#   4. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
-#      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
-#   5. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), the non-root user,
+#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), the non-root user,
 #      the `pgbackup` entrypoint (`--version` names every client major installed), the old
 #      `python /app/entrypoint.py`, no pip or setuptools in the venv;
+#   5. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
+#      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
 #   6. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
-#      dropped, as Kubernetes runs it): check, backup (the default command), list, list --json,
-#      verify latest, restore without --force (must refuse: exit 2), restore latest --force
+#      dropped, as Kubernetes runs it): check, backup (the default command), backup, list,
+#      list --json, verify latest, restore without --force (must refuse: exit 2), restore latest --force
 #      --target-db restored; then checks on the host with psql that the restored database has
 #      the data;
 #   7. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
@@ -306,6 +306,7 @@ job() {
 
 job check
 job                                   # the default command: backup
+job backup                            # `docker run IMAGE backup`, as deployments write it
 job list
 grep -q 'shop-' "$WORK/job.out" || die "list does not show a shop backup"
 job list --json
