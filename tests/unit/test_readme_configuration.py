@@ -87,14 +87,14 @@ def test_the_table_has_rows_with_a_default_column():
 def test_every_variable_read_is_in_the_table():
     names, _ = read_by_code()
     missing = sorted(names - documented())
-    assert not missing, f"read by backup/ but not in README's configuration table: {missing}"
+    assert not missing, f"read by backup/ but not in the table of docs/configuration.md: {missing}"
 
 
 def test_every_variable_in_the_table_is_read():
     names, secrets = read_by_code()
     allowed = names | {f"{name}_FILE" for name in secrets} | NOT_CONFIGURATION
     unknown = sorted(documented() - allowed)
-    assert not unknown, f"in README's configuration table but never read by backup/: {unknown}"
+    assert not unknown, f"in the docs table but never read by backup/: {unknown}"
 
 
 def test_the_section_lists_every_secret():
@@ -106,24 +106,24 @@ def test_the_section_lists_every_secret():
 
 
 def test_the_table_and_help_name_the_same_variables():
-    """README's table and ``--help``'s (``backup.config.variables``) name the same variables."""
+    """The docs table and ``--help``'s (``backup.config.variables``) name the same variables."""
     from backup.config import variables
 
     rows = {v.name for v in variables.VARIABLES}
     files = {f"{v.name}_FILE" for v in variables.VARIABLES if v.secret}
     only_readme = sorted(documented() - rows - files - NOT_CONFIGURATION)
     only_help = sorted(rows - documented())
-    assert not only_readme, f"in README's table, not in backup/config/variables.py: {only_readme}"
-    assert not only_help, f"in backup/config/variables.py, not in README's table: {only_help}"
+    assert not only_readme, f"in the docs table, not in backup/config/variables.py: {only_readme}"
+    assert not only_help, f"in backup/config/variables.py, not in the docs table: {only_help}"
 
 
 LITERALS = re.compile(r"`([^`]*)`(?:, `([^`]*)`)*")
 
 
 def test_the_defaults_agree_with_help():
-    """Where README's default cell is plain values (`30`, or `5`, `120`, `1` for three
+    """Where the page's default cell is plain values (`30`, or `5`, `120`, `1` for three
     variables), they are the defaults ``--help`` shows; a variable ``--help`` gives a default
-    has one in README too."""
+    has one on the page too."""
     from backup.config import variables
 
     table = variables.by_name()
@@ -136,9 +136,9 @@ def test_the_defaults_agree_with_help():
             shown = table[name].default
             if plain and len(literals) == len(names):
                 if literals[index] != shown:
-                    differ.append(f"{name}: README `{literals[index]}`, --help {shown!r}")
+                    differ.append(f"{name}: docs `{literals[index]}`, --help {shown!r}")
             elif shown and not cells[1]:
-                differ.append(f"{name}: README has no default, --help {shown!r}")
-    assert not differ, (
-        "defaults differ between README and backup/config/variables.py: " + "; ".join(differ)
+                differ.append(f"{name}: docs have no default, --help {shown!r}")
+    assert not differ, "defaults differ between the docs table and variables.py: " + "; ".join(
+        differ
     )
