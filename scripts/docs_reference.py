@@ -83,8 +83,14 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def cli_page() -> str:
-    """The usage, options and environment variables of ``entrypoint.py`` and of every command."""
-    parser = cli.build_parser()
+    """The usage, options and environment variables of ``pgbackup`` and of every command."""
+    # The parser names itself after how it was started: document the installed command.
+    started_as = sys.argv[:]
+    sys.argv[:1] = [cli.COMMAND_NAME]
+    try:
+        parser = cli.build_parser()
+    finally:
+        sys.argv[:] = started_as
     lines = [
         "```",
         parser.format_usage().strip(),
