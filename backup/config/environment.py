@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backup import languages
-from backup.config import age_keys, cpus, files, notify_urls, syntax
+from backup.config import age_keys, clouds, cpus, files, notify_urls, syntax
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
@@ -58,6 +58,8 @@ PREFIXES = (
     "BACKUP_",
     "B2_",
     "S3_",
+    "GCS_",
+    "AZURE_STORAGE_",
     "NOTIFY_",
     "TELEGRAM_",
     "PROMETHEUS_",
@@ -130,6 +132,8 @@ def _storage(r: Reader) -> StorageConfig:
         retry=retry,
         b2=b2,
         s3=s3,
+        gcs=clouds.read_gcs(r, schemes),
+        azure=clouds.read_azure(r, schemes),
         price_per_gb_month=r.float(
             "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
         ),
