@@ -38,7 +38,7 @@ AZURE_WAYS += "AZURE_STORAGE_SAS_TOKEN"
 def read_gcs(r: Reader, schemes: set[str]) -> GCSConfig:
     """GCS settings; with a gs:// destination, a key file or an endpoint is required."""
     path = r.str("GOOGLE_APPLICATION_CREDENTIALS")
-    endpoint = _endpoint(r, "GCS_ENDPOINT_URL")
+    endpoint = _endpoint(r, "GCS_ENDPOINT_URL", r.str("GCS_ENDPOINT_URL"))
     if not GCS_SCHEMES & schemes:
         return GCSConfig(credentials_file=path, endpoint_url=endpoint)
     if path:
@@ -90,7 +90,7 @@ def read_azure(r: Reader, schemes: set[str]) -> AzureConfig:
         account_name=r.check("AZURE_STORAGE_ACCOUNT", r.str("AZURE_STORAGE_ACCOUNT"), _account),
         account_key=r.secret("AZURE_STORAGE_KEY"),
         sas_token=r.secret("AZURE_STORAGE_SAS_TOKEN"),
-        endpoint_url=_endpoint(r, "AZURE_STORAGE_ENDPOINT"),
+        endpoint_url=_endpoint(r, "AZURE_STORAGE_ENDPOINT", r.str("AZURE_STORAGE_ENDPOINT")),
     )
     if not AZURE_SCHEMES & schemes:
         return config
@@ -159,8 +159,7 @@ def connection_string_problem(value: str) -> str | None:
     return "holds no AccountKey nor SharedAccessSignature (anonymous access is not used)"
 
 
-def _endpoint(r: Reader, name: str) -> str | None:
-    value = r.str(name)
+def _endpoint(r: Reader, name: str, value: str | None) -> str | None:
     if not value:
         return None
     _, problem = syntax.url_problem(value, ("http", "https"))
