@@ -97,6 +97,10 @@ class GCSStorage:
             _http=session,
             client_options={"api_endpoint": endpoint},
         )
+        # The library fetches each bucket's metadata in a background thread for its tracing
+        # (a GET outside retry.py, refused to a role without storage.buckets.get); only an
+        # environment variable turns it off, so the cache is dropped here instead.
+        client._bucket_metadata_cache = None
         return cls(
             client,
             session,
@@ -206,7 +210,7 @@ class GCSStorage:
 
     def _page(self, full_prefix: str, token: str | None) -> tuple[list[Any], str | None]:
         iterator = self.client.list_blobs(
-            self.bucket_name,
+            self.bucket,
             prefix=full_prefix,
             page_size=LIST_PAGE_SIZE,
             page_token=token,
