@@ -150,3 +150,34 @@ def test_a_failed_stream_discards_its_blocks(azurite: AzuriteServer) -> None:
         harness.storage.put("db/x.dump", FailingStream(AZURE_PART_SIZE * 3 + 10))
     assert harness.incomplete() == 0
     assert harness.storage.list() == []
+
+
+def test_memory_stays_within_parts_in_flight(
+    azurite: AzuriteServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes read from the stream but not yet staged never exceed part size x parts in flight
+    (2 here)."""
+    harness = azure_harness(azurite, azurite.create_container())
+    held = {"confirmed": 0, "worst": 0}
+    lock = threading.Lock()
+    original = BlobClient.stage_block
+
+    def stage_block(client: BlobClient, block_id: str, data: Any, **kwargs: Any) -> Any:
+        result = original(client, block_id, data, **kwargs)
+        with lock:
+            held["confirmed"] += len(data)
+        return result
+
+    monkeypatch.setattr(BlobClient, "stage_block", stage_block)
+
+    class Watched(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            data = super().read(size)
+            with lock:
+                held["worst"] = max(held["worst"], self.tell() - held["confirmed"])
+            return data
+
+    data = random.Random(6).randbytes(AZURE_PART_SIZE * 8)
+    assert harness.storage.put("db/big.dump", Watched(data)) == len(data)
+    assert held["worst"] <= 2 * AZURE_PART_SIZE
+    assert harness.storage.open("db/big.dump").read() == data

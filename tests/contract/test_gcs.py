@@ -222,3 +222,31 @@ def test_the_environment_changes_nothing(
     )
     storage.put("k", io.BytesIO(b"v"))
     assert [o.key for o in storage.list()] == ["k"]
+
+
+def test_memory_stays_within_two_chunks(gcs_server: GCSServer) -> None:
+    """Bytes read from the stream but not yet held by the server never exceed two chunks."""
+    harness = gcs_harness(gcs_server, gcs_server.create_bucket())
+    session = harness.storage.session
+    original = session.request
+    held = {"confirmed": 0, "worst": 0}
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = original(method, url, *args, **kwargs)
+        got = response.headers.get("Range", "")
+        if method == "PUT" and response.status_code == 308 and got.startswith("bytes=0-"):
+            held["confirmed"] = int(got.removeprefix("bytes=0-")) + 1
+        return response
+
+    session.request = request
+
+    class Watched(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            data = super().read(size)
+            held["worst"] = max(held["worst"], self.tell() - held["confirmed"])
+            return data
+
+    data = random.Random(5).randbytes(GCS_PART_SIZE * 8)
+    assert harness.storage.put("db/big.dump", Watched(data)) == len(data)
+    assert held["worst"] <= 2 * GCS_PART_SIZE
+    assert harness.storage.open("db/big.dump").read() == data

@@ -5,7 +5,7 @@ Credentials are exactly what the configuration names (``config/clouds.py``): a c
 string, or an account with its key or a SAS token. azure-identity is not used, so no managed
 identity, Azure CLI login or ``AZURE_*`` variable is looked for. The SDK's own retries are off
 (``retry_total=0``): ``retry.py`` retries each request; its per-request log lines (INFO) are
-kept out of the job's log.
+kept out of the job's log below DEBUG (``backup.log``).
 """
 
 from __future__ import annotations
@@ -82,10 +82,6 @@ class AzureStorage:
             "max_single_get_size": DOWNLOAD_CHUNK_BYTES,
             "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES,
         }
-        # Every request's headers at INFO: noise in the job's log, never useful to an operator.
-        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
-            logging.WARNING
-        )
         secrets: list[str] = []
         if az.connection_string:
             service = BlobServiceClient.from_connection_string(
