@@ -129,3 +129,33 @@ def test_a_missing_bucket_is_exit_4_naming_it(job_env, gcs_server, azurite):
     assert result.returncode == 4, result.output
     assert "no-such-bucket-here" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_sas_token_never_reaches_the_log_even_at_debug(job_env, azurite):
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container = azurite.create_container()
+    sas = generate_container_sas(
+        azurite.account,
+        container,
+        account_key=azurite.key,
+        permission=ContainerSasPermissions(
+            read=True, add=True, create=True, write=True, delete=True, list=True
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": f"azure://{container}/pg",
+        "AZURE_STORAGE_ACCOUNT": azurite.account,
+        "AZURE_STORAGE_SAS_TOKEN": sas,
+        "AZURE_STORAGE_ENDPOINT": azurite.endpoint_url,
+        "LOG_LEVEL": "DEBUG",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert signature not in result.output
+    assert sas not in result.output
