@@ -81,6 +81,8 @@ class AzureStorage:
             "read_timeout": 120,
             "max_single_get_size": DOWNLOAD_CHUNK_BYTES,
             "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES,
+            # Below one part, one Put Blob (up to 5000 MiB), never the SDK's own blocks.
+            "max_single_put_size": min(config.part_size_bytes, MAX_BLOCK_BYTES),
         }
         secrets: list[str] = []
         if az.connection_string:

@@ -136,7 +136,8 @@ class GCSStorage:
         Longer: a resumable session, finished by its last chunk only; on any failure it is
         cancelled and the stream's own exception propagates unchanged."""
         name = self._name(key)
-        blob = self.bucket.blob(name, chunk_size=self.part_size_bytes)
+        # No chunk_size: below one part, the library sends the object in one request.
+        blob = self.bucket.blob(name)
         first = read_part(stream, self.part_size_bytes)
         if len(first) < self.part_size_bytes:
             data = bytes(first)
