@@ -8,6 +8,8 @@ else in the package reads ``os.environ``; each part receives only its slice of `
   known variables and ``unknown_variables`` (typos with a suggestion);
 - ``reader.py``: the ``Reader``, one typed and bounded variable at a time, problems collected;
 - ``database.py``: the source server's variables (libpq's, ``DATABASE_URL``, the databases);
+- ``codec.py``: compression and encryption (a setting that names a key encrypts or is refused);
+- ``notify_settings.py``: the notification channels' settings and how messages are worded;
 - ``dump_options.py``: what gets dumped (``BACKUP_PG_DUMP_ARGS`` checked as pg_dump reads it,
   ``BACKUP_EXCLUDE_TABLE_DATA``, ``BACKUP_EXCLUDE_DATABASES``);
 - ``syntax.py``: the rules of values (lengths, characters, URLs, hosts, ports, regions, buckets);

@@ -24,6 +24,8 @@ MAX_PART_SIZE_MB = 5 * 1024
 DEFAULT_PART_SIZE_MB = 8
 # BACKUP_COMPRESSION_THREADS: zstd's own limit is 200 workers; past a few dozen nothing is gained.
 MAX_COMPRESSION_THREADS = 64
+MAX_COUNT = 10_000
+"""The most backups to keep, failures in a row before an alert, ...: a count no one needs more."""
 # A run that takes longer than this is stuck, not slow: a few hundred GB dump in well under 6 h.
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 # pg_dump waits this long for each table's lock before giving up (a table held in ACCESS
