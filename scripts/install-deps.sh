@@ -36,6 +36,12 @@ fi
 if [ "$what" = test ]; then
   # the test extra includes the docs extra: tests/test_docs.py builds the site
   .venv/bin/pip install -q -e '.[test]'
+  # Azurite (Azure Blob Storage's local server) for the azure:// tests, from npm into .venv;
+  # tests start it with --disableTelemetry (tests/fixtures/clouds.py).
+  if [ ! -x .venv/azurite/node_modules/.bin/azurite-blob ]; then
+    command -v npm >/dev/null 2>&1 || { echo "install-deps: npm (Node.js 18+) is needed for Azurite" >&2; exit 1; }
+    npm install --prefix .venv/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
+  fi
 elif [ "$what" = docs ]; then
   .venv/bin/pip install -q -e '.[docs]'
 else

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backup.config import syntax
+from backup.config import clouds, syntax
 from backup.config.codec import read_codec
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
@@ -55,6 +55,8 @@ PREFIXES = (
     "BACKUP_",
     "B2_",
     "S3_",
+    "GCS_",
+    "AZURE_STORAGE_",
     "NOTIFY_",
     "TELEGRAM_",
     "PROMETHEUS_",
@@ -124,6 +126,8 @@ def _storage(r: Reader) -> StorageConfig:
         retry=retry,
         b2=b2,
         s3=s3,
+        gcs=clouds.read_gcs(r, schemes),
+        azure=clouds.read_azure(r, schemes),
         price_per_gb_month=r.float(
             "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
         ),
