@@ -26,6 +26,8 @@ from pathlib import Path
 
 from backup.config import Config
 from backup.errors import ConfigError, DatabaseError, LockedError
+from backup.postgres import locks as pg_locks
+from backup.postgres import pooler
 from backup.postgres import server as pg_server
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,10 @@ def _server_lock(config: Config) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         try:
             conn = stack.enter_context(pg_server.connect(pg, database, application_name=name))
-            taken = pg_server.try_advisory_lock(conn, key)
-            holder = None if taken else pg_server.advisory_lock_holder(conn, key)
+            # Through a pool per transaction the lock would stay on a shared session (exit 2).
+            pooler.require_sessions(pg, database, conn)
+            taken = pg_locks.try_advisory_lock(conn, key)
+            holder = None if taken else pg_locks.advisory_lock_holder(conn, key)
         except DatabaseError as err:
             log.warning(
                 "could not take the job's lock on %s (%s); going on with the local lock only",
