@@ -1,5 +1,8 @@
 """The PostgreSQL server, spoken to in-process (psycopg): connections and every query the job runs.
 
+Every connection turns off the role's and database's statement and idle timeouts for its own
+session (``clear_session_timeouts``), as pg_dump does for its own.
+
 Connection errors become ``DatabaseError`` with a hint naming the variable to check; the password
 goes to psycopg as a keyword, never in a connection string that could be logged. Database-level
 statements (create, rename, drop) quote every name; a name is at most 63 bytes.
@@ -97,11 +100,38 @@ def connect(
         message = describe_connection_error(err, pg, database)
         raise DatabaseError(message, hint=connection_hint(message)) from err
     try:
+        clear_session_timeouts(conn)
         yield conn
     except psycopg.Error as err:
         raise DatabaseError(f"{pg.display_host}: {str(err).strip()}") from err
     finally:
         conn.close()
+
+
+# Timeouts a role or database may set that would end the job's own sessions halfway through a
+# long dump: the lock session idles for the whole run, the exact counts' snapshot idles in its
+# transaction while pg_dump works, a count(*) of a big table runs long. pg_dump turns the same
+# ones off for its own session; the run's bounds are BACKUP_TIMEOUT and BACKUP_LOCK_WAIT_TIMEOUT.
+# lock_timeout is left as set: a restore's DROP or RENAME then still gives up as the DBA chose.
+SESSION_TIMEOUTS = (
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",  # PostgreSQL 14
+    "transaction_timeout",  # PostgreSQL 17
+)
+
+
+def clear_session_timeouts(conn: psycopg.Connection) -> None:
+    """Turn off, for this session only, each of ``SESSION_TIMEOUTS`` the server has and that is
+    set (one round trip when none is; the usual case)."""
+    rows = conn.execute(
+        "SELECT name FROM pg_settings WHERE name = ANY(%s) AND setting <> '0'",
+        (list(SESSION_TIMEOUTS),),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute("SELECT set_config(%s, '0', false)", (name,))
+    if not conn.autocommit:
+        conn.commit()  # the caller begins its own transaction (set_config outlives this one)
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
