@@ -56,8 +56,8 @@ class ReplayState:
     primary it streams from; else the age of its last replayed transaction (an idle primary
     makes that look old); None when nothing was replayed since it started."""
     receiver: str | None = None
-    """The WAL receiver's status (``streaming``), or None: none running (archive recovery, or
-    the primary unreachable) or not visible to the job's role."""
+    """The WAL receiver's status (``streaming``; ``running`` when the role may not see more),
+    or None: none running (archive recovery, or the primary unreachable)."""
     paused: bool = False
 
     def manifest_record(self) -> dict[str, Any]:
@@ -98,11 +98,14 @@ def replay_state(conn: psycopg.Connection) -> ReplayState:
         "SELECT pg_last_xact_replay_timestamp(), pg_is_wal_replay_paused(),"
         " pg_last_wal_receive_lsn() IS NOT NULL"
         "   AND pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(),"
-        " (SELECT status FROM pg_stat_wal_receiver),"
+        " (SELECT coalesce(status, 'running') FROM pg_stat_wal_receiver WHERE pid IS NOT NULL),"
         " extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
     ).fetchone()
     assert row is not None
+    # The receiver's status is shown to superusers and pg_read_all_stats only; its pid to all.
     timestamp, paused, caught_up, receiver, age_s = row
+    if receiver == "running":
+        receiver = "streaming" if caught_up else "running"
     if receiver == "streaming" and caught_up and not paused:
         lag_s: float | None = 0.0
     else:
@@ -114,6 +117,29 @@ def replay_state(conn: psycopg.Connection) -> ReplayState:
         receiver=receiver,
         paused=bool(paused),
     )
+
+
+def upstream(conn: psycopg.Connection) -> tuple[str, str] | str | None:
+    """Where this standby streams from: ``(host, port)``; None on a primary; a reason string
+    when a standby cannot tell (no WAL receiver, or a role that may not see it)."""
+    row = conn.execute(
+        "SELECT pg_is_in_recovery(),"
+        " (SELECT pid FROM pg_stat_wal_receiver WHERE pid IS NOT NULL),"
+        " (SELECT sender_host FROM pg_stat_wal_receiver),"
+        " (SELECT sender_port FROM pg_stat_wal_receiver)"
+    ).fetchone()
+    assert row is not None
+    recovering, pid, host, port = row
+    if not recovering:
+        return None
+    if pid is None:
+        return "it has no WAL receiver (archive recovery, or its primary is unreachable)"
+    if not host or port is None:
+        return (
+            "the job's role may not see where it streams from (pg_stat_wal_receiver needs "
+            "pg_read_all_stats)"
+        )
+    return str(host), str(port)
 
 
 def stale_problem(state: ReplayState, max_lag_s: float) -> str | None:

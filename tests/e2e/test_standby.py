@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, clean_environ, run_job, unique_name
-from tests.e2e.helpers import manifests
+from tests.e2e.helpers import manifests, wait_for_pg_dump
 from tests.fixtures.pgcluster import Cluster, find_bindir
 from tests.fixtures.standby import Standby
 
@@ -225,3 +225,63 @@ def test_a_dump_cancelled_by_recovery_says_what_to_set(primary, standby, tmp_pat
     assert "conflict with recovery" in stderr, stderr
     assert "max_standby_streaming_delay" in stderr and "hot_standby_feedback" in stderr
     assert manifests(tmp_path / "backups") == []
+
+
+def test_a_run_on_the_standby_is_skipped_while_a_run_on_the_primary_holds_the_job(
+    primary, standby, database, tmp_path
+):
+    """Two pods of one job, one pointed at the primary, one at its standby: the same data to
+    the same destinations. The standby's run takes the job's lock on the primary: skipped."""
+    blocker = primary.connect(database, autocommit=False)
+    job = None
+    try:
+        blocker.execute("LOCK TABLE shop.customers IN ACCESS EXCLUSIVE MODE")
+        on_primary = _env(primary, database, tmp_path)
+        job = subprocess.Popen(
+            [sys.executable, str(REPO / "entrypoint.py"), "backup"],
+            env={**clean_environ(), "BACKUP_PROGRESS_SECONDS": "0", **on_primary},
+            cwd=str(REPO),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for_pg_dump(primary, database, "wait_event_type = 'Lock'", "waited for the lock")
+        other_pod = tmp_path / "other-pod"
+        other_pod.mkdir()
+        on_standby = {**_env(standby, database, tmp_path), "BACKUP_LOCK_DIR": str(other_pod)}
+        skipped = run_job("backup", env=on_standby)
+        blocker.rollback()
+        output, _ = job.communicate(timeout=120)
+    finally:
+        blocker.close()
+        if job is not None and job.poll() is None:
+            job.kill()
+            job.wait()
+    assert skipped.returncode == 7, skipped.output
+    assert f"{primary.host}:{primary.port}" in skipped.stderr
+    assert job.returncode == 0, output
+    assert len(manifests(tmp_path / "backups")) == 1
+
+
+def test_a_role_that_cannot_see_the_primary_keeps_the_lock_on_the_standby(
+    primary, standby, tmp_path
+):
+    """Without pg_read_all_stats the standby does not say where it streams from: the lock is
+    held on the standby, with a warning; the replay state is still known (the receiver's pid
+    is visible to every role), so a caught-up standby is not taken for a stale one."""
+    database = unique_name("plain")
+    primary.create_database(database)
+    primary.execute(database, "CREATE TABLE t AS SELECT generate_series(1, 100) AS n")
+    role = f"reader_{database}"
+    primary.execute(
+        "postgres", f"CREATE ROLE {role} LOGIN PASSWORD 'r34der-pass' IN ROLE pg_read_all_data"
+    )
+    standby.catch_up()
+    env = {**_env(standby, database, tmp_path), "PGUSER": role, "PGPASSWORD": "r34der-pass"}
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert "held on the standby" in result.stderr
+    [record] = manifests(tmp_path / "backups")
+    assert record["source"]["standby"] is True
+    assert record["source"]["replay_lag_s"] == 0
