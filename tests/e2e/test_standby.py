@@ -285,3 +285,48 @@ def test_a_role_that_cannot_see_the_primary_keeps_the_lock_on_the_standby(
     [record] = manifests(tmp_path / "backups")
     assert record["source"]["standby"] is True
     assert record["source"]["replay_lag_s"] == 0
+
+
+def test_a_directory_backup_from_a_standby_says_so_and_restores(
+    primary, standby, database, tmp_path
+):
+    env = _env(
+        standby,
+        database,
+        tmp_path,
+        BACKUP_FORMAT="directory",
+        BACKUP_JOBS="2",
+        BACKUP_ROW_COUNTS="exact",
+        BACKUP_VERIFY="restore",
+        VERIFY_DATABASE_URL=primary.url(),
+    )
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    [record] = manifests(tmp_path / "backups")
+    assert record["format"] == "directory"
+    assert record["source"]["standby"] is True and record["source"]["replay_timestamp"]
+
+
+def test_a_lock_held_by_replay_is_named_as_the_primarys(primary, standby, database, tmp_path):
+    """pg_dump on the standby waits behind a lock the standby replays for a transaction on the
+    primary: the hint says so, not "session N (no application name)"."""
+    blocker = primary.connect(database, autocommit=False)
+    try:
+        blocker.execute("LOCK TABLE shop.customers IN ACCESS EXCLUSIVE MODE")
+        primary.execute("postgres", "SELECT pg_switch_wal()")
+        with standby.connect(database) as conn:
+            _wait(
+                lambda: conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'shop.customers'::regclass "
+                    "AND mode = 'AccessExclusiveLock'"
+                ).fetchone()[0],
+                "the standby replays the lock",
+            )
+        env = _env(standby, database, tmp_path, BACKUP_LOCK_WAIT_TIMEOUT="3s")
+        result = run_job("backup", env=env)
+    finally:
+        blocker.close()
+    assert result.returncode == 3, result.output
+    assert "WAL replay" in result.stderr and "on the primary" in result.stderr
+    assert "shop.customers" in result.stderr
+    assert manifests(tmp_path / "backups") == []
