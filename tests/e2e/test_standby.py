@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO, clean_environ, run_job, unique_name
 from tests.e2e.helpers import manifests, wait_for_pg_dump
-from tests.fixtures.pgcluster import Cluster, find_bindir
+from tests.fixtures.pgcluster import Cluster, client_bindir, find_bindir
 from tests.fixtures.standby import Standby
 
 
@@ -269,7 +269,8 @@ def test_a_role_that_cannot_see_the_primary_keeps_the_lock_on_the_standby(
 ):
     """Without pg_read_all_stats the standby does not say where it streams from: the lock is
     held on the standby, with a warning; the replay state is still known (the receiver's pid
-    is visible to every role), so a caught-up standby is not taken for a stale one."""
+    is visible to every role), so a caught-up standby is not taken for a stale one, however old
+    its last replayed transaction."""
     database = unique_name("plain")
     primary.create_database(database)
     primary.execute(database, "CREATE TABLE t AS SELECT generate_series(1, 100) AS n")
@@ -278,7 +279,19 @@ def test_a_role_that_cannot_see_the_primary_keeps_the_lock_on_the_standby(
         "postgres", f"CREATE ROLE {role} LOGIN PASSWORD 'r34der-pass' IN ROLE pg_read_all_data"
     )
     standby.catch_up()
-    env = {**_env(standby, database, tmp_path), "PGUSER": role, "PGPASSWORD": "r34der-pass"}
+    # Nothing to replay for a while: the last replayed transaction grows old, the data does not.
+    with standby.connect() as conn:
+        _wait(
+            lambda: conn.execute(
+                "SELECT now() - pg_last_xact_replay_timestamp() > interval '2 s'"
+            ).fetchone()[0],
+            "the last replayed transaction is 2 s old",
+        )
+    env = {
+        **_env(standby, database, tmp_path, BACKUP_STANDBY_MAX_LAG="1s"),
+        "PGUSER": role,
+        "PGPASSWORD": "r34der-pass",
+    }
     result = run_job("backup", env=env)
     assert result.returncode == 0, result.output
     assert "held on the standby" in result.stderr
@@ -330,3 +343,38 @@ def test_a_lock_held_by_replay_is_named_as_the_primarys(primary, standby, databa
     assert "WAL replay" in result.stderr and "on the primary" in result.stderr
     assert "shop.customers" in result.stderr
     assert manifests(tmp_path / "backups") == []
+
+
+@pytest.mark.parametrize("major", [17, 18])
+def test_a_backup_from_a_standby_of_a_newer_major(major, tmp_path):
+    bindir = find_bindir(major)
+    if bindir is None:
+        pytest.fail(f"PostgreSQL {major} not installed: run 'make test'", pytrace=False)
+    primary = Cluster(bindir).start()
+    try:
+        replica = Standby(primary).start()
+        try:
+            primary.create_database("shop")
+            primary.load_sample("shop")
+            replica.catch_up()
+            env = _env(
+                replica,
+                "shop",
+                tmp_path,
+                BACKUP_PG_BIN_DIRS=str(client_bindir(major)),
+                BACKUP_ROW_COUNTS="exact",
+                BACKUP_VERIFY="restore",
+                VERIFY_DATABASE_URL=primary.url(),
+            )
+            checked = run_job("check", env=env)
+            result = run_job("backup", env=env)
+        finally:
+            replica.stop()
+    finally:
+        primary.stop()
+    assert checked.returncode == 0, checked.output
+    assert "hot standby" in checked.stdout
+    assert result.returncode == 0, result.output
+    [record] = manifests(tmp_path / "backups")
+    assert record["server_version"].startswith(f"{major}.")
+    assert record["source"]["standby"] is True and record["source"]["replay_lag_s"] < 60
