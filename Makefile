@@ -1,9 +1,12 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
-# make test: installs what the tests need (Debian and pip packages) and runs every test.
+# make test: installs what the tests need (Debian and pip packages) and runs every test, on
+#   TEST_WORKERS workers (pytest-xdist; most tests wait on PostgreSQL, S3 or a child process).
+# make test-fast: lint, then the unit and storage-contract tests only (about a minute): daily work.
 # make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
-.PHONY: demo test deps deps-runtime lint format bench image-test lock clean
+.PHONY: demo test test-fast deps deps-runtime lint format bench image-test lock clean
 
 VENV := .venv
+TEST_WORKERS ?= 4
 PY := $(VENV)/bin/python
 
 deps-runtime:
@@ -25,7 +28,11 @@ format: deps
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15
+
+test-fast: lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/contract \
+		tests/test_architecture_doc.py tests/test_layers.py
 
 bench: deps
 	$(PY) bench/bench.py $(BENCH_ARGS)

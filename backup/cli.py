@@ -12,6 +12,7 @@ import argparse
 import ctypes
 import logging
 import os
+import platform
 import shlex
 import signal
 import sys
@@ -28,6 +29,7 @@ from backup import log as log_module
 from backup.config import variables
 from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted
+from backup.postgres import tools
 
 log = logging.getLogger("backup")
 
@@ -41,20 +43,59 @@ DESCRIPTION = """\
 pgbackup-job: one run does one job and exits with a status code.
 Exit codes: 0 done, 1 unexpected error, 2 configuration or usage, 3 database, 4 storage,
 5 integrity, 6 partial (some destinations failed), 7 skipped (locked), 130 interrupted.
-Configuration comes from the environment (below); 'entrypoint.py COMMAND --help' says
+Configuration comes from the environment (below); '{prog} COMMAND --help' says
 what a command does, its options and the variables it uses."""
+
+# The name the job was started by: the `pgbackup` command that `pip install` puts on PATH (the
+# container image's entrypoint), else `python entrypoint.py` from a checkout.
+COMMAND_NAME = "pgbackup"
+
+
+def _invoked_as_command() -> bool:
+    return os.path.basename(sys.argv[0]) == COMMAND_NAME
+
+
+def _prog() -> str:
+    return COMMAND_NAME if _invoked_as_command() else "entrypoint.py"
+
+
+def _manual_command(args: Sequence[str]) -> str:
+    """The command line a notification shows for running this command again by hand."""
+    head = [COMMAND_NAME] if _invoked_as_command() else ["python", "entrypoint.py"]
+    return shlex.join([*head, *args])
 
 
 def build_parser() -> argparse.ArgumentParser:
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="entrypoint.py",
-        description=DESCRIPTION,
+        prog=prog,
+        description=DESCRIPTION.format(prog=prog),
         epilog=variables.help_text(),
         formatter_class=variables.help_formatter,
     )
-    parser.add_argument("--version", action="version", version=f"pgbackup-job {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="show the job's version, Python's and every PostgreSQL client found, and exit",
+    )
     commands.add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the job's version on the first line (for scripts), then what a run would
+    use: the Python and the pg_dump of every PostgreSQL major found, with where it is."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        found = tools.installed_tools()
+        clients = ", ".join(f"{t.version} ({t.bindir})" for t in found) or "none found"
+        print(f"pgbackup-job {__version__}")
+        print(f"Python {platform.python_version()}")
+        print(f"PostgreSQL client tools: {clients}")
+        parser.exit()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -162,7 +203,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = args.command or commands.DEFAULT
     command = commands.load(name)
-    manual = shlex.join(["python", "entrypoint.py", *(sys.argv[1:] if argv is None else argv)])
+    manual = _manual_command(sys.argv[1:] if argv is None else argv)
     started_at = datetime.now(UTC)
     log_module.setup()
     try:

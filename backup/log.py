@@ -31,7 +31,11 @@ _URL_CREDENTIALS = re.compile(
     r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)"
     r"(?P<user>[^:/@\s]*):[^@/\s]*@"
 )
-_KEYVALUE_SECRETS = re.compile(r"(?i)\b(password|passwd|secret|token)=([^\s&]+)")
+# sig: an Azure SAS signature; accountkey: an Azure connection string's key; upload_id: a GCS
+# resumable session (whoever has its URL may write the upload), in urllib3's DEBUG lines.
+_KEYVALUE_SECRETS = re.compile(
+    r"(?i)\b(password|passwd|secret|token|sig|accountkey|upload_id)=([^\s&;]+)"
+)
 _AGE_SECRET = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+")
 _TELEGRAM_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]{20,}")
 
@@ -154,7 +158,7 @@ def setup(
     _state["format"] = format
     _state["redactor"] = redactor
     # Libraries' own chatter is not for operators unless debugging.
-    for noisy in ("botocore", "boto3", "urllib3", "b2sdk", "s3transfer"):
+    for noisy in ("botocore", "boto3", "urllib3", "b2sdk", "s3transfer", "google", "azure"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     return redactor
 

@@ -153,7 +153,8 @@ def swap(
     stamp: str,
 ) -> None:
     """``fresh`` (restored, checked) takes ``target``'s name; the old database is kept as
-    ``<target>_pre_restore_<stamp>`` unless ``--drop-old``; a failed rename puts it back."""
+    ``<target>_pre_restore_<stamp>`` unless ``--drop-old``; both renames commit together or
+    not at all."""
     old = pg_server.suffixed(target, f"_pre_restore_{stamp}")
     with pg_server.connect(pg, admin_db) as conn:
         sessions = pg_server.database_sessions(conn, target)
@@ -162,12 +163,12 @@ def swap(
                 "swap: %s",
                 describe_sessions(target, sessions).removeprefix("Sessions: "),
             )
-        pg_server.rename_database(conn, target, old)
-        try:
+        # Both renames in one transaction (PostgreSQL allows ALTER DATABASE RENAME in one):
+        # a failure, a signal or a lost connection between them leaves the names as they were,
+        # never no database under the target's name.
+        with conn.transaction():
+            pg_server.rename_database(conn, target, old)
             pg_server.rename_database(conn, fresh, target)
-        except BackupError:
-            pg_server.rename_database(conn, old, target)
-            raise
         if options.drop_old:
             pg_server.drop_database(conn, old)
             log.info("dropped the previous database (--drop-old)")

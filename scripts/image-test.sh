@@ -12,16 +12,21 @@
 #   3. builds the Dockerfile with --network host, BASE_IMAGE=$BASE_IMAGE and
 #      PG_CLIENT_SOURCE=debian (Debian's postgresql-client: the PostgreSQL apt repository is not
 #      reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
-#   4. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
+#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), the non-root user,
+#      the `pgbackup` entrypoint (`--version` names every client major installed), the old
+#      `python /app/entrypoint.py`, no pip or setuptools in the venv;
+#   5. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
 #      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
-#   5. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
-#      dropped, as Kubernetes runs it): check, backup (the default command), list, list --json,
-#      verify latest, restore without --force (must refuse: exit 2), restore latest --force
+#   6. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
+#      dropped, as Kubernetes runs it): check, backup (the default command), backup, list,
+#      list --json, verify latest, restore without --force (must refuse: exit 2), restore latest --force
 #      --target-db restored; then checks on the host with psql that the restored database has
 #      the data;
-#   6. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
+#   7. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
 #
 # Environment: IMAGE (default localhost/pgbackup-job:image-test), CACHE_DIR, BASE_IMAGE,
+# IMAGE_SIZE_BUDGET_MB (default 290: the image built here, on the debootstrap base, in MB of
+# 10^6 bytes, as `podman image inspect IMAGE --format '{{.Size}}'` counts them),
 # WEED (default <repo>/.venv/bin/weed), PYTHON (default <repo>/.venv/bin/python), PG_BIN
 # (default /usr/lib/postgresql/15/bin), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
@@ -35,6 +40,10 @@ WEED="${WEED:-$REPO/.venv/bin/weed}"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+IMAGE_SIZE_BUDGET_MB="${IMAGE_SIZE_BUDGET_MB:-290}"
+case "$IMAGE_SIZE_BUDGET_MB" in
+    ''|*[!0-9]*) echo "image-test: IMAGE_SIZE_BUDGET_MB must be a whole number of MB, not '$IMAGE_SIZE_BUDGET_MB'" >&2; exit 2 ;;
+esac
 
 DO_BUILD=1
 DO_RUN=1
@@ -42,7 +51,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) DO_RUN=0 ;;
         --no-build) DO_BUILD=0 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "image-test: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -140,20 +149,48 @@ if [ "$DO_BUILD" = 1 ]; then
         -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$CACHE_DIR/build.log" 2>&1 \
         || { tail -40 "$CACHE_DIR/build.log"; die "podman build failed (log: $CACHE_DIR/build.log)"; }
     BUILD_TIME=$(elapsed "$t")
-    log "build took ${BUILD_TIME}s; image size $(podman image inspect "$IMAGE" --format '{{.Size}}' | numfmt --to=iec)"
+    log "build took ${BUILD_TIME}s"
 fi
 podman image exists "$IMAGE" || die "no image $IMAGE (build it first)"
 
 # What the image promises, whatever the run part finds.
+size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
+base_size=$(podman image inspect "$BASE_IMAGE" --format '{{.Size}}' 2>/dev/null || echo 0)
+size_mb=$(( size / 1000000 ))
+log "image size ${size_mb} MB ($size bytes; the base $BASE_IMAGE $(( base_size / 1000000 )) MB," \
+    "the Dockerfile's layers $(( (size - base_size) / 1000000 )) MB); budget $IMAGE_SIZE_BUDGET_MB MB"
+if [ "$size_mb" -gt "$IMAGE_SIZE_BUDGET_MB" ]; then
+    podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-160 | sed 's/^/    /'
+    die "the image is ${size_mb} MB, over its budget of ${IMAGE_SIZE_BUDGET_MB} MB" \
+        "(IMAGE_SIZE_BUDGET_MB): the layers above say where the bytes went; inside it," \
+        "podman run --rm --user 0 --entrypoint du $IMAGE -xsm /usr/* /opt/venv/lib/*/site-packages/*" \
+        "| sort -rn | head; raise the budget in scripts/image-test.sh only for something a run needs"
+fi
 user=$(podman image inspect "$IMAGE" --format '{{.Config.User}}')
 entry=$(podman image inspect "$IMAGE" --format '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')
 [ "$user" = "10001:10001" ] || die "image user is '$user', expected 10001:10001"
-[ "$entry" = '["python","/app/entrypoint.py"] ["backup"]' ] || die "entrypoint/cmd is $entry"
+[ "$entry" = '["pgbackup"] ["backup"]' ] || die "entrypoint/cmd is $entry"
 podman run --rm --network host --entrypoint /bin/sh "$IMAGE" -c \
-    'set -e; id -u; command -v python pg_dump pg_restore psql zstd age >/dev/null;
-     ls -d /usr/lib/postgresql/*/bin; test -w /tmp; test -w /data; test -w "$HOME"' \
+    'set -e; test "$(id -u)" = 10001; test "$(id -g)" = 10001;
+     command -v python pgbackup pg_dump pg_restore pg_dumpall psql zstd age >/dev/null;
+     ls -d /usr/lib/postgresql/*/bin; test -w /tmp; test -w /data; test -w "$HOME";
+     test ! -e /opt/venv/bin/pip; ! python -c "import pip" 2>/dev/null;
+     ! python -c "import setuptools" 2>/dev/null; test -s /usr/share/doc/pgbackup-job/LICENSE' \
     >"$CACHE_DIR/smoke.log" 2>&1 || { cat "$CACHE_DIR/smoke.log"; die "image smoke check failed"; }
-log "image: user $user, entrypoint $entry, client tools: $(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | xargs)"
+majors=$(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | xargs)
+log "image: user $user (not root), entrypoint $entry, client tools: $majors"
+# `docker run IMAGE --version`: the entrypoint is the pgbackup command, and it finds every major
+podman run --rm "$IMAGE" --version >"$CACHE_DIR/version.log" 2>&1 \
+    || { cat "$CACHE_DIR/version.log"; die "pgbackup --version failed in the image"; }
+sed 's/^/    1| /' "$CACHE_DIR/version.log"
+grep -q '^pgbackup-job [0-9]' "$CACHE_DIR/version.log" || die "--version does not start with pgbackup-job"
+for dir in $majors; do
+    grep -q "($dir/bin)" "$CACHE_DIR/version.log" || die "--version does not list $dir/bin"
+done
+# deployments that start `python /app/entrypoint.py ...` (the entrypoint before `pgbackup`)
+podman run --rm --entrypoint python "$IMAGE" /app/entrypoint.py --help >"$CACHE_DIR/compat.log" 2>&1 \
+    && grep -q '^usage: entrypoint.py' "$CACHE_DIR/compat.log" \
+    || { cat "$CACHE_DIR/compat.log"; die "python /app/entrypoint.py --help failed in the image"; }
 
 if [ "$DO_RUN" = 0 ]; then exit 0; fi
 
@@ -269,6 +306,7 @@ job() {
 
 job check
 job                                   # the default command: backup
+job backup                            # `docker run IMAGE backup`, as deployments write it
 job list
 grep -q 'shop-' "$WORK/job.out" || die "list does not show a shop backup"
 job list --json

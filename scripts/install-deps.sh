@@ -34,6 +34,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$what" = test ]; then
   .venv/bin/pip install -q -e '.[test]'
+  # Azurite (Azure Blob Storage's local server) for the azure:// tests, from npm into .venv;
+  # tests start it with --disableTelemetry (tests/fixtures/clouds.py).
+  if [ ! -x .venv/azurite/node_modules/.bin/azurite-blob ]; then
+    command -v npm >/dev/null 2>&1 || { echo "install-deps: npm (Node.js 18+) is needed for Azurite" >&2; exit 1; }
+    npm install --prefix .venv/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
+  fi
 else
   .venv/bin/pip install -q -e .
 fi

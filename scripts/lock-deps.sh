@@ -22,7 +22,7 @@ pip=("$work/venv/bin/pip" --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
 # from a copy, so that the build leaves nothing (build/, *.egg-info) in the working tree
 mkdir "$work/src"
-cp -r pyproject.toml README.md entrypoint.py backup "$work/src/"
+cp -r pyproject.toml README.md LICENSE entrypoint.py backup "$work/src/"
 "${pip[@]}" install -q "$work/src"
 "${pip[@]}" freeze --exclude pgbackup-job > "$work/pins.txt"
 

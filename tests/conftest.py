@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from tests.fixtures.pgcluster import Cluster, find_bindir
 
 # Session-scoped servers are defined once here, so every test directory shares one of each.
-pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.b2sim"]
+pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.b2sim", "tests.fixtures.clouds"]
 
 # CI runs the property tests on a fixed sequence of examples, so a green commit stays green;
 # a developer's run explores new ones (and hypothesis remembers what failed in .hypothesis/).

@@ -165,8 +165,15 @@ def test_lint_reports_unknown_check():
 
 def test_dockerfile_contract():
     text = (REPO / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["python", "/app/entrypoint.py"]' in text
+    # `docker run IMAGE [command]`: the pgbackup command (pip's script for backup.cli:main);
+    # /app/entrypoint.py stays for deployments that run `python /app/entrypoint.py ...`
+    assert 'ENTRYPOINT ["pgbackup"]' in text
     assert 'CMD ["backup"]' in text
+    assert "/stage/app/entrypoint.py" in text
+    # of each major, the four tools the job runs (backup/postgres/tools.py), not the packages
+    assert 'tools="pg_dump pg_restore pg_dumpall psql"' in text
+    assert re.search(r"^COPY --from=pgclient /stage/ /$", text, re.M)
+    assert "slim_venv.py" in text and 'ARG BOTOCORE_SERVICES="s3,' in text
     assert re.search(r"^USER 10001(:10001)?$", text, re.M)
     assert re.search(r"^ARG BASE_IMAGE=debian:trixie-slim$", text, re.M)
     assert re.search(r"^ARG PG_CLIENT_SOURCE=pgdg$", text, re.M)
@@ -217,15 +224,18 @@ def test_the_image_installs_the_locked_versions_hash_checked():
             assert f"{name}-{extra}" in locked, f"{name}[{extra}] is not locked"
     assert len(locked) > len(project["dependencies"])  # their dependencies too
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "COPY requirements.lock ./" in dockerfile
+    assert re.search(r"^COPY requirements\.lock [^\n]*\./$", dockerfile, re.M)
+    # pip of the build's own venv (/opt/pip) installs into /opt/venv, which has no pip
+    target = r"/opt/pip/bin/pip --python /opt/venv/bin/python \\?\s*install"
     assert re.search(
-        r"pip install --require-hashes --only-binary=:all: -r requirements\.lock", dockerfile
+        target + r" --require-hashes --only-binary=:all: -r requirements\.lock", dockerfile
     )
     assert re.search(
-        r"pip install --no-deps --no-index [^\n]*\n?[^\n]*/tmp/wheels/\*\.whl", dockerfile
+        target + r" --no-deps --no-index [^\n]*\n?[^\n]*/tmp/wheels/\*\.whl", dockerfile
     )
+    assert "python3 -m venv --without-pip /opt/venv" in dockerfile
     # nothing else is installed from the index
-    assert len(re.findall(r"/opt/venv/bin/pip install\b", dockerfile)) == 2
+    assert len(re.findall(r"\bpip\b[^\n]*\\?\s*\binstall\b", dockerfile)) == 2
 
 
 def test_lock_script_hashes_every_target():
@@ -247,7 +257,14 @@ def test_dockerignore_lets_in_only_what_the_image_needs():
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*"
-    for needed in ("!pyproject.toml", "!requirements.lock", "!entrypoint.py", "!backup/"):
+    for needed in (
+        "!pyproject.toml",
+        "!requirements.lock",
+        "!entrypoint.py",
+        "!backup/",
+        "!LICENSE",
+        "!scripts/slim_venv.py",
+    ):
         assert needed in lines
 
 
@@ -632,7 +649,7 @@ def test_railway_cron_service():
     config = tomllib.loads((REPO / "railway.toml").read_text())
     assert config["build"]["builder"] == "DOCKERFILE"
     assert config["deploy"]["cronSchedule"] == "0 3 * * *"
-    assert config["deploy"]["startCommand"] == "python /app/entrypoint.py backup"
+    assert config["deploy"]["startCommand"] == "pgbackup backup"
     assert config["deploy"]["restartPolicyType"] == "NEVER"
 
 

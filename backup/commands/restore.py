@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from backup import catalog, storage
+from backup import catalog, storage, table_restore
 from backup import restore as engine
 from backup.config import Config
 from backup.errors import ConfigError
@@ -15,7 +15,8 @@ NEEDS_DATABASES = False
 DESCRIPTION = (
     "Restore into a fresh database, then swap names: the current database is kept as "
     "<db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before the new copy "
-    "restored fully and its sha256 matched."
+    "restored fully and its sha256 matched. With --table or --schema, only those tables, added "
+    "to a database that lacks them, in one transaction committed after the sha256 matched."
 )
 
 
@@ -60,6 +61,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", metavar="URL", help="read from this destination first")
     parser.add_argument("--globals", action="store_true", help="restore roles and tablespaces")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done")
+    parser.add_argument(
+        "--table",
+        action="append",
+        metavar="SCHEMA.TABLE",
+        help="restore only this table, with its data, indexes, constraints, triggers, "
+        "policies, defaults, comments, grants and owned sequences, into a database where it "
+        "does not exist (refused if it does; one transaction); repeatable; quote a part "
+        'with double quotes ("My Schema"."T.1"); a name without a schema is the one table '
+        "of that name in the backup",
+    )
+    parser.add_argument(
+        "--schema",
+        action="append",
+        metavar="NAME",
+        help="restore every table of this schema in the backup, as --table does for each "
+        "(exact name; repeatable)",
+    )
+    parser.add_argument(
+        "--list-tables",
+        action="store_true",
+        help="print the tables the backup holds, as --table takes them, and stop",
+    )
 
 
 def _refuse_blank(value: str | None, what: str, hint: str) -> None:
@@ -87,14 +110,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("--jobs must be 1 or more")
     if args.in_place and args.drop_old:
         raise ConfigError("--in-place and --drop-old cannot be combined")
-    storages = storage.open_all(config.storage, first=args.destination)
-    entries = catalog.resolve(
-        storages, args.name, args.database, config.postgres.database, globals_only=args.globals
-    )
-    by_url = {s.url: s for s in storages}
-    if args.globals:
-        engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
-        return 0
+    tables, schemas = args.table or [], args.schema or []
+    if (tables or schemas or args.list_tables) and args.globals:
+        raise ConfigError("--table, --schema and --list-tables cannot be combined with --globals")
     options = engine.RestoreOptions(
         target_db=args.target_db,
         force=args.force,
@@ -104,5 +122,21 @@ def run(config: Config, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         database_properties=args.database_properties,
     )
+    if tables or schemas:
+        table_restore.check_arguments(tables, options, schemas)
+    storages = storage.open_all(config.storage, first=args.destination)
+    entries = catalog.resolve(
+        storages, args.name, args.database, config.postgres.database, globals_only=args.globals
+    )
+    by_url = {s.url: s for s in storages}
+    if args.list_tables:
+        table_restore.list_tables(config, by_url, entries)
+        return 0
+    if args.globals:
+        engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
+        return 0
+    if tables or schemas:
+        table_restore.restore_tables(config, by_url, entries, tables, options, schemas=schemas)
+        return 0
     engine.restore_database(config, by_url, entries, options)
     return 0

@@ -8,12 +8,16 @@ else in the package reads ``os.environ``; each part receives only its slice of `
   known variables and ``unknown_variables`` (typos with a suggestion);
 - ``reader.py``: the ``Reader``, one typed and bounded variable at a time, problems collected;
 - ``database.py``: the source server's variables (libpq's, ``DATABASE_URL``, the databases);
+- ``codec.py``: compression and encryption (a setting that names a key encrypts or is refused);
+- ``notify_settings.py``: the notification channels' settings and how messages are worded;
 - ``dump_options.py``: what gets dumped (``BACKUP_PG_DUMP_ARGS`` checked as pg_dump reads it,
   ``BACKUP_EXCLUDE_TABLE_DATA``, ``BACKUP_EXCLUDE_DATABASES``);
 - ``syntax.py``: the rules of values (lengths, characters, URLs, hosts, ports, regions, buckets);
 - ``files.py``: reading a ``NAME_FILE`` safely (a regular file, bounded, UTF-8);
 - ``age_keys.py``: age recipients and identities parsed with pyrage (also used by the stream);
-- ``destination.py``: parsing a destination URL (``b2://``, ``s3://``, ``file://``).
+- ``destination.py``: parsing a destination URL (``b2://``, ``s3://``, ``gs://``, ``azure://``,
+  ``file://``);
+- ``clouds.py``: the credentials of gs:// and azure:// destinations, checked before anything runs.
 - ``variables.py``: the table of every variable (default, meaning, group, the commands that
   use it) that ``--help`` shows; text only, it reads no value.
 
@@ -33,10 +37,12 @@ from backup.config.model import (
     MAX_PART_SIZE_MB,
     MIB,
     MIN_PART_SIZE_MB,
+    AzureConfig,
     B2Config,
     CodecConfig,
     Config,
     DumpConfig,
+    GCSConfig,
     LogConfig,
     MetricsConfig,
     NotifyConfig,
@@ -68,11 +74,13 @@ __all__ = [
     "MIB",
     "MIN_PART_SIZE_MB",
     "SCHEMES",
+    "AzureConfig",
     "B2Config",
     "CodecConfig",
     "Config",
     "Destination",
     "DumpConfig",
+    "GCSConfig",
     "LogConfig",
     "MetricsConfig",
     "NotifyConfig",

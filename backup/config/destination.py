@@ -1,11 +1,13 @@
-"""A destination URL, parsed: ``b2://bucket/prefix``, ``s3://bucket/prefix`` or ``file:///path``.
+"""A destination URL, parsed: ``b2://bucket/prefix``, ``s3://bucket/prefix``, ``gs://bucket/prefix``,
+``azure://container/prefix`` (``az://`` is the same) or ``file:///path``.
 
 Parsing belongs to the configuration (``BACKUP_DESTINATIONS`` is validated before anything
 runs); opening the backend for a parsed destination belongs to ``backup.storage``, whose
 registry has one backend per scheme in ``SCHEMES``.
 
 Refused, each with exit 2: another scheme; credentials (``user:secret@``: never quoted back);
-control characters; ``?`` or ``#``; a bucket name S3 or B2 would refuse; a ``.`` or ``..``
+control characters; ``?`` or ``#``; a bucket name S3, B2 or GCS would refuse, a container name
+Azure would refuse; a ``.`` or ``..``
 segment or an empty one in a prefix; a ``file://`` URL naming a host (``file://relative/path``)
 rather than an absolute path (``file:///path``) or one relative to the working directory
 (``file://./path``).
@@ -13,16 +15,22 @@ rather than an absolute path (``file:///path``) or one relative to the working d
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from backup.config import syntax
 from backup.errors import ConfigError
 
-SCHEMES = ("b2", "s3", "file")
+SCHEMES = ("b2", "s3", "gs", "azure", "az", "file")
 """Every scheme a destination may use; ``backup.storage.BACKENDS`` has a backend for each."""
 
-USAGE = "use b2://bucket/prefix, s3://bucket/prefix, file:///absolute/path or file://./relative"
+USAGE = (
+    "use b2://bucket/prefix, s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix, "
+    "file:///absolute/path or file://./relative"
+)
+# https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+AZURE_CONTAINER = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 CREDENTIALS_HINT = "put keys in B2_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/..."
 
 
@@ -71,6 +79,11 @@ class Destination:
         if not parts.netloc:
             raise ConfigError(f"BACKUP_DESTINATIONS: {shown} has no bucket name", hint=USAGE)
         problem = syntax.bucket_problem(parts.netloc)
+        if scheme in ("azure", "az") and not AZURE_CONTAINER.fullmatch(parts.netloc):
+            problem = (
+                f"has an invalid container name {syntax.shown(parts.netloc)} (3-63 lowercase "
+                "letters, digits and single '-', starting and ending with a letter or digit)"
+            )
         if problem:
             raise ConfigError(f"BACKUP_DESTINATIONS: {shown} {problem}", hint=USAGE)
         prefix = parts.path.strip("/")

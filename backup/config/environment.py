@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backup import languages
-from backup.config import age_keys, cpus, files, notify_urls, syntax
+from backup.config import clouds, syntax
+from backup.config.codec import read_codec
 from backup.config.database import read_postgres
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
@@ -27,13 +27,12 @@ from backup.config.model import (
     DEFAULT_PART_SIZE_MB,
     DEFAULT_STANDBY_MAX_LAG_S,
     DEFAULT_TIMEOUT_S,
-    MAX_COMPRESSION_THREADS,
+    MAX_COUNT,
     MAX_PART_SIZE_MB,
     MAX_PRICE_PER_GB_MONTH,
     MIB,
     MIN_PART_SIZE_MB,
     B2Config,
-    CodecConfig,
     Config,
     LogConfig,
     MetricsConfig,
@@ -41,17 +40,15 @@ from backup.config.model import (
     RetentionPolicy,
     RetryConfig,
     S3Config,
-    Secret,
     StorageConfig,
 )
+from backup.config.notify_settings import read_notify
 from backup.config.reader import Reader
-from backup.config.syntax import MAX_SECRET_CHARS
 from backup.errors import ConfigError
 
 # Bounds: nothing sensible is larger, and every number stays far from what overflows a date
 # (BACKUP_RETENTION_DAYS=99999999999 once failed after the backup was committed).
 MAX_RETENTION_DAYS = 36_500
-MAX_COUNT = 10_000
 MAX_TIMEOUT_S = 7 * 86_400.0
 MAX_LOCK_WAIT_S = 86_400.0
 MAX_STANDBY_LAG_S = 30 * 86_400.0
@@ -60,6 +57,8 @@ PREFIXES = (
     "BACKUP_",
     "B2_",
     "S3_",
+    "GCS_",
+    "AZURE_STORAGE_",
     "NOTIFY_",
     "TELEGRAM_",
     "PROMETHEUS_",
@@ -72,9 +71,6 @@ PREFIXES = (
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
-# NOTIFY_MENTION: a few names or a channel keyword, not a message.
-MAX_MENTION_CHARS = 200
-TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64}")
 B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
@@ -132,6 +128,8 @@ def _storage(r: Reader) -> StorageConfig:
         retry=retry,
         b2=b2,
         s3=s3,
+        gcs=clouds.read_gcs(r, schemes),
+        azure=clouds.read_azure(r, schemes),
         price_per_gb_month=r.float(
             "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
         ),
@@ -152,53 +150,6 @@ def _s3_sse(r: Reader) -> str | None:
     return None
 
 
-def _codec(r: Reader) -> CodecConfig:
-    compression = r.choice("BACKUP_COMPRESSION", "zstd", ("zstd", "gzip", "none"))
-    limits = {"zstd": (1, 22), "gzip": (1, 9), "none": (0, 0)}[compression]
-    level = r.int("BACKUP_COMPRESSION_LEVEL", None, limits[0], limits[1])
-    threads = r.int("BACKUP_COMPRESSION_THREADS", None, 0, MAX_COMPRESSION_THREADS)
-    if threads is None:  # the cores the job may use, not the host's: cgroup quota, affinity
-        threads = min(cpus.available_cores(), MAX_COMPRESSION_THREADS)
-    recipients = r.csv("BACKUP_AGE_RECIPIENTS", max_chars=MAX_SECRET_CHARS)
-    recipients_file = r.str("BACKUP_AGE_RECIPIENTS_FILE")
-    if recipients_file:
-        try:
-            lines = files.read_small_text(recipients_file).splitlines()
-        except files.FileProblem as err:
-            r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: {err}")
-        else:
-            listed = tuple(
-                line.strip() for line in lines if line.strip() and not line.startswith("#")
-            )
-            problem = next(filter(None, map(syntax.character_problem, listed)), None)
-            if problem:
-                r.problems.append(f"BACKUP_AGE_RECIPIENTS_FILE: a line {problem}")
-            else:
-                recipients += listed
-    passphrase = r.secret("BACKUP_AGE_PASSPHRASE")
-    if recipients and passphrase:
-        r.problems.append("BACKUP_AGE_RECIPIENTS and BACKUP_AGE_PASSPHRASE are both set: keep one")
-    for recipient in recipients:
-        try:
-            age_keys.parse_recipient(recipient)
-        except age_keys.KeyProblem as err:
-            r.problems.append(str(err))
-    identity = r.secret("BACKUP_AGE_IDENTITY")
-    if identity:
-        try:
-            age_keys.parse_identities(identity.reveal())
-        except age_keys.KeyProblem as err:
-            r.problems.append(str(err))
-    return CodecConfig(
-        compression=compression,
-        level=level,
-        threads=threads,
-        age_recipients=recipients,
-        age_passphrase=passphrase,
-        age_identity=identity,
-    )
-
-
 def _retention(r: Reader) -> RetentionPolicy:
     return RetentionPolicy(
         days=r.int("BACKUP_RETENTION_DAYS", 30, 0, MAX_RETENTION_DAYS) or 0,
@@ -207,88 +158,6 @@ def _retention(r: Reader) -> RetentionPolicy:
         keep_weekly=r.int("BACKUP_KEEP_WEEKLY", None, 0, MAX_COUNT),
         keep_monthly=r.int("BACKUP_KEEP_MONTHLY", None, 0, MAX_COUNT),
     )
-
-
-def _notify(r: Reader) -> NotifyConfig:
-    token = r.secret("TELEGRAM_BOT_TOKEN")
-    chat = r.check("TELEGRAM_CHAT_ID", r.str("TELEGRAM_CHAT_ID"), _chat_problem) or r.check(
-        "ADMIN_USER_ID", r.str("ADMIN_USER_ID"), _chat_problem
-    )
-    if (
-        token
-        and not chat
-        and not any(p.startswith(("TELEGRAM_CHAT_ID", "ADMIN_USER_ID")) for p in r.problems)
-    ):
-        r.problems.append("TELEGRAM_BOT_TOKEN is set but ADMIN_USER_ID / TELEGRAM_CHAT_ID is not")
-    webhooks = r.secret("NOTIFY_WEBHOOK_URL")
-    webhook_urls = tuple(
-        Secret(u.strip()) for u in (webhooks.reveal() if webhooks else "").split(",") if u.strip()
-    )
-    healthcheck = r.secret("HEALTHCHECK_URL")
-    apprise_urls = _apprise_urls(r, r.secret("NOTIFY_URLS"))
-    api_url = r.str("TELEGRAM_API_URL", "https://api.telegram.org") or ""
-    for name, value, secret in (
-        ("TELEGRAM_API_URL", api_url, False),
-        ("HEALTHCHECK_URL", healthcheck.reveal() if healthcheck else "", True),
-        *(("NOTIFY_WEBHOOK_URL", u.reveal(), True) for u in webhook_urls),
-    ):
-        if value:
-            _, problem = syntax.url_problem(value, ("http", "https"), secret=secret)
-            if problem:
-                r.problems.append(f"{name} {problem}")
-    return NotifyConfig(
-        telegram_bot_token=token,
-        telegram_chat_id=chat,
-        telegram_api_url=api_url.rstrip("/"),
-        webhook_urls=webhook_urls,
-        healthcheck_url=healthcheck,
-        apprise_urls=apprise_urls,
-        notify_on=r.choice("NOTIFY_ON", "always", ("always", "failure")),
-        alert_after_failures=r.int("ALERT_AFTER_FAILURES", 2, 1, MAX_COUNT) or 2,
-        timeout_s=r.float("NOTIFY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
-        language=r.choice("NOTIFY_LANGUAGE", languages.DEFAULT, languages.AVAILABLE),
-        timezone=_timezone(r),
-        mention=r.str("NOTIFY_MENTION", max_chars=MAX_MENTION_CHARS),
-    )
-
-
-def _timezone(r: Reader) -> str:
-    """NOTIFY_TIMEZONE; UTC when unset or refused."""
-    value = r.str("NOTIFY_TIMEZONE")
-    problem = syntax.timezone_problem(value) if value else None
-    if problem:
-        r.problems.append(f"NOTIFY_TIMEZONE={syntax.shown(value or '')} {problem}")
-    return value if value and not problem else "UTC"
-
-
-def _apprise_urls(r: Reader, value: Secret | None) -> tuple[Secret, ...]:
-    """The NOTIFY_URLS entries apprise accepts; each refused one is a problem naming its
-    position and scheme, never the URL. apprise is imported only when the variable is set."""
-    if not value:
-        return ()
-    try:
-        notify_urls.load_apprise()
-    except ImportError:
-        r.problems.append("NOTIFY_URLS needs the apprise package: pip install 'apprise>=2.0'")
-        return ()
-    accepted = []
-    for index, url in enumerate(notify_urls.split(value.reveal()), start=1):
-        problem = notify_urls.problem(url)
-        if problem:
-            r.problems.append(f"NOTIFY_URLS entry {index} {problem}")
-            r.hints.append(
-                "NOTIFY_URLS: apprise URLs separated by spaces or new lines (a comma only "
-                "before the next scheme://); try one with: apprise -vvv -t test -b test 'URL'"
-            )
-        else:
-            accepted.append(Secret(url))
-    return tuple(accepted)
-
-
-def _chat_problem(value: str) -> str | None:
-    if TELEGRAM_CHAT.fullmatch(value):
-        return None
-    return f"={syntax.shown(value)} is not a Telegram chat (a number, or @channelname)"
 
 
 def parse(environ: Mapping[str, str]) -> Config:
@@ -396,9 +265,9 @@ def _read(r: Reader) -> Config:
     postgres = read_postgres(r)
     dump = read_dump(r, () if postgres.all_databases else postgres.databases)
     storage = _storage(r)
-    codec = _codec(r)
+    codec = read_codec(r)
     retention = _retention(r)
-    notify = _notify(r)
+    notify = read_notify(r)
     pushgateway = r.str("PROMETHEUS_PUSHGATEWAY_URL")
     if pushgateway:
         _, problem = syntax.url_problem(pushgateway, ("http", "https"))

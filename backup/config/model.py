@@ -24,6 +24,8 @@ MAX_PART_SIZE_MB = 5 * 1024
 DEFAULT_PART_SIZE_MB = 8
 # BACKUP_COMPRESSION_THREADS: zstd's own limit is 200 workers; past a few dozen nothing is gained.
 MAX_COMPRESSION_THREADS = 64
+MAX_COUNT = 10_000
+"""The most backups to keep, failures in a row before an alert, ...: a count no one needs more."""
 # A run that takes longer than this is stuck, not slow: a few hundred GB dump in well under 6 h.
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 # pg_dump waits this long for each table's lock before giving up (a table held in ACCESS
@@ -137,6 +139,31 @@ class S3Config:
 
 
 @dataclass(frozen=True)
+class GCSConfig:
+    """gs:// destinations (``config/clouds.py`` reads and checks them)."""
+
+    credentials_file: str | None = None
+    """GOOGLE_APPLICATION_CREDENTIALS: a service-account key file, checked to be one."""
+    endpoint_url: str | None = None
+    """GCS_ENDPOINT_URL: an emulator or a private endpoint; without a key file, requests to
+    it go unauthenticated (an emulator)."""
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    """azure:// (and az://) destinations (``config/clouds.py`` reads and checks them): a
+    connection string, or an account name with its key or a SAS token."""
+
+    connection_string: Secret | None = None
+    account_name: str | None = None
+    account_key: Secret | None = None
+    sas_token: Secret | None = None
+    endpoint_url: str | None = None
+    """AZURE_STORAGE_ENDPOINT: the Blob service URL (Azurite, a sovereign cloud, a private
+    endpoint); default https://<account>.blob.core.windows.net."""
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     destinations: tuple[str, ...]
     part_size_bytes: int = DEFAULT_PART_SIZE_MB * MIB
@@ -144,6 +171,8 @@ class StorageConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     b2: B2Config = field(default_factory=B2Config)
     s3: S3Config = field(default_factory=S3Config)
+    gcs: GCSConfig = field(default_factory=GCSConfig)
+    azure: AzureConfig = field(default_factory=AzureConfig)
     price_per_gb_month: float = B2_PRICE_PER_GB_MONTH
     """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, the same for every
     destination; ``list`` estimates the monthly cost with it (0: no estimate)."""
@@ -274,6 +303,9 @@ class Config:
             self.storage.b2.application_key,
             self.storage.s3.secret_access_key,
             self.storage.s3.session_token,
+            self.storage.azure.connection_string,
+            self.storage.azure.account_key,
+            self.storage.azure.sas_token,
             self.codec.age_passphrase,
             self.codec.age_identity,
             self.notify.telegram_bot_token,

@@ -127,7 +127,8 @@ VARIABLES: tuple[Variable, ...] = (
        "pg_restore and psql", _DB, frozenset({BACKUP, RESTORE, VERIFY, CHECK})),
     # destinations
     _v("BACKUP_DESTINATIONS", "file://./backups", "comma list of b2://bucket/prefix, "
-       "s3://bucket/prefix, file:///path (b2://$B2_BUCKET_NAME/backups/postgresql when "
+       "s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix, file:///path "
+       "(b2://$B2_BUCKET_NAME/backups/postgresql when "
        "B2_BUCKET_NAME is set)", _DEST, EVERY),
     _v("B2_KEY_ID", "", "Backblaze B2 key ID (b2:// destinations)", _DEST, EVERY),
     _v("B2_APPLICATION_KEY", "", "Backblaze B2 application key", _DEST, EVERY, secret=True),
@@ -145,7 +146,22 @@ VARIABLES: tuple[Variable, ...] = (
        _DEST, EVERY),
     _v("S3_SSE", "", "server-side encryption of each upload: AES256, aws:kms, aws:kms:dsse",
        _DEST, frozenset({BACKUP, CHECK})),
-    _v("BACKUP_PART_SIZE_MB", "8", "first upload part size for B2 and S3 (5-5120), growing "
+    _v("GOOGLE_APPLICATION_CREDENTIALS", "", "gs:// destinations: the path of a "
+       "service-account key file (JSON; no other Google credential is looked for)", _DEST,
+       EVERY),
+    _v("GCS_ENDPOINT_URL", "", "http(s) endpoint of an emulator or private GCS endpoint "
+       "(unauthenticated without GOOGLE_APPLICATION_CREDENTIALS)", _DEST, EVERY),
+    _v("AZURE_STORAGE_CONNECTION_STRING", "", "azure:// destinations: the storage account's "
+       "connection string (or the three below)", _DEST, EVERY, secret=True),
+    _v("AZURE_STORAGE_ACCOUNT", "", "the storage account name (with AZURE_STORAGE_KEY or "
+       "AZURE_STORAGE_SAS_TOKEN)", _DEST, EVERY),
+    _v("AZURE_STORAGE_KEY", "", "an access key of that account", _DEST, EVERY, secret=True),
+    _v("AZURE_STORAGE_SAS_TOKEN", "", "a SAS token instead of the key", _DEST, EVERY,
+       secret=True),
+    _v("AZURE_STORAGE_ENDPOINT", "", "the Blob service URL (default "
+       "https://ACCOUNT.blob.core.windows.net; Azurite, sovereign clouds)", _DEST, EVERY),
+    _v("BACKUP_PART_SIZE_MB", "8", "first upload part size for B2, S3, GCS and Azure "
+       "(5-5120), growing "
        "with the backup; memory is about part size x 2 per destination", _DEST,
        frozenset({BACKUP})),
     _v("BACKUP_RETRY_ATTEMPTS", "5", "tries per request or part (never of the whole dump)",

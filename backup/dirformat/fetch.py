@@ -88,11 +88,14 @@ def fetch_folder(
     keep: Callable[[str], bool] = lambda name: True,
     progress_s: float = 0.0,
     purpose: str = "read",
+    only: Callable[[str], bool] = lambda name: True,
 ) -> int:
     """Download, check and decode every file of ``m`` into ``folder`` (which must exist);
     a file for which ``keep(name)`` is false is checked and decoded to its end but not
     written. Returns the stored bytes read. ``progress_s``: a line ``<purpose> <name>: X of
-    Y MB read ...`` that often, all files together (BACKUP_PROGRESS_SECONDS)."""
+    Y MB read ...`` that often, all files together (BACKUP_PROGRESS_SECONDS). A file for which
+    ``only(name)`` is false is not read at all (``restore --table``: toc.dat and the chosen
+    tables' files); the manifest is still checked as a whole first."""
     check_readable(codec, m)
     stop = threading.Event()
     progress = ReadProgress(f"{purpose} {m.name}", progress_s, m.size_bytes) if progress_s else None
@@ -101,6 +104,7 @@ def fetch_folder(
         futures = [
             pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop, tally)
             for entry in m.files
+            if only(entry["name"])
         ]
         try:
             total = sum(f.result() for f in futures)
@@ -115,7 +119,7 @@ def fetch_folder(
     log.info(
         "%s: %d files, %d bytes read from %s, sha256 ok",
         m.name,
-        len(m.files),
+        len(futures),
         total,
         storage.url,
         extra={"stage": "restore", "destination": storage.url},

@@ -3,11 +3,8 @@ stored under its content address as soon as it is complete, then removed from th
 
 ``dump_directory`` returns only when pg_dump exited 0 and every file reached each destination
 still in the run (or was already there); the caller writes the manifests, the commit. What
-"already there" means: the object is named by a trusted manifest of this database on that
-destination (whose recorded size and sha256 are reused) and the listing shows it with that size.
-Any other object under the address (a failed run's leftover) is uploaded again. Just before
-returning, every reused object is looked for again (``_recheck``): one gone (deleted by hand or
-by a cleanup in another process) fails that destination rather than commit a manifest naming it.
+"already there" means, and the re-check of every object just before returning, are
+``reuse.py``'s: nothing is reused on faith.
 
 A failed run removes the spool and the objects it uploaded that no manifest names.
 
@@ -27,12 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backup import manifest
 from backup.config import Config
-from backup.dirformat.address import address_key, encoding_tag, file_addresses
+from backup.dirformat.address import encoding_tag, file_addresses
+from backup.dirformat.reuse import Stored, Target, prepare, recheck, still_whole
 from backup.dirformat.watch import FileWatch
 from backup.errors import BackupError, ConfigError, Interrupted, StorageError
 from backup.manifest import Manifest
@@ -46,18 +44,6 @@ log = logging.getLogger(__name__)
 
 READ_BYTES = 1024 * 1024
 POLL_S = 0.2
-
-
-@dataclass
-class Target:
-    """One destination during a run: its address key, what it holds already, what it got."""
-
-    storage: Storage
-    key: bytes = b""
-    known: dict[str, tuple[int, str]] = field(default_factory=dict)
-    files: list[dict[str, Any]] = field(default_factory=list)
-    uploaded: list[str] = field(default_factory=list)
-    error: BackupError | None = None
 
 
 @dataclass
@@ -92,24 +78,6 @@ def check_spool_space(spool_dir: str, largest_table_bytes: int, jobs: int) -> No
         )
 
 
-def _prepare(target: Target, config: Config, database: str, suffix: str) -> None:
-    """The address key, and the objects committed backups of ``database`` name that the
-    listing shows whole: those are reused, never uploaded again."""
-    storage = target.storage
-    target.key = address_key(storage, database, config.dump, config.codec)
-    found = manifest.scan(storage, scope=manifest.Scope(frozenset({database})))
-    for record in reversed(found.trusted):  # newest last: its record of an object wins
-        if record.format == "directory" and record.database == database:
-            for entry in record.files:
-                target.known[entry["key"]] = (entry["size_bytes"], entry["sha256"])
-    present = {o.key: o.size for o in storage.list(manifest.objects_prefix(database))}
-    target.known = {
-        key: value
-        for key, value in target.known.items()
-        if key.endswith(suffix) and present.get(key) == value[0]
-    }
-
-
 def dump_directory(
     config: Config,
     argv_for: Callable[..., Sequence[str]],
@@ -127,7 +95,7 @@ def dump_directory(
     targets = [Target(s) for s in storages]
     for target in targets:
         try:
-            _prepare(target, config, database, suffix)
+            prepare(target, config, database, suffix)
         except BackupError as err:
             target.error = err
             log.error("%s: cannot store a directory-format backup: %s", target.storage.url, err)
@@ -157,7 +125,7 @@ def dump_directory(
         progress.update(uploader.raw_bytes, uploader.new_bytes)
         for target in targets:
             if target.error is None:
-                _recheck(target, database)
+                recheck(target, database)
     except BaseException:
         uploader.abort()
         for target in targets:
@@ -179,24 +147,6 @@ def dump_directory(
         targets=targets,
         toc=toc,
     )
-
-
-def _recheck(target: Target, database: str) -> None:
-    """Every object the backup names on ``target`` is still there, whole; else the target
-    fails (no manifest there). A listing that fails fails this destination alone."""
-    try:
-        listed = target.storage.list(manifest.objects_prefix(database))
-    except BackupError as err:
-        target.error = err
-        return
-    present = {o.key: o.size for o in listed}
-    gone = [f for f in target.files if present.get(f["key"]) != f["size_bytes"]]
-    if gone:
-        target.error = StorageError(
-            f"{target.storage.url}: {len(gone)} stored file(s) this backup reuses are gone "
-            f"({gone[0]['key']}): deleted while the backup ran",
-            hint="run the backup again: it stores them anew",
-        )
 
 
 def remove_uploaded(target: Target) -> None:
@@ -262,7 +212,8 @@ class _Uploader:
         path = os.path.join(self.folder, name)
         live = [t for t in self.targets if t.error is None]
         addresses, plain = file_addresses(path, [t.key for t in live], self.tag)
-        pending = []
+        pending: list[tuple[Target, str]] = []
+        checks: list[tuple[Target, str]] = []
         waits = []
         with self.lock:
             for target in live:
@@ -271,17 +222,25 @@ class _Uploader:
                 if busy is not None:
                     waits.append((target, key, busy))
                 elif key in target.known:
-                    size, sha256 = target.known[key]
-                    target.files.append(_entry(name, key, plain, size, sha256, False))
+                    target.files.append(_entry(name, key, plain, target.known[key], False))
                 else:
                     self.inflight[(id(target), key)] = threading.Event()
-                    pending.append((target, key))
+                    (checks if key in target.suspect else pending).append((target, key))
         try:
+            for target, key in checks:
+                stored = target.suspect[key]
+                if still_whole(target.storage, key, stored, self.stop):
+                    with self.lock:
+                        del target.suspect[key]
+                        target.known[key] = stored
+                        target.files.append(_entry(name, key, plain, stored, False))
+                else:
+                    pending.append((target, key))
             if pending:
                 self._upload(name, path, plain, pending)
         finally:
             with self.lock:
-                for target, key in pending:
+                for target, key in checks + [p for p in pending if p not in checks]:
                     self.inflight.pop((id(target), key)).set()
         for target, key, busy in waits:
             while not busy.wait(POLL_S):
@@ -289,8 +248,7 @@ class _Uploader:
                     raise Interrupted("the directory-format backup was stopped")
             with self.lock:
                 if key in target.known:
-                    size, sha256 = target.known[key]
-                    target.files.append(_entry(name, key, plain, size, sha256, False))
+                    target.files.append(_entry(name, key, plain, target.known[key], False))
         os.unlink(path)
         with self.lock:
             self.raw_bytes += plain
@@ -315,8 +273,9 @@ class _Uploader:
             for (target, key), upload in zip(pending, uploads, strict=True):
                 if upload.ok:
                     target.uploaded.append(key)
-                    target.known[key] = (fanout.size, sha256)
-                    target.files.append(_entry(name, key, plain, fanout.size, sha256, True))
+                    target.suspect.pop(key, None)
+                    target.known[key] = Stored(fanout.size, sha256, None, "")
+                    target.files.append(_entry(name, key, plain, target.known[key], True))
                 elif target.error is None:
                     error = upload.error
                     target.error = (
@@ -327,14 +286,16 @@ class _Uploader:
             self.new_bytes += fanout.size
 
 
-def _entry(name: str, key: str, plain: int, size: int, sha256: str, new: bool) -> dict[str, Any]:
+def _entry(name: str, key: str, plain: int, stored: Stored, new: bool) -> dict[str, Any]:
+    """A file of the manifest; its ``fingerprint`` is the listing's, set by ``_recheck``."""
     return {
         "name": name,
         "key": key,
         "plain_bytes": plain,
-        "size_bytes": size,
-        "sha256": sha256,
+        "size_bytes": stored.size,
+        "sha256": stored.sha256,
         "new": new,
+        "fingerprint": stored.fingerprint,
     }
 
 

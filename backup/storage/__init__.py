@@ -20,6 +20,9 @@ BACKENDS: dict[str, str] = {
     "file": "backup.storage.local:LocalStorage",
     "s3": "backup.storage.s3:S3Storage",
     "b2": "backup.storage.b2:B2Storage",
+    "gs": "backup.storage.gcs:GCSStorage",
+    "azure": "backup.storage.azure:AzureStorage",
+    "az": "backup.storage.azure:AzureStorage",
 }
 
 

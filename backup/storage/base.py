@@ -5,19 +5,21 @@ Every backend promises:
 - ``put(key, stream)`` reads ``stream`` to its end and stores the bytes under ``key``; it returns
   the number of bytes stored. If ``stream.read`` raises, or the upload fails, ``put`` raises and
   leaves **no visible object** under ``key`` (local: ``*.partial`` then rename; S3: multipart
-  upload aborted; B2: unfinished large file cancelled). Memory is bounded by the part size times
-  the parts in flight; the whole stream is never held.
+  upload aborted; B2: unfinished large file cancelled; GCS: resumable session cancelled;
+  Azure: block list never committed, staged blocks discarded). Memory is bounded by the part
+  size times the parts in flight; the whole stream is never held.
 - ``open(key)`` returns a readable binary stream; a missing key raises ``ObjectNotFound``.
 - ``list(prefix)`` returns every object whose key starts with ``prefix``, paging through all of
   them (never just the first 1,000). Each ``ObjectInfo`` carries a ``fingerprint``: a value the
-  store changes whenever the object is written again (S3's ETag, B2's file id, a local file's
-  inode, mtime and ctime), so a reader can tell "still the object that was stored" from "the
-  same name, other bytes" without reading it.
+  store changes whenever the object is written again (S3's ETag, B2's file id, GCS's
+  generation, Azure's ETag, a local file's inode, mtime and ctime), so a reader can tell
+  "still the object that was stored" from "the same name, other bytes" without reading it.
 - ``delete(keys)`` removes the objects for good (on B2: every file version, not a hide marker).
   A key that does not exist is not an error.
 
 - ``cleanup_incomplete(prefix, older_than_s)`` removes what a crashed run's ``put`` left behind
-  (a ``.partial`` file, an unfinished multipart upload or large file) under ``prefix`` and
+  (a ``.partial`` file, an unfinished multipart upload or large file, staged Azure blocks; a
+  GCS resumable session cannot be found by anyone and expires by itself) under ``prefix`` and
   started at least ``older_than_s`` seconds ago, logs each one it removes, and returns how many.
   It cannot tell a crashed run's upload from a live one (another copy of the job, on another
   machine, may be uploading right now), so the job passes an age longer than any run may last

@@ -1,8 +1,9 @@
 """The storage contract harness: one ``backend`` fixture, parametrized over every backend.
 
-Each ``Harness`` gives a fresh, empty destination (a new directory, S3 bucket or B2 bucket,
-under the prefix ``backups/pg``) plus the backend-specific probes the contract needs to check
-what ``list`` cannot see: unfinished uploads and every stored version of a key.
+Each ``Harness`` gives a fresh, empty destination (a new directory, S3 bucket, B2 bucket, GCS
+bucket or Azure container, under the prefix ``backups/pg``) plus the backend-specific probes
+the contract needs to check what ``list`` cannot see: unfinished uploads and every stored
+version of a key.
 """
 
 from __future__ import annotations
@@ -16,11 +17,23 @@ from typing import Any
 
 import pytest
 
-from backup.config import MIB, Destination, RetryConfig, S3Config, Secret, StorageConfig
+from backup.config import (
+    MIB,
+    AzureConfig,
+    Destination,
+    GCSConfig,
+    RetryConfig,
+    S3Config,
+    Secret,
+    StorageConfig,
+)
+from backup.storage.azure import AzureStorage
 from backup.storage.b2 import B2Storage
+from backup.storage.gcs import GCSStorage
 from backup.storage.local import LocalStorage
 from backup.storage.s3 import S3Storage
 from tests.fixtures.b2sim import B2Sim, new_b2_sim
+from tests.fixtures.clouds import AzuriteServer, GCSServer
 from tests.fixtures.seaweed import S3Server
 
 PREFIX = "backups/pg"
@@ -28,6 +41,16 @@ PREFIX = "backups/pg"
 FAST_RETRY = RetryConfig(attempts=4, max_seconds=10.0, initial_backoff_s=0.01)
 S3_PART_SIZE = 5 * MIB  # S3's minimum part size, which SeaweedFS enforces like AWS
 B2_SIM_PART_SIZE = 1000  # the simulator accepts parts from 200 bytes
+GCS_PART_SIZE = 256 * 1024  # a resumable upload's chunks are multiples of 256 KiB
+AZURE_PART_SIZE = 64 * 1024  # Azure takes blocks of any size
+# What a crashed GCS upload leaves (a resumable session) cannot be listed by anyone: these
+# contract tests have nothing to observe there. tests/contract/test_gcs.py shows instead that
+# an abandoned session leaves nothing visible and that cleanup_incomplete finds nothing.
+GCS_NOTHING_TO_CLEAN = (
+    "test_cleanup_incomplete_removes_a_crashed_upload",
+    "test_cleanup_incomplete_leaves_a_young_upload",
+    "test_cleanup_incomplete_stays_in_its_folder",
+)
 
 
 @dataclass
@@ -160,15 +183,116 @@ def b2_harness(sim: B2Sim) -> Harness:
     )
 
 
+def gcs_config(server: GCSServer, bucket: str, prefix: str, **kwargs: Any) -> StorageConfig:
+    options: dict[str, Any] = {"part_size_bytes": GCS_PART_SIZE, "retry": FAST_RETRY}
+    options.update(kwargs)
+    return StorageConfig(
+        destinations=(f"gs://{bucket}/{prefix}",),
+        gcs=GCSConfig(endpoint_url=server.endpoint_url),
+        **options,
+    )
+
+
+def gcs_harness(server: GCSServer, bucket: str) -> Harness:
+    def storage_at(prefix: str) -> GCSStorage:
+        config = gcs_config(server, bucket, prefix)
+        return GCSStorage.from_destination(Destination.parse(f"gs://{bucket}/{prefix}"), config)
+
+    storage = storage_at(PREFIX)
+
+    def versions(key: str) -> int:
+        name = f"{PREFIX}/{key}"
+        return sum(
+            1 for blob in storage.client.list_blobs(bucket, prefix=name) if blob.name == name
+        )
+
+    def abandon(key: str) -> None:
+        blob = storage.bucket.blob(f"{PREFIX}/{key}")
+        session_url = blob.create_resumable_upload_session(content_type="application/octet-stream")
+        response = storage.session.put(
+            session_url,
+            data=b"x" * GCS_PART_SIZE,
+            headers={"Content-Range": f"bytes 0-{GCS_PART_SIZE - 1}/*"},
+        )
+        assert response.status_code == 308
+
+    return Harness(
+        name="gcs",
+        storage=storage,
+        part_size=GCS_PART_SIZE,
+        incomplete=lambda: 0,  # a resumable session cannot be listed (see GCS_NOTHING_TO_CLEAN)
+        versions=versions,
+        abandon_upload=abandon,
+        sibling=storage_at,
+    )
+
+
+def azure_config(
+    server: AzuriteServer, container: str, prefix: str, **kwargs: Any
+) -> StorageConfig:
+    options: dict[str, Any] = {"part_size_bytes": AZURE_PART_SIZE, "retry": FAST_RETRY}
+    options.update(kwargs)
+    return StorageConfig(
+        destinations=(f"azure://{container}/{prefix}",),
+        azure=AzureConfig(
+            account_name=server.account,
+            account_key=Secret(server.key),
+            endpoint_url=server.endpoint_url,
+        ),
+        **options,
+    )
+
+
+def azure_harness(server: AzuriteServer, container: str) -> Harness:
+    def storage_at(prefix: str) -> AzureStorage:
+        config = azure_config(server, container, prefix)
+        url = f"azure://{container}/{prefix}"
+        return AzureStorage.from_destination(Destination.parse(url), config)
+
+    storage = storage_at(PREFIX)
+    client = storage.container
+
+    def incomplete() -> int:
+        committed = {b.name for b in client.list_blobs(name_starts_with=f"{PREFIX}/")}
+        every = client.list_blobs(name_starts_with=f"{PREFIX}/", include=["uncommittedblobs"])
+        return sum(1 for b in every if b.name not in committed)
+
+    def versions(key: str) -> int:
+        name = f"{PREFIX}/{key}"
+        return sum(1 for b in client.list_blobs(name_starts_with=name) if b.name == name)
+
+    def abandon(key: str) -> None:
+        blob = client.get_blob_client(f"{PREFIX}/{key}")
+        blob.stage_block("YmxvY2stMDAwMDAx", b"x" * AZURE_PART_SIZE)
+
+    return Harness(
+        name="azure",
+        storage=storage,
+        part_size=AZURE_PART_SIZE,
+        incomplete=incomplete,
+        versions=versions,
+        abandon_upload=abandon,
+        sibling=storage_at,
+    )
+
+
 @pytest.fixture(scope="session")
 def s3_bucket(s3_server: S3Server) -> str:
     """One bucket shared by the S3 contract tests (each works under its own prefix)."""
     return s3_server.create_bucket()
 
 
-@pytest.fixture(params=["local", "s3", "b2"])
+@pytest.fixture(params=["local", "s3", "b2", "gcs", "azure"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     """One fresh destination per test, for each backend in turn."""
+    if request.param == "gcs":
+        if getattr(request.node, "originalname", "") in GCS_NOTHING_TO_CLEAN:
+            pytest.skip("gcs: a crashed resumable session cannot be listed, so not cleaned")
+        server = request.getfixturevalue("gcs_server")
+        return gcs_harness(server, server.create_bucket())
+    if request.param == "azure":
+        server = request.getfixturevalue("azurite")
+        return azure_harness(server, server.create_container())
     if request.param == "local":
         return local_harness(tmp_path / "dest")
     if request.param == "s3":

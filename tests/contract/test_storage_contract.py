@@ -230,5 +230,5 @@ def test_invalid_keys_are_refused(backend: Harness, key: str) -> None:
 
 def test_url_has_no_credentials(backend: Harness) -> None:
     url = backend.storage.url
-    assert url.startswith(("file://", "s3://", "b2://"))
+    assert url.startswith(("file://", "s3://", "b2://", "gs://", "azure://"))
     assert "@" not in url

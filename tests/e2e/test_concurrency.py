@@ -62,8 +62,15 @@ def test_second_copy_on_another_machine_is_skipped_and_leaves_the_first_alone(
 ):
     """Different lock directories (two pods): the server's advisory lock stops the second run
     before its start-up cleanup, and the first run's upload goes on to commit."""
+    # The first run's dump waits for the second run to end (a gate, not a sleep: a loaded
+    # machine may take seconds to start the second run); version probes pass at once.
+    gate = tmp_path / "gate"
     slow = fake_pg_dump(
-        tmp_path / "slow-bin", 'sleep 4\nexec /usr/lib/postgresql/15/bin/pg_dump "$@"'
+        tmp_path / "slow-bin",
+        'case "$*" in *--version*) ;; *)\n'
+        f'  for _ in $(seq 1200); do [ -e "{gate}" ] && break; sleep 0.1; done ;;\n'
+        "esac\n"
+        'exec /usr/lib/postgresql/15/bin/pg_dump "$@"',
     )
     (tmp_path / "pod-a").mkdir()
     (tmp_path / "pod-b").mkdir()
@@ -75,6 +82,7 @@ def test_second_copy_on_another_machine_is_skipped_and_leaves_the_first_alone(
         assert second.returncode == 7, second.output
         assert "holds its lock on" in second.stderr and "pgbackup-job lock" in second.stderr
         assert "Traceback" not in second.output
+        gate.touch()
         _, stderr = first.communicate(timeout=120)
     finally:
         if first.poll() is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -194,14 +195,18 @@ def test_latest_is_right_past_1000_objects(pg15, sample_db, job_env, s3_server):
     client = s3_server.client()
     [manifest_key] = [k for k in _s3_keys(s3_server, bucket) if k.endswith(".manifest.json")]
     real = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+
     # 1,100 older backups (manifests sorting before the real one) under the same prefix.
-    for day in range(1100):
+    def put_old(day: int) -> None:
         stamp = f"2020{1 + day // 100 % 12:02d}{1 + day % 28:02d}T{day % 24:02d}0000Z"
         name = f"{sample_db}-{stamp}-{day}"
         old = {**real, "name": name, "created_at": f"2020-01-01T00:00:{day % 60:02d}Z"}
         client.put_object(
             Bucket=bucket, Key=f"pg/{sample_db}/{name}.manifest.json", Body=json.dumps(old).encode()
         )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put_old, range(1100)))
     assert len(_s3_keys(s3_server, bucket)) > 1100
     listing = json.loads(run_job("list", "--json", env=env).stdout)
     assert len(listing) == 1101

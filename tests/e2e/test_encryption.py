@@ -93,3 +93,19 @@ def test_passphrase_backups(pg15, sample_db, job_env, backup_dir):
     wrong = run_job("verify", env={**env, "BACKUP_AGE_PASSPHRASE": "wrong passphrase"})
     assert wrong.returncode == 5
     assert "correct horse" not in result.output + restored.output + wrong.output
+
+
+@pytest.mark.parametrize("text", ["", "# the team's public key goes here\n"])
+def test_an_empty_recipients_file_stops_the_backup_and_stores_nothing(
+    pg15, sample_db, job_env, backup_dir, tmp_path, text
+):
+    """Issue 15: the recipients file of a secret that was never filled in is not "no
+    recipients": the run stops before the dump (exit 2, naming the variable), and nothing
+    plaintext reaches the destination."""
+    recipients = tmp_path / "recipients.txt"
+    recipients.write_text(text)
+    result = run_job("backup", env={**job_env, "BACKUP_AGE_RECIPIENTS_FILE": str(recipients)})
+    assert result.returncode == 2, result.output
+    assert "BACKUP_AGE_RECIPIENTS_FILE" in result.stderr and "no recipient" in result.stderr
+    assert "Traceback" not in result.output
+    assert not backup_dir.exists() or not any(p.is_file() for p in backup_dir.rglob("*"))

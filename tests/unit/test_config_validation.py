@@ -63,6 +63,53 @@ def test_the_recipients_file_is_read_the_same_way(special_files: dict[str, str])
     assert message.startswith("BACKUP_AGE_RECIPIENTS_FILE:") and "a FIFO" in message
 
 
+# --- a key's place left empty never means plaintext (issue 15) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n", "   \n\t\n", "# the team's key\n", "  # indented comment\n\n"]
+)
+def test_a_recipients_file_naming_no_recipient_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "recipients.txt"
+    path.write_text(text)
+    message = refusal(BACKUP_AGE_RECIPIENTS_FILE=str(path))
+    assert message.startswith(f"BACKUP_AGE_RECIPIENTS_FILE: {path} names no recipient"), message
+
+
+def test_a_recipients_file_with_comments_and_a_key_encrypts(tmp_path: Path) -> None:
+    public = str(pyrage.x25519.Identity.generate().to_public())
+    path = tmp_path / "recipients.txt"
+    path.write_text(f"# ops team\n  # rotated 2026-11\n\n{public}\n")
+    config = load({**BASE, "BACKUP_AGE_RECIPIENTS_FILE": str(path)})
+    assert config.codec.encrypted and config.codec.age_recipients == (public,)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BACKUP_AGE_RECIPIENTS",
+        "BACKUP_AGE_RECIPIENTS_FILE",
+        "BACKUP_AGE_PASSPHRASE",
+        "BACKUP_AGE_PASSPHRASE_FILE",
+        "BACKUP_AGE_IDENTITY",
+        "BACKUP_AGE_IDENTITY_FILE",
+        "BACKUP_DEDUP_KEY",
+        "BACKUP_DEDUP_KEY_FILE",
+    ],
+)
+@pytest.mark.parametrize("value", [" ", "\n", ",", " , ,"])
+def test_a_key_variable_set_to_blanks_is_refused_not_unset(name: str, value: str) -> None:
+    """A secret mounted from an empty key, a template that lost its value: exit 2, never a
+    plaintext backup. (An empty value is unset, as for every variable.)"""
+    message = refusal(**{name: value})
+    assert f"{name} is set but holds only blanks or commas" in message, message
+
+
+def test_an_empty_key_variable_is_unset() -> None:
+    config = load({**BASE, "BACKUP_AGE_RECIPIENTS": "", "BACKUP_AGE_PASSPHRASE": ""})
+    assert not config.codec.encrypted
+
+
 # --- URLs and hosts ----------------------------------------------------------------------------
 
 

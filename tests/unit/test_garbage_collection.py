@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from backup import manifest, prune
 from backup.config import load
-from backup.dirformat.store import Target, _prepare, _recheck, directory_manifest
+from backup.dirformat.reuse import Target, prepare, recheck
+from backup.dirformat.store import directory_manifest
 from backup.manifest import Scope
 from backup.storage.local import LocalStorage
 from tests.unit.test_manifest_trust import record
@@ -48,13 +49,13 @@ class World:
         """A backup up to its re-check: reuses what the destination vouches for, uploads the
         rest (the address here is the content's hash: the key is not what is tested)."""
         target = Target(self.storage)
-        _prepare(target, self.config, DB, SUFFIX)
+        prepare(target, self.config, DB, SUFFIX)
         for n in sorted(contents):
             data = f"table {n}".encode() * (n + 1)
             key = manifest.content_key(DB, hashlib.sha256(data).hexdigest(), SUFFIX)
             name = "toc.dat" if n == min(contents) else f"{1000 + n}.dat"
             if key in target.known:
-                size, sha = target.known[key]
+                size, sha = target.known[key].size, target.known[key].sha256
                 new = False
             else:
                 size = self.storage.put(key, io.BytesIO(data))
@@ -72,7 +73,7 @@ class World:
         return target
 
     def commit(self, target: Target) -> None:
-        _recheck(target, DB)
+        recheck(target, DB)
         if target.error is None:
             self.clock += timedelta(hours=1)
             manifest.write(self.storage, directory_manifest(record(DB, self.clock), target))

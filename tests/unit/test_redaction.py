@@ -69,6 +69,20 @@ def test_short_secret_is_not_masked_inside_other_text() -> None:
     )
 
 
+def test_cloud_credentials_in_urls_are_masked() -> None:
+    """An Azure SAS signature or account key and a GCS resumable session id, wherever they
+    appear (an HTTP client's DEBUG line, an error), whether or not the job knows the value."""
+    line = (
+        "PUT /upload/storage/v1/b/b/o?uploadType=resumable&upload_id=ABCsession123 "
+        "https://a.blob.core.windows.net/c/k?sv=2024&sig=Zm9vYmFy%3D&se=x "
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=x"
+    )
+    out = Redactor([]).redact(line)
+    for secret in ("ABCsession123", "Zm9vYmFy%3D", "c2VjcmV0"):
+        assert secret not in out
+    assert "uploadType=resumable" in out and "AccountName=a;" in out
+
+
 def test_overlapping_secrets_the_longest_wins() -> None:
     assert (
         Redactor(["abcd", "abcdefgh"]).redact("x abcdefgh y abcd") == f"x {REDACTED} y {REDACTED}"

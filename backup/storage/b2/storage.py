@@ -35,6 +35,7 @@ from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
 from backup.storage.b2.errors import is_body_error, storage_error
 from backup.storage.b2.large_file import B2_MAX_PARTS, PARTS_PER_STEP, LargeFileUploader
+from backup.storage.b2.streams import CountingReader, ResponseReader, from_millis
 from backup.storage.base import ObjectInfo, Readable, age_s, check_key, join_key
 from backup.storage.retry import ResumingReader
 
@@ -133,7 +134,7 @@ class B2Storage:
         """
         name = self._name(key)
         bucket = self._get_bucket()
-        source = _CountingReader(stream)
+        source = CountingReader(stream)
         uploader = LargeFileUploader(
             self.api,
             bucket.id_,
@@ -177,12 +178,12 @@ class B2Storage:
         file_id = downloaded.download_version.id_
         size = downloaded.download_version.size
 
-        def open_at(offset: int) -> _ResponseReader:
+        def open_at(offset: int) -> ResponseReader:
             again = bucket.download_file_by_id(file_id, range_=(offset, size - 1))
-            return _ResponseReader(again.response)
+            return ResponseReader(again.response)
 
         reader = ResumingReader(
-            _ResponseReader(downloaded.response),
+            ResponseReader(downloaded.response),
             open_at,
             size,
             self.retry,
@@ -214,7 +215,7 @@ class B2Storage:
                         ObjectInfo(
                             key=self._relative(item["fileName"]),
                             size=int(item["contentLength"]),
-                            modified=_from_millis(item.get("uploadTimestamp")),
+                            modified=from_millis(item.get("uploadTimestamp")),
                             fingerprint=item.get("fileId"),
                         )
                     )
@@ -258,7 +259,7 @@ class B2Storage:
                     bucket.id_, start_id, UNFINISHED_PAGE_SIZE, full_prefix or None
                 )
                 for item in page["files"]:
-                    started = _from_millis(item.get("uploadTimestamp"))
+                    started = from_millis(item.get("uploadTimestamp"))
                     if age_s(started, now) < older_than_s:
                         continue
                     with contextlib.suppress(b2exc.FileNotPresent):
@@ -365,40 +366,3 @@ class B2Storage:
             key=key,
             secrets=self._secrets,
         )
-
-
-class _CountingReader:
-    """Passes reads through, counting bytes and remembering the source's own exception."""
-
-    def __init__(self, stream: Readable) -> None:
-        self._stream = stream
-        self.count = 0
-        self.error: BaseException | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._stream.read(size)
-        except BaseException as err:
-            self.error = err
-            raise
-        self.count += len(data)
-        return data
-
-
-class _ResponseReader:
-    """``read(n)``/``close()`` over a streamed HTTP response (requests, or the simulator's)."""
-
-    def __init__(self, response: Any) -> None:
-        self._response = response
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self._response.raw.read(MIB), b""))
-        return self._response.raw.read(size)
-
-    def close(self) -> None:
-        self._response.close()
-
-
-def _from_millis(millis: int | None) -> datetime | None:
-    return datetime.fromtimestamp(millis / 1000, tz=UTC) if millis else None

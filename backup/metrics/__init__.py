@@ -30,15 +30,14 @@ database and destination; the verify's file is rewritten with the series it alre
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from backup.history import DatabaseState, State, stored_in
+from backup.metrics.files import held_verify_series, write_texts
 from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
@@ -298,7 +297,7 @@ class Metrics:
 
     def write(self, path: str) -> bool:
         """Write the text exposition to ``path`` atomically (temporary file, then rename)."""
-        return _write_texts(path, [self.text()])
+        return write_texts(path, [self.text()])
 
     def publish(self, config: MetricsConfig) -> int:
         """Push and/or write, as ``config`` says; returns how many of them failed."""
@@ -351,7 +350,9 @@ def publish_command(config: MetricsConfig, report: RunReport) -> int:
         if report.verify is not None:
             verify = Metrics.from_verify(report)
             if path:
-                file_verify = Metrics.from_verify(report, _held_verify_series(path))
+                file_verify = Metrics.from_verify(
+                    report, held_verify_series(path, VERIFY_DEFINITIONS)
+                )
     except Exception as err:  # metrics must never fail the run
         log.warning("metrics: cannot build them: %s: %s", type(err).__name__, err)
         return 1
@@ -360,48 +361,6 @@ def publish_command(config: MetricsConfig, report: RunReport) -> int:
         for pushed in (metrics, verify):
             if pushed is not None and not pushed.push(config.pushgateway_url, config.job_name):
                 failed += 1
-    if path and not _write_texts(path, [m.text() for m in (metrics, file_verify) if m]):
+    if path and not write_texts(path, [m.text() for m in (metrics, file_verify) if m]):
         failed += 1
     return failed
-
-
-def _held_verify_series(path: str) -> dict[tuple[str, str, str], float]:
-    """The verify series a command's file already holds: (name, database, destination) ->
-    value. A missing file holds none; one that does not parse, none and a warning."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as err:
-        log.warning("metrics: cannot read %s, the verify series start anew: %s", path, err)
-        return {}
-    held: dict[tuple[str, str, str], float] = {}
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in VERIFY_DEFINITIONS:
-                    key = (sample.name, sample.labels["database"], sample.labels["destination"])
-                    held[key] = sample.value
-    except (ValueError, KeyError) as err:
-        log.warning("metrics: %s does not parse, the verify series start anew: %s", path, err)
-        return {}
-    return held
-
-
-def _write_texts(path: str, texts: list[str]) -> bool:
-    """Write ``texts`` to ``path`` as one file, atomically (temporary file, then rename)."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write("".join(texts))
-        os.replace(temporary, path)
-    except Exception as err:  # metrics must never fail the run
-        log.warning("metrics: cannot write %s: %s", path, err)
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        return False
-    log.info("metrics: written to %s", path)
-    return True

@@ -1,0 +1,272 @@
+"""A ``gs://bucket/prefix`` destination: Google Cloud Storage through google-cloud-storage.
+
+Credentials are exactly what the configuration names (``config/clouds.py``): the service-account
+key file of ``GOOGLE_APPLICATION_CREDENTIALS``, or none at all for an emulator at
+``GCS_ENDPOINT_URL``. google-auth's own search (``google.auth.default``: the metadata server,
+gcloud's user login) is never called, the project is never looked up, and the endpoint is always
+given, so ``STORAGE_EMULATOR_HOST`` and ``API_ENDPOINT_OVERRIDE`` in the environment change
+nothing. The library's own retries are off (``retry=None``): ``retry.py`` retries each request.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from urllib.parse import quote
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.auth.transport.requests import AuthorizedSession
+from google.cloud import storage as gcs
+from google.oauth2 import service_account
+
+from backup.config import MIB, RetryConfig
+from backup.storage.base import ObjectInfo, Readable, check_key, join_key
+from backup.storage.gcs.errors import is_permanent, storage_error
+from backup.storage.gcs.resumable import CONTENT_TYPE, TIMEOUT_S, ResumableUploader, read_part
+from backup.storage.retry import ResumingReader, retrying
+
+if TYPE_CHECKING:
+    from backup.config import Destination, StorageConfig
+
+logger = logging.getLogger(__name__)
+
+# Deletes sent at once: each is one small request, so a prune of thousands of objects is bound
+# by round trips, not bandwidth.
+DELETES_IN_FLIGHT = 8
+
+DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+# Read and write objects, nothing else (no bucket settings, no IAM):
+# https://cloud.google.com/storage/docs/oauth-scopes
+SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+# objects.list returns at most 1,000 objects per page:
+# https://cloud.google.com/storage/docs/json_api/v1/objects/list
+LIST_PAGE_SIZE = 1000
+
+
+class GCSStorage:
+    """A ``gs://bucket/prefix`` destination.
+
+    Memory: ``put`` holds at most two chunks of ``part_size_bytes`` (``resumable.py``); an
+    object smaller than one part is sent in one request. ``cleanup_incomplete`` has nothing to
+    find: see its docstring.
+    """
+
+    def __init__(
+        self,
+        client: gcs.Client,
+        session: Any,
+        bucket: str,
+        prefix: str = "",
+        url: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
+        part_size_bytes: int = 8 * MIB,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self.client = client
+        self.session = session
+        self.bucket_name = bucket
+        self.bucket = client.bucket(bucket)
+        self.prefix = prefix.strip("/")
+        self.url = url or f"gs://{bucket}/{self.prefix}"
+        self.endpoint = endpoint.rstrip("/")
+        self.part_size_bytes = part_size_bytes
+        self.retry = retry or RetryConfig()
+        self._uploader = ResumableUploader(session, self.url, bucket, self.retry)
+
+    @classmethod
+    def from_destination(cls, destination: Destination, config: StorageConfig) -> GCSStorage:
+        """Reads the key file (no network: tokens are fetched on the first request)."""
+        settings = config.gcs
+        credentials: Any
+        if settings.credentials_file:
+            credentials = service_account.Credentials.from_service_account_file(
+                settings.credentials_file, scopes=[SCOPE]
+            )
+        else:
+            credentials = AnonymousCredentials()
+        endpoint = settings.endpoint_url or DEFAULT_ENDPOINT
+        session = AuthorizedSession(credentials)
+        client = gcs.Client(
+            project=None,
+            credentials=credentials,
+            _http=session,
+            client_options={"api_endpoint": endpoint},
+        )
+        # The library fetches each bucket's metadata in a background thread for its tracing
+        # (a GET outside retry.py, refused to a role without storage.buckets.get); only an
+        # environment variable turns it off, so the cache is dropped here instead.
+        client._bucket_metadata_cache = None
+        return cls(
+            client,
+            session,
+            destination.bucket,
+            destination.prefix,
+            url=destination.url,
+            endpoint=endpoint,
+            part_size_bytes=config.part_size_bytes,
+            retry=config.retry,
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        return join_key(self.prefix, check_key(self.url, key))
+
+    def _relative(self, name: str) -> str:
+        return name[len(self.prefix) + 1 :] if self.prefix else name
+
+    def _call(self, action: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One request, retried unless permanent; failures become StorageError with a hint."""
+        try:
+            return retrying(self.retry, is_permanent, what=f"{action} {key}")(fn, *args, **kwargs)
+        except Exception as err:
+            raise storage_error(
+                err, url=self.url, bucket=self.bucket_name, action=action, key=key
+            ) from err
+
+    # -- the Storage protocol ---------------------------------------------------------------
+
+    def put(self, key: str, stream: Readable) -> int:
+        """Upload ``stream`` to ``key``; return the byte count. Up to one part: one request.
+        Longer: a resumable session, finished by its last chunk only; on any failure it is
+        cancelled and the stream's own exception propagates unchanged."""
+        name = self._name(key)
+        # No chunk_size: below one part, the library sends the object in one request.
+        blob = self.bucket.blob(name)
+        first = read_part(stream, self.part_size_bytes)
+        if len(first) < self.part_size_bytes:
+            data = bytes(first)
+            del first
+            self._call("upload", key, self._upload_small, blob, data)
+            return len(data)
+        handed = [first]
+        del first  # the uploader holds the only reference: memory stays two chunks
+        return self._uploader.put(key, blob, handed, stream)
+
+    @staticmethod
+    def _upload_small(blob: Any, data: bytes) -> None:
+        # A fresh file object per attempt: a retried request is sent from its start.
+        blob.upload_from_file(
+            io.BytesIO(data), size=len(data), content_type=CONTENT_TYPE, retry=None
+        )
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of ``key``, pinned to the generation first found: a read that
+        breaks resumes from its offset in that same generation, never in a newer object."""
+        name = self._name(key)
+        blob = self.bucket.blob(name)
+        self._call("download", key, blob.reload, retry=None)
+        media = (
+            f"{self.endpoint}/download/storage/v1/b/{quote(self.bucket_name, safe='')}/o/"
+            f"{quote(name, safe='')}?alt=media&generation={blob.generation}"
+        )
+
+        def open_at(offset: int) -> Any:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            response = self.session.get(media, headers=headers, stream=True, timeout=TIMEOUT_S)
+            if response.status_code not in (200, 206):
+                response.close()
+                raise gexc.from_http_response(response)
+            return _Body(response)
+
+        first = self._call("download", key, open_at, 0)
+        reader = ResumingReader(
+            first,
+            open_at,
+            blob.size,
+            self.retry,
+            is_permanent=is_permanent,
+            translate=lambda err: storage_error(
+                err, url=self.url, bucket=self.bucket_name, action="download", key=key
+            ),
+            what=f"{self.url}: download of {key}",
+        )
+        return cast(BinaryIO, reader)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose relative key starts with ``prefix``, page by page (each page one
+        request, retried on its own); ``fingerprint`` is the object's generation."""
+        full_prefix = join_key(self.prefix, prefix)
+        objects: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            blobs, token = self._call("list", prefix or "/", self._page, full_prefix, token)
+            for blob in blobs:
+                modified: datetime | None = blob.updated or blob.time_created
+                objects.append(
+                    ObjectInfo(
+                        key=self._relative(blob.name),
+                        size=int(blob.size or 0),
+                        modified=modified,
+                        fingerprint=str(blob.generation) if blob.generation else None,
+                    )
+                )
+            if not token:
+                return sorted(objects, key=lambda o: o.key)
+
+    def _page(self, full_prefix: str, token: str | None) -> tuple[list[Any], str | None]:
+        iterator = self.client.list_blobs(
+            self.bucket,
+            prefix=full_prefix,
+            page_size=LIST_PAGE_SIZE,
+            page_token=token,
+            retry=None,
+        )
+        page = next(iterator.pages, None)
+        blobs = list(page) if page is not None else []
+        return blobs, iterator.next_page_token
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete each key (one request each, retried on its own, ``DELETES_IN_FLIGHT`` at
+        once); a missing key is fine. On a bucket with object versioning, GCS keeps a
+        noncurrent version: README says so."""
+        names = {key: self._name(key) for key in keys}
+        if not names:
+            return
+        with ThreadPoolExecutor(min(DELETES_IN_FLIGHT, len(names))) as pool:
+            done = [
+                pool.submit(self._call, "delete", key, self._delete_one, name)
+                for key, name in names.items()
+            ]
+            for future in done:
+                future.result()
+
+    def _delete_one(self, name: str) -> None:
+        try:
+            self.bucket.delete_blob(name, retry=None)
+        except gexc.NotFound as err:
+            if "bucket" in str(err.message).lower():
+                raise
+            return
+
+    def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int:
+        """Nothing to remove on GCS; returns 0.
+
+        What a crashed ``put`` leaves on GCS is a resumable upload session: never an object,
+        invisible to every listing, reachable only through its URL (which lived in the dead
+        process), billed as nothing, and discarded by GCS a week after it was opened
+        (https://cloud.google.com/storage/docs/resumable-uploads#session-uris). No API lists
+        such sessions, so there is nothing this job could find or remove, young or old; a
+        ``put`` that fails while the job runs cancels its own session.
+        """
+        return 0
+
+
+class _Body:
+    """A streamed download response as a ``ClosableReader`` (bytes as stored: no decoding)."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    def read(self, size: int = -1, /) -> bytes:
+        amount = None if size is None or size < 0 else size
+        data: bytes = self.response.raw.read(amount, decode_content=False)
+        return data
+
+    def close(self) -> None:
+        self.response.close()

@@ -1,0 +1,311 @@
+"""``restore --table``: chosen tables of a backup, with what they own, restored into a database
+where they do not exist, in one transaction; and ``restore --list-tables``.
+
+Nothing existing is replaced: a table (or any relation of its name) already in the target is
+refused before anything changes (exit 2); the operator drops or renames it, or restores into
+another database (``--target-db``, created when missing and dropped again if the restore
+fails). The restore is one transaction, committed only after the whole stored object (or, for
+a directory-format backup, every file read) matched its size and sha256: a damaged backup
+(exit 5), a failed statement (exit 3) or an interrupted job leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from backup.catalog import Entry
+from backup.config import Config
+from backup.dirformat.fetch import fetch_folder
+from backup.errors import BackupError, ConfigError, StorageError
+from backup.manifest import Manifest
+from backup.postgres import pg_restore_table, toc
+from backup.postgres import server as pg_server
+from backup.postgres import tools as pg_tools
+from backup.restore_steps import RestoreOptions, confirm
+from backup.storage import Storage
+from backup.stream.readback import open_archive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Target:
+    database: str
+    admin_db: str
+    exists: bool
+    server: pg_server.ServerInfo
+
+
+def list_tables(config: Config, storages: dict[str, Storage], entries: list[Entry]) -> None:
+    """Print the tables the backup holds, as ``--table`` takes them, from the archive's own
+    table of contents (with the row counts the manifest recorded, when it did)."""
+    entry = entries[0]
+    m = entry.manifest
+    # No server here: the pg_restore of the dump's own major reads its archive best.
+    major = pg_tools.major_of(m.pg_dump_version) or 0
+    nearest = pg_server.ServerInfo(m.pg_dump_version, major * 10000)
+    tools = pg_tools.choose_restore_tools(nearest, m.pg_dump_version, config.pg_bin_dirs)
+    with tempfile.TemporaryDirectory(prefix="pgbackup-tables-") as spool:
+        found = _read_toc(config, storages[entry.destination], m, tools, spool)
+    with_data = {d for e in found.entries if e.kind == "TABLE DATA" for d in e.depends_on}
+    counts = m.row_counts.get("tables", {}) if isinstance(m.row_counts, dict) else {}
+    about = "about " if m.row_counts.get("mode") == "estimate" else ""
+    print(f"{m.name}: {len(found.tables)} tables")
+    for dump_id, table in sorted(found.tables.items(), key=lambda item: str(item[1])):
+        rows = counts.get(pg_server.table_key(table.schema, table.name))
+        if dump_id not in with_data:
+            note = "definition only (its rows were not dumped)"
+        else:
+            # An estimate of -1: the table was never analysed, its size is unknown.
+            known = isinstance(rows, int) and rows >= 0
+            note = f"{about}{rows} rows" if known else ""
+        print(f"  {table}" + (f"  {note}" if note else ""))
+
+
+def check_arguments(names: list[str], options: RestoreOptions, schemas: Sequence[str] = ()) -> None:
+    """Exit 2 for an empty ``--table`` or ``--schema`` or an option that cannot go with them,
+    before anything is read."""
+    for value in names:
+        toc.parse_table_argument(value)
+    for schema in schemas:
+        if not schema.strip():
+            raise ConfigError(f"--schema {schema!r}: a schema name cannot be empty or blank")
+    for flag, given in (
+        ("--in-place", options.in_place),
+        ("--drop-old", options.drop_old),
+        ("--no-database-properties", not options.database_properties),
+    ):
+        if given:
+            raise ConfigError(
+                f"--table and --schema cannot be combined with {flag}",
+                hint="--table never replaces anything: it adds tables the target lacks",
+            )
+
+
+def restore_tables(
+    config: Config,
+    storages: dict[str, Storage],
+    entries: list[Entry],
+    names: list[str],
+    options: RestoreOptions,
+    confirm_fn: Callable[[list[str], bool], None] = confirm,
+    schemas: Sequence[str] = (),
+) -> str:
+    """Restore the tables ``names`` (``--table``) and every table of ``schemas`` (``--schema``)
+    of the backup in ``entries`` (one per destination, tried in order) into ``--target-db`` or
+    the backed-up database's name, confirmed once. Returns the database restored into."""
+    check_arguments(names, options, schemas)
+    pg = config.postgres
+    first = entries[0].manifest
+    database = options.target_db if options.target_db is not None else first.database
+    if not database or not database.strip():
+        raise ConfigError(f"--target-db {database!r}: a database name cannot be empty or blank")
+    pg_server.check_identifier(database, "--target-db")
+    admin_db = pg_server.maintenance_db(pg, database)
+    with pg_server.connect(pg, admin_db) as conn:
+        server = pg_server.server_info(conn)
+        exists = pg_server.database_exists(conn, database)
+    target = _Target(database, admin_db, exists, server)
+    tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
+    asked: list[bool] = []
+
+    def confirm_once(lines: list[str], force: bool) -> None:
+        # A fallback to the next destination restores the same tables: asked once.
+        if not asked:
+            confirm_fn(lines, force)
+            asked.append(True)
+
+    last_error: BackupError | None = None
+    for index, entry in enumerate(entries):
+        if index:
+            log.warning("falling back to %s after: %s", entry.destination, last_error)
+        try:
+            _restore_from(
+                config,
+                storages[entry.destination],
+                entry,
+                tools,
+                target,
+                names,
+                schemas,
+                options,
+                confirm_once,
+            )
+            return database
+        except StorageError as err:
+            last_error = err
+    assert last_error is not None
+    raise last_error
+
+
+def _read_toc(
+    config: Config, storage: Storage, m: Manifest, tools: pg_tools.Tools, spool: str
+) -> pg_restore_table.ArchiveToc:
+    """The archive's table of contents: a stream's first bytes (not yet checked: the restore
+    compares them with its own checked read), or a directory backup's toc.dat (checked)."""
+    if m.format == "directory":
+        folder = os.path.join(spool, "dump")
+        os.makedirs(folder, 0o700, exist_ok=True)
+        fetch_folder(config.codec, storage, m, folder, 1, only="toc.dat".__eq__)
+        return pg_restore_table.folder_toc(tools, folder)
+    verifying, archive = open_archive(config.codec, storage, m)
+    return pg_restore_table.stream_toc(tools, verifying, archive, verifying.source.close)
+
+
+def _restore_from(
+    config: Config,
+    storage: Storage,
+    entry: Entry,
+    tools: pg_tools.Tools,
+    target: _Target,
+    names: list[str],
+    schemas: Sequence[str],
+    options: RestoreOptions,
+    confirm_fn: Callable[[list[str], bool], None],
+) -> None:
+    pg = config.postgres
+    m = entry.manifest
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
+        found = _read_toc(config, storage, m, tools, spool)
+        chosen = toc.resolve(names, found.tables, schemas)
+        missing_schemas = _check_target(config, target, list(chosen.values()))
+        selection = toc.select(found.entries, found.tables, chosen, missing_schemas)
+        lines = _plan(config, target, entry, chosen, missing_schemas, selection)
+        if options.dry_run:
+            print("\n".join(lines))
+            print("Entries of the archive that would be restored:")
+            for item in selection.entries:
+                if item.kind not in ("ENCODING", "STDSTRINGS", "SEARCHPATH"):
+                    print(f"  {item.kind} {item.names}")
+            print("dry run: nothing was changed")
+            return
+        confirm_fn(lines, options.force)
+        if not target.exists:
+            with pg_server.connect(pg, target.admin_db) as conn:
+                pg_server.create_database(conn, target.database)
+        try:
+            if m.format == "directory":
+                folder = os.path.join(spool, "dump")
+                wanted = {f"{e.dump_id}.dat" for e in selection.entries if e.kind == "TABLE DATA"}
+                fetch_folder(
+                    config.codec,
+                    storage,
+                    m,
+                    folder,
+                    options.jobs or config.dump.jobs,
+                    progress_s=config.log.progress_interval_s,
+                    purpose="restore",
+                    only=wanted.__contains__,
+                )
+                pg_restore_table.restore_folder_tables(
+                    tools, pg, target.database, folder, selection
+                )
+            else:
+                verifying, archive = open_archive(
+                    config.codec, storage, m, config.log.progress_interval_s, "restore"
+                )
+                pg_restore_table.restore_stream(
+                    tools, pg, target.database, archive, verifying, found, selection
+                )
+        except BaseException:
+            if not target.exists:
+                log.error("restore failed: dropping %s, which it created", target.database)
+                with (
+                    contextlib.suppress(BackupError),
+                    pg_server.connect(pg, target.admin_db) as conn,
+                ):
+                    pg_server.drop_database(conn, target.database)
+            else:
+                log.error("restore failed: nothing was committed; %s is unchanged", target.database)
+            raise
+    log.info(
+        "restored %s of %s into %s in %.1f s (sha256 ok)",
+        ", ".join(str(t) for t in chosen.values()),
+        m.name,
+        target.database,
+        time.monotonic() - started,
+        extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
+    )
+    if selection.left_out:
+        log.warning(
+            "not restored, they belong to other objects: %s",
+            "; ".join(f"{e.kind} {e.names}" for e in selection.left_out),
+        )
+
+
+def _check_target(config: Config, target: _Target, tables: list[toc.TableName]) -> list[str]:
+    """Refuse (exit 2) when a chosen table's name is taken in the target; the schemas of the
+    chosen tables the target lacks (to create), every one when it is created."""
+    schemas = sorted({t.schema for t in tables})
+    if not target.exists:
+        return [s for s in schemas if s != "public"]
+    with pg_server.connect(config.postgres, target.database) as conn:
+        present = {
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
+            ).fetchall()
+        }
+        taken = []
+        for table in tables:
+            row = conn.execute(
+                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (table.schema, table.name),
+            ).fetchone()
+            if row:
+                taken.append(str(table))
+    if taken:
+        raise ConfigError(
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in "
+            f"{target.database}: --table never replaces a table",
+            hint="restore it into another database (--target-db NEW, created fresh) and copy "
+            "what you need, or move the table aside first, with its indexes, constraints and "
+            f"owned sequences (CREATE SCHEMA attic; ALTER TABLE {taken[0]} SET SCHEMA attic), "
+            "and run the restore again",
+        )
+    return [s for s in schemas if s not in present]
+
+
+def _plan(
+    config: Config,
+    target: _Target,
+    entry: Entry,
+    chosen: dict[int, toc.TableName],
+    missing_schemas: list[str],
+    selection: toc.Selection,
+) -> list[str]:
+    m = entry.manifest
+    state = "exists: the tables are added, nothing is replaced" if target.exists else "new"
+    lines = [
+        "⚠️  WARNING: TABLE RESTORE",
+        f"Server:   {config.postgres.display_host} (PostgreSQL {target.server.version})",
+        f"Database: {target.database} ({state})",
+        f"Backup:   {m.name} ({m.size_bytes / 1e6:.2f} MB, "
+        f"{m.created_at:%Y-%m-%d %H:%M:%S} UTC) from {entry.destination}",
+        f"Tables:   {', '.join(str(t) for t in chosen.values())} (with their data, indexes, "
+        "constraints, triggers, policies, defaults, comments, grants and owned sequences)",
+        "Mode:     one transaction, committed only after the whole backup read matched its sha256",
+    ]
+    with_data = {d for e in selection.entries if e.kind == "TABLE DATA" for d in e.depends_on}
+    empty = [str(t) for i, t in chosen.items() if i not in with_data]
+    if empty:
+        lines.append(
+            f"Rows:     none in this backup for {', '.join(empty)} (left out of the dump, "
+            "BACKUP_EXCLUDE_TABLE_DATA or BACKUP_PG_DUMP_ARGS): restored empty"
+        )
+    if missing_schemas:
+        lines.append("Schemas:  created: " + ", ".join(toc.quote_ident(s) for s in missing_schemas))
+    if selection.left_out:
+        lines.append(
+            "Not restored (they belong to other objects): "
+            + "; ".join(f"{e.kind} {e.names}" for e in selection.left_out)
+        )
+    return lines

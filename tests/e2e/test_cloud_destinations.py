@@ -1,0 +1,161 @@
+"""gs:// and azure:// end to end: a real PostgreSQL database backed up to gcp-storage-emulator
+and Azurite in one run, checked, restored from one and verified from the other; bad
+credentials stop the job with the right exit code and never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_job, unique_name
+from tests.fixtures.clouds import AzuriteServer, GCSServer
+from tests.fixtures.compare import fingerprint_db
+
+
+def cloud_env(gcs: GCSServer, azurite: AzuriteServer) -> dict[str, str]:
+    return {
+        "GCS_ENDPOINT_URL": gcs.endpoint_url,
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "BACKUP_RETRY_BACKOFF_SECONDS": "0.05",
+        # The smallest part size the configuration takes.
+        "BACKUP_PART_SIZE_MB": "5",
+    }
+
+
+def test_backup_to_gcs_and_azure_then_restore_and_verify(
+    pg15, sample_db, job_env, gcs_server, azurite
+):
+    gs_url = f"gs://{gcs_server.create_bucket()}/nightly/pg"
+    az_url = f"azure://{azurite.create_container()}/nightly/pg"
+    env = {
+        **job_env,
+        **cloud_env(gcs_server, azurite),
+        "BACKUP_DESTINATIONS": f"{gs_url},{az_url}",
+    }
+    checked = run_job("check", env=env)
+    assert checked.returncode == 0, checked.output
+    assert gs_url in checked.output and az_url in checked.output
+
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert azurite.key not in result.output
+
+    for url in (gs_url, az_url):
+        listing = json.loads(run_job("list", "--json", "--destination", url, env=env).stdout)
+        assert [e["destination"] for e in listing] == [url]
+        assert [e["database"] for e in listing] == [sample_db]
+
+    target = unique_name("from_gcs")
+    restored = run_job(
+        "restore", "--destination", gs_url, "--target-db", target, "--force", env=env
+    )
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+
+    verified = run_job("verify", "--destination", az_url, env=env)
+    assert verified.returncode == 0, verified.output
+
+
+def test_az_scheme_is_azure(job_env, gcs_server, azurite):
+    url = f"az://{azurite.create_container()}/pg"
+    env = {**job_env, **cloud_env(gcs_server, azurite), "BACKUP_DESTINATIONS": url}
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    verified = run_job("verify", "--destination", url, env=env)
+    assert verified.returncode == 0, verified.output
+
+
+def test_a_bad_key_file_is_exit_2_naming_the_variable(job_env, tmp_path: Path):
+    key = tmp_path / "key.json"
+    key.write_text('{"type": "authorized_user", "refresh_token": "secret-refresh-token"}')
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": "gs://some-bucket/pg",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 2, result.output
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in result.stderr
+    assert "service_account" in result.stderr
+    assert "Traceback" not in result.output
+    assert "secret-refresh-token" not in result.output
+
+
+def test_missing_gcs_credentials_is_exit_2(job_env):
+    env = {**job_env, "BACKUP_DESTINATIONS": "gs://some-bucket/pg"}
+    result = run_job("check", env=env)
+    assert result.returncode == 2, result.output
+    assert "GOOGLE_APPLICATION_CREDENTIALS is required" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_azure_account_without_key_is_exit_2(job_env):
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": "azure://backups/pg",
+        "AZURE_STORAGE_ACCOUNT": "acmebackups",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 2, result.output
+    assert "AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_wrong_azure_key_is_exit_4_and_never_printed(job_env, gcs_server, azurite):
+    container = azurite.create_container()
+    wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": f"azure://{container}/pg",
+        "AZURE_STORAGE_ACCOUNT": azurite.account,
+        "AZURE_STORAGE_KEY": wrong,
+        "AZURE_STORAGE_ENDPOINT": azurite.endpoint_url,
+        "BACKUP_RETRY_BACKOFF_SECONDS": "0.05",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 4, result.output
+    assert "AZURE_STORAGE_KEY" in result.stderr
+    assert wrong not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_bucket_is_exit_4_naming_it(job_env, gcs_server, azurite):
+    env = {
+        **job_env,
+        **cloud_env(gcs_server, azurite),
+        "BACKUP_DESTINATIONS": "gs://no-such-bucket-here/pg",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 4, result.output
+    assert "no-such-bucket-here" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_sas_token_never_reaches_the_log_even_at_debug(job_env, azurite):
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container = azurite.create_container()
+    sas = generate_container_sas(
+        azurite.account,
+        container,
+        account_key=azurite.key,
+        permission=ContainerSasPermissions(
+            read=True, add=True, create=True, write=True, delete=True, list=True
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": f"azure://{container}/pg",
+        "AZURE_STORAGE_ACCOUNT": azurite.account,
+        "AZURE_STORAGE_SAS_TOKEN": sas,
+        "AZURE_STORAGE_ENDPOINT": azurite.endpoint_url,
+        "LOG_LEVEL": "DEBUG",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    assert signature not in result.output
+    assert sas not in result.output

@@ -1,0 +1,148 @@
+"""gs:// and azure:// credentials: what the configuration accepts and refuses (exit 2, naming
+the variable, never quoting a secret). Plain unit tests of ``backup.config``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backup.config import load
+from backup.errors import ConfigError
+
+KEY = "Zm9vYmFyYmF6cXV4"  # base64
+BASE = {"PGDATABASE": "app"}
+
+
+def refused(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as raised:
+        load({**BASE, **env})
+    assert raised.value.exit_code == 2
+    return str(raised.value)
+
+
+def key_file(tmp_path: Path, **fields: object) -> str:
+    info = {
+        "type": "service_account",
+        "client_email": "a@p.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nsecret-body\n-----END PRIVATE KEY-----\n",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        **fields,
+    }
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(info))
+    return str(path)
+
+
+def test_gcs_with_a_key_file(tmp_path: Path) -> None:
+    path = key_file(tmp_path)
+    config = load(
+        {**BASE, "BACKUP_DESTINATIONS": "gs://b_1x/p", "GOOGLE_APPLICATION_CREDENTIALS": path}
+    )
+    assert config.storage.gcs.credentials_file == path
+    assert config.storage.gcs.endpoint_url is None
+
+
+def test_gcs_emulator_without_a_key() -> None:
+    config = load(
+        {**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "GCS_ENDPOINT_URL": "http://127.0.0.1:9/"}
+    )
+    assert config.storage.gcs.endpoint_url == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"type": "authorized_user"}, "not a service-account key"),
+        ({"type": None}, "not a service-account key"),
+        ({"private_key": None}, "lacks private_key"),
+    ],
+)
+def test_gcs_key_files_refused(tmp_path: Path, fields: dict, expected: str) -> None:
+    path = key_file(tmp_path, **fields)
+    message = refused({"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": path})
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in message and expected in message
+    assert "secret-body" not in message
+
+
+def test_gcs_key_file_unreadable_or_not_json(tmp_path: Path) -> None:
+    missing = refused(
+        {"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent.json"}
+    )
+    assert "GOOGLE_APPLICATION_CREDENTIALS: cannot read /nonexistent.json" in missing
+    bad = tmp_path / "k.json"
+    bad.write_text("not json")
+    assert "is not JSON" in refused(
+        {"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": str(bad)}
+    )
+
+
+def test_gcs_needs_a_key_or_an_endpoint() -> None:
+    assert "GOOGLE_APPLICATION_CREDENTIALS is required" in refused(
+        {"BACKUP_DESTINATIONS": "gs://bkt/p"}
+    )
+
+
+def test_a_key_file_is_not_read_without_a_gs_destination() -> None:
+    config = load({**BASE, "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent.json"})
+    assert config.storage.destinations == ("file://./backups",)
+
+
+def test_azure_ways() -> None:
+    conn = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY};"
+    config = load(
+        {**BASE, "BACKUP_DESTINATIONS": "azure://cont/p", "AZURE_STORAGE_CONNECTION_STRING": conn}
+    )
+    assert config.storage.azure.connection_string is not None
+    assert conn in config.secrets()
+    config = load(
+        {
+            **BASE,
+            "BACKUP_DESTINATIONS": "az://cont/p",
+            "AZURE_STORAGE_ACCOUNT": "acct",
+            "AZURE_STORAGE_SAS_TOKEN": "?sv=1&sig=abc",
+        }
+    )
+    assert config.storage.azure.sas_token is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "azure:// destinations need AZURE_STORAGE_CONNECTION_STRING"),
+        ({"AZURE_STORAGE_ACCOUNT": "acct"}, "AZURE_STORAGE_ACCOUNT needs AZURE_STORAGE_KEY"),
+        ({"AZURE_STORAGE_KEY": KEY}, "AZURE_STORAGE_ACCOUNT is required"),
+        ({"AZURE_STORAGE_ACCOUNT": "Bad_Name", "AZURE_STORAGE_KEY": KEY}, "AZURE_STORAGE_ACCOUNT"),
+        ({"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_KEY": "not base64!"}, "not an account"),
+        ({"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_SAS_TOKEN": "sv=1"}, "no sig="),
+        (
+            {
+                "AZURE_STORAGE_ACCOUNT": "acct",
+                "AZURE_STORAGE_KEY": KEY,
+                "AZURE_STORAGE_SAS_TOKEN": "sig=1",
+            },
+            "both set",
+        ),
+        ({"AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct"}, "no AccountKey nor Shared"),
+        ({"AZURE_STORAGE_CONNECTION_STRING": "garbage"}, "is not a connection string"),
+        (
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": f"AccountName=a;AccountKey={KEY}",
+                "AZURE_STORAGE_KEY": KEY,
+            },
+            "keep one",
+        ),
+    ],
+)
+def test_azure_refusals(env: dict[str, str], expected: str) -> None:
+    message = refused({"BACKUP_DESTINATIONS": "azure://cont/p", **env})
+    assert expected in message
+    assert KEY not in message
+
+
+@pytest.mark.parametrize("container", ["ab", "Upper", "a--b", "-ab", "under_score", "dot.ted"])
+def test_azure_container_names(container: str) -> None:
+    assert "invalid container name" in refused(
+        {"BACKUP_DESTINATIONS": f"azure://{container}/p", "AZURE_STORAGE_ACCOUNT": "acct"}
+    )
