@@ -1,19 +1,14 @@
-"""The PostgreSQL server, spoken to in-process (psycopg): connections and every query the job runs.
-
-Every connection turns off the role's and database's statement and idle timeouts for its own
-session (``clear_session_timeouts``), as pg_dump does for its own.
-
-Connection errors become ``DatabaseError`` with a hint naming the variable to check; the password
-goes to psycopg as a keyword, never in a connection string that could be logged. Database-level
-statements (create, rename, drop) quote every name; a name is at most 63 bytes.
+"""The PostgreSQL server, spoken to in-process (psycopg): the queries the job runs about
+databases, tables and their properties, on connections from ``connection.py`` (``connect`` is
+re-exported here, where every caller finds it). Database-level statements (create, rename,
+drop) quote every name; a name is at most 63 bytes.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -21,29 +16,9 @@ from psycopg import sql
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, ConfigError, DatabaseError
+from backup.postgres.connection import connect as connect
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 10
-# libpq environment variable -> connection keyword, for the in-process connections.
-_ENV_TO_KEYWORD = {
-    "PGHOST": "host",
-    "PGPORT": "port",
-    "PGUSER": "user",
-    "PGPASSWORD": "password",
-    "PGDATABASE": "dbname",
-    "PGSSLMODE": "sslmode",
-    "PGSSLROOTCERT": "sslrootcert",
-    "PGSSLCERT": "sslcert",
-    "PGSSLKEY": "sslkey",
-    "PGCONNECT_TIMEOUT": "connect_timeout",
-    "PGOPTIONS": "options",
-    "PGAPPNAME": "application_name",
-    "PGPASSFILE": "passfile",
-    "PGSERVICE": "service",
-    "PGSERVICEFILE": "servicefile",
-    "PGTARGETSESSIONATTRS": "target_session_attrs",
-}
 
 
 @dataclass(frozen=True)
@@ -54,84 +29,6 @@ class ServerInfo:
     @property
     def major(self) -> int:
         return self.version_num // 10000
-
-
-def connect_kwargs(pg: PostgresConfig, database: str | None = None) -> dict[str, str]:
-    env = pg.libpq_env(database)
-    kwargs = {_ENV_TO_KEYWORD[k]: v for k, v in env.items() if k in _ENV_TO_KEYWORD}
-    kwargs.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
-    kwargs.setdefault("application_name", "pgbackup-job")
-    return kwargs
-
-
-def describe_connection_error(err: Exception, pg: PostgresConfig, database: str | None) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"cannot connect to {pg.display_host} database {database or pg.database!r}: {text}"
-
-
-def connection_hint(message: str) -> str:
-    lowered = message.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "check PGUSER and PGPASSWORD (or PGPASSWORD_FILE / DATABASE_URL)"
-    if "does not exist" in lowered and "database" in lowered:
-        return "check PGDATABASE / BACKUP_DATABASES: that database does not exist on the server"
-    if "connection refused" in lowered or "could not translate host" in lowered:
-        return "check PGHOST and PGPORT, and that the server accepts connections from here"
-    if "timeout" in lowered:
-        return "the server did not answer in time: check PGHOST, PGPORT and the network"
-    return "check PGHOST, PGPORT, PGUSER, PGPASSWORD and that the server is reachable"
-
-
-@contextmanager
-def connect(
-    pg: PostgresConfig,
-    database: str | None = None,
-    autocommit: bool = True,
-    application_name: str | None = None,
-) -> Iterator[psycopg.Connection]:
-    """A connection to ``database``; ``application_name`` names it in ``pg_stat_activity``
-    (the job's lock session and lock watcher are found by theirs)."""
-    kwargs = connect_kwargs(pg, database)
-    if application_name:
-        kwargs["application_name"] = application_name[:63]
-    try:
-        conn = psycopg.connect(**kwargs, autocommit=autocommit)
-    except psycopg.Error as err:
-        message = describe_connection_error(err, pg, database)
-        raise DatabaseError(message, hint=connection_hint(message)) from err
-    try:
-        clear_session_timeouts(conn)
-        yield conn
-    except psycopg.Error as err:
-        raise DatabaseError(f"{pg.display_host}: {str(err).strip()}") from err
-    finally:
-        conn.close()
-
-
-# Timeouts a role or database may set that would end the job's own sessions halfway through a
-# long dump: the lock session idles for the whole run, the exact counts' snapshot idles in its
-# transaction while pg_dump works, a count(*) of a big table runs long. pg_dump turns the same
-# ones off for its own session; the run's bounds are BACKUP_TIMEOUT and BACKUP_LOCK_WAIT_TIMEOUT.
-# lock_timeout is left as set: a restore's DROP or RENAME then still gives up as the DBA chose.
-SESSION_TIMEOUTS = (
-    "statement_timeout",
-    "idle_in_transaction_session_timeout",
-    "idle_session_timeout",  # PostgreSQL 14
-    "transaction_timeout",  # PostgreSQL 17
-)
-
-
-def clear_session_timeouts(conn: psycopg.Connection) -> None:
-    """Turn off, for this session only, each of ``SESSION_TIMEOUTS`` the server has and that is
-    set (one round trip when none is; the usual case)."""
-    rows = conn.execute(
-        "SELECT name FROM pg_settings WHERE name = ANY(%s) AND setting <> '0'",
-        (list(SESSION_TIMEOUTS),),
-    ).fetchall()
-    for (name,) in rows:
-        conn.execute("SELECT set_config(%s, '0', false)", (name,))
-    if not conn.autocommit:
-        conn.commit()  # the caller begins its own transaction (set_config outlives this one)
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
