@@ -38,11 +38,28 @@ _ENV_TO_KEYWORD = {
 }
 
 
+# The lock session idles for the whole run. A load balancer or NAT between the job and the
+# server drops a flow idle for minutes (Azure's default: 4 min; AWS NLB: 350 s), silently: the
+# server then keeps the dead session, and the job's advisory lock with it, until its own
+# keepalive notices (2 h by default), and the next runs are skipped (exit 7). Probes every
+# minute keep the flow alive, and a dead peer is noticed in two.
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "60",
+    "keepalives_interval": "10",
+    "keepalives_count": "6",
+}
+
+
 def connect_kwargs(pg: PostgresConfig, database: str | None = None) -> dict[str, str]:
+    """psycopg's keywords for ``database``: the libpq variables of ``pg``, then the job's
+    defaults (connect timeout, application name, TCP keepalives)."""
     env = pg.libpq_env(database)
     kwargs = {_ENV_TO_KEYWORD[k]: v for k, v in env.items() if k in _ENV_TO_KEYWORD}
     kwargs.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
     kwargs.setdefault("application_name", "pgbackup-job")
+    for name, value in KEEPALIVES.items():
+        kwargs.setdefault(name, value)
     return kwargs
 
 

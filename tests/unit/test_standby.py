@@ -128,3 +128,13 @@ def test_the_manifest_keeps_its_source_and_refuses_a_wrong_one():
     assert Manifest.from_json(_manifest(source={})).source == {}
     with pytest.raises(IntegrityError, match="source is not an object"):
         Manifest.from_json(_manifest(source="standby"))
+
+
+def test_the_jobs_connections_probe_an_idle_flow_every_minute():
+    """The lock session idles for hours: a load balancer must not drop it unnoticed."""
+    from backup.config import PostgresConfig
+    from backup.postgres.connection import connect_kwargs
+
+    kwargs = connect_kwargs(PostgresConfig(host="db", port="5432", user="u"), "shop")
+    assert kwargs["keepalives"] == "1" and int(kwargs["keepalives_idle"]) <= 60
+    assert int(kwargs["keepalives_interval"]) * int(kwargs["keepalives_count"]) <= 60
