@@ -123,7 +123,8 @@ def _database(config: Config, plans: list[Server]) -> list[str]:
     return [
         f"database: {config.postgres.display_host} reachable, PostgreSQL {server.info.version}, "
         f"{len(server.databases)} database(s) to back up: {', '.join(server.databases)}",
-        f"server: {server.replay.describe()}",
+        f"server: {server.replay.describe()}"
+        + (", through a connection pooler in session mode" if server.pooling != "direct" else ""),
         f"pg_dump: {server.tools.version} from {server.tools.bindir} "
         f"(server major {server.info.major}: ok)",
     ]

@@ -26,6 +26,8 @@ class Server:
     databases: list[str]
     superuser: bool
     replay: standby.ReplayState = field(default_factory=lambda: standby.ReplayState(False))
+    pooling: str = "direct"
+    """``direct``, or ``session pooler`` (``pooler.require_sessions``)."""
 
 
 def inspect_server(config: Config) -> Server:
@@ -33,7 +35,7 @@ def inspect_server(config: Config) -> Server:
     pg = config.postgres
     first = pg.databases[0] if pg.databases else (pg.database or "postgres")
     with pg_server.connect(pg, first) as conn:
-        pooler.require_sessions(pg, first, conn)
+        pooling = pooler.require_sessions(pg, first, conn)
         info = pg_server.server_info(conn)
         replay = standby.replay_state(conn)
         superuser = pg_server.is_superuser(conn)
@@ -55,7 +57,7 @@ def inspect_server(config: Config) -> Server:
         tools.bindir,
         extra={"stage": "connect", "server_version": info.version, "pg_dump": tools.version},
     )
-    return Server(info, tools, databases, superuser, replay)
+    return Server(info, tools, databases, superuser, replay, pooling)
 
 
 def _without_excluded(databases: list[str], config: Config) -> list[str]:

@@ -72,4 +72,4 @@ def test_a_session_pool_for_the_jobs_user_alone_passes(pg15, sample_db, tmp_path
     finally:
         bouncer.stop()
     assert result.returncode == 0, result.output
-    assert "session mode" in result.output
+    assert "through a connection pooler in session mode" in result.stdout
