@@ -19,7 +19,6 @@ import logging
 import os
 import shlex
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from backup import __version__, manifest
@@ -38,9 +37,10 @@ from backup.errors import (
 )
 from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
-from backup.postgres import contents
+from backup.postgres import contents, dump_failure, standby
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
+from backup.postgres.inspection import Server, inspect_server
 from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
@@ -67,54 +67,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-@dataclass
-class Server:
-    info: pg_server.ServerInfo
-    tools: pg_tools.Tools
-    databases: list[str]
-    superuser: bool
-
-
-def inspect_server(config: Config) -> Server:
-    """Connect once: server version, matching client tools, the databases to back up."""
-    pg = config.postgres
-    first = pg.databases[0] if pg.databases else (pg.database or "postgres")
-    with pg_server.connect(pg, first) as conn:
-        info = pg_server.server_info(conn)
-        superuser = pg_server.is_superuser(conn)
-        if pg.all_databases:
-            databases = _without_excluded(pg_server.list_databases(conn), config)
-        else:
-            databases = list(pg.databases)
-            existing = set(pg_server.list_databases(conn))
-            missing = [d for d in databases if d not in existing]
-            if missing:
-                log.warning("databases not found on the server: %s", ", ".join(missing))
-    tools = pg_tools.choose_tools(info, config.pg_bin_dirs)
-    log.info(
-        "server %s (PostgreSQL %s), using pg_dump %s from %s",
-        pg.display_host,
-        info.version,
-        tools.version,
-        tools.bindir,
-        extra={"stage": "connect", "server_version": info.version, "pg_dump": tools.version},
-    )
-    return Server(info=info, tools=tools, databases=databases, superuser=superuser)
-
-
-def _without_excluded(databases: list[str], config: Config) -> list[str]:
-    """The server's databases less BACKUP_EXCLUDE_DATABASES; an excluded name the server does
-    not have is a warning (a typo would back up the database the operator meant to skip)."""
-    excluded = config.dump.exclude_databases
-    unknown = [name for name in excluded if name not in databases]
-    if unknown:
-        log.warning(
-            "BACKUP_EXCLUDE_DATABASES names databases the server does not have: %s",
-            ", ".join(unknown),
-        )
-    return [name for name in databases if name not in excluded]
-
-
 def backup_database(
     config: Config, server: Server, storages: list[Storage], database: str | None
 ) -> DatabaseResult:
@@ -138,6 +90,9 @@ def backup_database(
     snapshot_conn = None
     catalog: dict[int, str] = {}
     watcher: LockWatcher | None = None
+    conflicts: standby.Conflicts | None = None
+    replay = server.replay
+    connect = functools.partial(pg_server.connect, pg)
     directory = database is not None and config.dump.format == "directory"
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
@@ -150,6 +105,11 @@ def backup_database(
                     )
                 argv = pg_tools.pg_dumpall_argv(server.tools, role_passwords=server.superuser)
             else:
+                if server.replay.standby:
+                    # Where this database's dump starts: its replay time, its conflicts so far.
+                    with connect(database) as conn:
+                        conflicts = standby.Conflicts(conn, database)
+                        replay = standby.replay_state(conn)
                 snapshot_conn, snapshot = contents.open_snapshot(config, stack, database)
                 catalog = contents.server_tables(config, database, snapshot_conn)
                 argv = pg_tools.pg_dump_argv(
@@ -192,6 +152,7 @@ def backup_database(
                     encryption=_encryption_record(config),
                     versions=(server.tools.version, server.info.version),
                     described=(counts, excluded),
+                    source=replay.manifest_record(),
                 )
             # The archive's first bytes, its table of contents: what the dump really holds.
             head = (
@@ -217,20 +178,12 @@ def backup_database(
         raise
     except BackupError as err:
         log.error("backup of %s failed: %s", label, err.message, extra={"database": label})
-        wait = watcher.last_wait if watcher is not None else None
-        if wait is not None and isinstance(err, DatabaseError):
-            err.hint = (
-                f"pg_dump waited for a lock on table {wait.table} held by session "
-                f"{wait.blocker_pid} ({wait.blocker_application or 'no application name'}): "
-                "run the backup when no migration or long transaction holds it, or raise "
-                "BACKUP_LOCK_WAIT_TIMEOUT"
-            )
-        elif database is not None and "due to statement timeout" in err.message:
-            # pg_dump's --lock-wait-timeout is a statement_timeout on its LOCK TABLE.
-            err.hint = (
-                "pg_dump could not lock a table within BACKUP_LOCK_WAIT_TIMEOUT: a migration or "
-                "long transaction holds it; run the backup later or raise BACKUP_LOCK_WAIT_TIMEOUT"
-            )
+        dump_failure.explain(
+            err,
+            wait=watcher.last_wait if watcher is not None else None,
+            conflicts=_conflicts_since(conflicts, connect, database),
+            standby=server.replay.standby,
+        )
         return DatabaseResult(
             database=label,
             status="failure",
@@ -279,6 +232,7 @@ def backup_database(
         row_counts=counts,
         pg_dump_args=list(config.dump.pg_dump_args) if database is not None else [],
         excluded=excluded,
+        source=replay.manifest_record() if database is not None else {},
     )
     outcomes = []
     for storage, upload in zip(storages, result.uploads, strict=True):
@@ -319,6 +273,19 @@ def backup_database(
     )
 
 
+def _conflicts_since(
+    conflicts: standby.Conflicts | None, connect: functools.partial, database: str | None
+) -> list[str]:
+    """The recovery conflicts a standby counted in ``database`` during its failed dump."""
+    if conflicts is None or database is None:
+        return []
+    try:
+        with connect(database) as conn:
+            return conflicts.since(conn)
+    except BackupError:
+        return []
+
+
 def _with_url(url: str, error: str | None) -> str:
     """``url: error``, unless the backend's message already names the destination."""
     text = error or "failed"
@@ -342,6 +309,9 @@ def _encryption_record(config: Config) -> dict[str, object] | None:
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
     server = inspect_server(config)
+    refusal = standby.refusal(config, server.replay)
+    if refusal is not None:
+        raise refusal
     _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")

@@ -9,6 +9,9 @@ destinations and its databases):
   there. The server releases it when the session ends, so a job that dies (SIGKILL, OOM, a lost
   node) leaves no stale lock behind.
 
+On a hot standby the advisory lock is taken on its primary (``_on_primary``): a copy of the job
+pointed at the primary and one pointed at a standby are the same job on the same data.
+
 When the server cannot be reached the advisory lock is skipped with a warning: the run then
 fails at its first connection, through the reporting path, rather than here unreported.
 """
@@ -16,6 +19,7 @@ fails at its first connection, through the reporting path, rather than here unre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -24,13 +28,19 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from backup.config import Config
+import psycopg
+
+from backup.config import Config, PostgresConfig
 from backup.errors import ConfigError, DatabaseError, LockedError
+from backup.postgres import locks as pg_locks
+from backup.postgres import pooler
 from backup.postgres import server as pg_server
+from backup.postgres import standby as pg_standby
 
 log = logging.getLogger(__name__)
 
 APPLICATION_PREFIX = "pgbackup-job lock"
+MAX_UPSTREAM_HOPS = 3
 
 
 def lock_identity(config: Config) -> str:
@@ -89,25 +99,75 @@ def _server_lock(config: Config) -> Iterator[None]:
     database = pg.databases[0] if pg.databases else (pg.database or "postgres")
     key = advisory_key(config)
     name = f"{APPLICATION_PREFIX} {socket.gethostname()[:32]} pid {os.getpid()}"
+    where = pg
     with contextlib.ExitStack() as stack:
         try:
             conn = stack.enter_context(pg_server.connect(pg, database, application_name=name))
-            taken = pg_server.try_advisory_lock(conn, key)
-            holder = None if taken else pg_server.advisory_lock_holder(conn, key)
+            # Through a pool per transaction the lock would stay on a shared session (exit 2).
+            pooler.require_sessions(pg, database, conn)
+            conn, where = _on_primary(stack, conn, pg, database, name)
+            taken = pg_locks.try_advisory_lock(conn, key)
+            holder = None if taken else pg_locks.advisory_lock_holder(conn, key)
         except DatabaseError as err:
             log.warning(
                 "could not take the job's lock on %s (%s); going on with the local lock only",
-                pg.display_host,
+                where.display_host,
                 err.message,
             )
             taken, holder = True, None
         if not taken:
             raise LockedError(
-                f"another backup run of this job holds its lock on {pg.display_host} "
+                f"another backup run of this job holds its lock on {where.display_host} "
                 f"database {database!r}: {holder or 'a session that just ended'}",
                 hint="another run is in progress (maybe on another machine); this one was "
                 "skipped. If no run is in progress, that session is a leftover: "
                 "pg_terminate_backend(pid) ends it",
             )
-        log.debug("holding the job's advisory lock %d on %s", key, pg.display_host)
+        log.debug("holding the job's advisory lock %d on %s", key, where.display_host)
         yield
+
+
+def _on_primary(
+    stack: contextlib.ExitStack,
+    conn: psycopg.Connection,
+    pg: PostgresConfig,
+    database: str,
+    name: str,
+) -> tuple[psycopg.Connection, PostgresConfig]:
+    """Where the lock is held: on a hot standby, on the primary it streams from (found in
+    ``pg_stat_wal_receiver``, reached with the job's own credentials), so a copy of the job
+    pointed at the primary, or at another standby of it, sees this run. When the primary
+    cannot be found or reached, on the standby itself, with a warning."""
+    where = pg
+    for _ in range(MAX_UPSTREAM_HOPS):  # a cascading standby streams from another standby
+        try:
+            found = pg_standby.upstream(conn)
+        except psycopg.Error as err:
+            found = f"its primary cannot be told ({str(err).strip()})"
+        if found is None:
+            break
+        if isinstance(found, str):
+            _standby_only(where, found)
+            break
+        upstream = dataclasses.replace(where, host=found[0], port=found[1])
+        try:
+            conn = stack.enter_context(pg_server.connect(upstream, database, application_name=name))
+        except DatabaseError as err:
+            _standby_only(where, f"its primary {upstream.display_host} is out of reach: {err}")
+            break
+        log.info(
+            "%s is a hot standby: the job's lock is held on its primary %s",
+            where.display_host,
+            upstream.display_host,
+        )
+        where = upstream
+    return conn, where
+
+
+def _standby_only(standby: PostgresConfig, why: str) -> None:
+    log.warning(
+        "%s is a hot standby and %s: the job's lock is held on the standby, where a copy of "
+        "this job pointed at the primary does not see it (give each its own destinations)",
+        standby.display_host,
+        why,
+    )

@@ -15,6 +15,8 @@ if [ "$what" = test ]; then
   apt_packages+=(age prometheus-pushgateway prometheus)
   # jq and an `aws` CLI: README's by-hand restore of a directory-format backup, which a test runs
   apt_packages+=(jq)
+  # pgbouncer: the tests put a real one in front of a test cluster (transaction and session pools)
+  apt_packages+=(pgbouncer)
   command -v aws >/dev/null 2>&1 || apt_packages+=(awscli)
 fi
 missing=()

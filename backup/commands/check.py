@@ -29,7 +29,7 @@ from backup.errors import BackupError, ConfigError, StorageError, error_class
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
 from backup.outcome import RunReport
-from backup.postgres import contents
+from backup.postgres import contents, standby
 from backup.storage import Storage
 
 HELP = "config, database, pg_dump/server versions, destinations"
@@ -116,9 +116,15 @@ def run(config: Config, args: argparse.Namespace) -> int:
 def _database(config: Config, plans: list[Server]) -> list[str]:
     server = inspect_server(config)
     plans.append(server)
+    refusal = standby.refusal(config, server.replay)
+    if refusal is not None:  # a stale standby, or a test restore aimed at one
+        refusal.message = f"{server.replay.describe()}: {refusal.message}"
+        raise refusal
     return [
         f"database: {config.postgres.display_host} reachable, PostgreSQL {server.info.version}, "
         f"{len(server.databases)} database(s) to back up: {', '.join(server.databases)}",
+        f"server: {server.replay.describe()}"
+        + (", through a connection pooler in session mode" if server.pooling != "direct" else ""),
         f"pg_dump: {server.tools.version} from {server.tools.bindir} "
         f"(server major {server.info.major}: ok)",
     ]

@@ -25,6 +25,7 @@ from backup.config.model import (
     B2_PRICE_PER_GB_MONTH,
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
+    DEFAULT_STANDBY_MAX_LAG_S,
     DEFAULT_TIMEOUT_S,
     MAX_COUNT,
     MAX_PART_SIZE_MB,
@@ -50,6 +51,7 @@ from backup.errors import ConfigError
 MAX_RETENTION_DAYS = 36_500
 MAX_TIMEOUT_S = 7 * 86_400.0
 MAX_LOCK_WAIT_S = 86_400.0
+MAX_STANDBY_LAG_S = 30 * 86_400.0
 
 PREFIXES = (
     "BACKUP_",
@@ -303,6 +305,9 @@ def _read(r: Reader) -> Config:
     lock_wait_timeout_s = r.duration(
         "BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0, MAX_LOCK_WAIT_S
     )
+    standby_max_lag_s = r.duration(
+        "BACKUP_STANDBY_MAX_LAG", DEFAULT_STANDBY_MAX_LAG_S, 0.0, MAX_STANDBY_LAG_S
+    )
     return Config(
         postgres=postgres,
         storage=storage,
@@ -318,6 +323,7 @@ def _read(r: Reader) -> Config:
         lock_dir=r.str("BACKUP_LOCK_DIR", "/tmp") or "/tmp",
         timeout_s=timeout_s,
         lock_wait_timeout_s=lock_wait_timeout_s,
+        standby_max_lag_s=standby_max_lag_s,
         pg_bin_dirs=tuple(
             d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
         ),

@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT_S = 6 * 3600.0
 # pg_dump waits this long for each table's lock before giving up (a table held in ACCESS
 # EXCLUSIVE mode by a migration would otherwise hang the run silently).
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 300.0
+DEFAULT_STANDBY_MAX_LAG_S = 3600.0
 # Cleanups leave alone what is younger than BACKUP_TIMEOUT plus this margin.
 ORPHAN_MARGIN_S = 3600.0
 # STORAGE_PRICE_PER_GB_MONTH's default, for list's cost estimate: Backblaze B2's published
@@ -280,6 +281,8 @@ class Config:
     """BACKUP_TIMEOUT: the longest a whole run may take before it is aborted (exit 3)."""
     lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_TIMEOUT_S
     """BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout for each table lock."""
+    standby_max_lag_s: float = DEFAULT_STANDBY_MAX_LAG_S
+    """BACKUP_STANDBY_MAX_LAG: on a hot standby, the most its data may lag (0: no limit)."""
     dump: DumpConfig = field(default_factory=DumpConfig)
     strict_env: bool = True
     """BACKUP_STRICT_ENV: ``check`` fails on ``unknown_variables`` (else it only warns)."""

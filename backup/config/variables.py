@@ -240,6 +240,8 @@ VARIABLES: tuple[Variable, ...] = (
        "what is younger than this + 1 h", _RUN, frozenset({BACKUP, PRUNE})),
     _v("BACKUP_LOCK_WAIT_TIMEOUT", "5m", "how long pg_dump waits for each table's lock", _RUN,
        frozenset({BACKUP})),
+    _v("BACKUP_STANDBY_MAX_LAG", "1h", "on a hot standby, the most its data may lag behind "
+       "the primary before a run fails (0: no limit)", _RUN, frozenset({BACKUP, CHECK})),
     _v("BACKUP_LOCK_DIR", "/tmp", "where the per-job lock file lives (a second run exits 7)",
        _RUN, frozenset({BACKUP})),
     _v("BACKUP_STRICT_ENV", "true", "an unknown BACKUP_*, B2_*... variable fails check "

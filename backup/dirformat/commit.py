@@ -28,6 +28,7 @@ def commit(
     encryption: dict[str, Any] | None,
     versions: tuple[str, str],
     described: tuple[dict[str, Any], dict[str, Any]],
+    source: dict[str, Any] | None = None,
 ) -> DatabaseResult:
     """``versions``: pg_dump's and the server's; ``described``: the row counts and what was
     excluded (``postgres/contents.describe``)."""
@@ -49,6 +50,7 @@ def commit(
         row_counts=described[0],
         pg_dump_args=list(config.dump.pg_dump_args),
         excluded=described[1],
+        source=source or {},
     )
     log.info(
         "directory dump of %s done: %.2f MB in files, %.2f MB new stored, %.1f s",

@@ -80,6 +80,10 @@ class Manifest:
     """Directory format: ``name``, ``key`` (content object), ``plain_bytes``, ``size_bytes``
     and ``sha256`` (of the stored bytes), ``new`` (uploaded by this backup)."""
     format_version: int = CUSTOM_FORMAT_VERSION
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where the dump was taken: ``standby`` (a hot standby or not) and, from a standby,
+    ``replay_timestamp`` (the primary's commit time of the last transaction it had replayed)
+    and ``replay_lag_s`` when the dump began. Empty for the globals and older manifests."""
 
     @property
     def new_bytes(self) -> int:
@@ -270,6 +274,8 @@ def _field_problem(data: dict[str, Any]) -> str | None:
         return "pg_dump_args is not a list of strings"
     if not isinstance(data.get("excluded", {}), dict):
         return "excluded is not an object"
+    if not isinstance(data.get("source", {}), dict):
+        return "source is not an object"
     problem = _files_problem(data)
     if problem:
         return problem

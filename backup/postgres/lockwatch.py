@@ -17,7 +17,7 @@ from types import TracebackType
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError
-from backup.postgres import server
+from backup.postgres import locks, server
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class LockWatcher:
         self.label = label
         self.poll_s = poll_s
         self.repeat_s = repeat_s
-        self.last_wait: server.LockWait | None = None
+        self.last_wait: locks.LockWait | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-watcher", daemon=True)
 
@@ -70,7 +70,7 @@ class LockWatcher:
                 conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
                 logged_at: dict[tuple[str, int], float] = {}
                 while not self._stop.wait(self.poll_s):
-                    for wait in server.lock_waits(conn, self.application_name):
+                    for wait in locks.lock_waits(conn, self.application_name):
                         key = (wait.table, wait.blocker_pid)
                         if wait.waited_s - logged_at.get(key, -self.repeat_s) < self.repeat_s:
                             continue
@@ -80,7 +80,7 @@ class LockWatcher:
         except (BackupError, OSError) as err:
             log.debug("lock watcher stopped: %s", err)
 
-    def _log(self, wait: server.LockWait) -> None:
+    def _log(self, wait: locks.LockWait) -> None:
         log.warning(
             "%s waiting %.0f s for a lock on table %s, held by session %d (user %s, "
             "application %s, %s)",

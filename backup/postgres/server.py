@@ -1,16 +1,14 @@
-"""The PostgreSQL server, spoken to in-process (psycopg): connections and every query the job runs.
-
-Connection errors become ``DatabaseError`` with a hint naming the variable to check; the password
-goes to psycopg as a keyword, never in a connection string that could be logged. Database-level
-statements (create, rename, drop) quote every name; a name is at most 63 bytes.
+"""The PostgreSQL server, spoken to in-process (psycopg): the queries the job runs about
+databases, tables and their properties, on connections from ``connection.py`` (``connect`` is
+re-exported here, where every caller finds it). Database-level statements (create, rename,
+drop) quote every name; a name is at most 63 bytes.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -18,29 +16,9 @@ from psycopg import sql
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, ConfigError, DatabaseError
+from backup.postgres.connection import connect as connect
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 10
-# libpq environment variable -> connection keyword, for the in-process connections.
-_ENV_TO_KEYWORD = {
-    "PGHOST": "host",
-    "PGPORT": "port",
-    "PGUSER": "user",
-    "PGPASSWORD": "password",
-    "PGDATABASE": "dbname",
-    "PGSSLMODE": "sslmode",
-    "PGSSLROOTCERT": "sslrootcert",
-    "PGSSLCERT": "sslcert",
-    "PGSSLKEY": "sslkey",
-    "PGCONNECT_TIMEOUT": "connect_timeout",
-    "PGOPTIONS": "options",
-    "PGAPPNAME": "application_name",
-    "PGPASSFILE": "passfile",
-    "PGSERVICE": "service",
-    "PGSERVICEFILE": "servicefile",
-    "PGTARGETSESSIONATTRS": "target_session_attrs",
-}
 
 
 @dataclass(frozen=True)
@@ -51,57 +29,6 @@ class ServerInfo:
     @property
     def major(self) -> int:
         return self.version_num // 10000
-
-
-def connect_kwargs(pg: PostgresConfig, database: str | None = None) -> dict[str, str]:
-    env = pg.libpq_env(database)
-    kwargs = {_ENV_TO_KEYWORD[k]: v for k, v in env.items() if k in _ENV_TO_KEYWORD}
-    kwargs.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
-    kwargs.setdefault("application_name", "pgbackup-job")
-    return kwargs
-
-
-def describe_connection_error(err: Exception, pg: PostgresConfig, database: str | None) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"cannot connect to {pg.display_host} database {database or pg.database!r}: {text}"
-
-
-def connection_hint(message: str) -> str:
-    lowered = message.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "check PGUSER and PGPASSWORD (or PGPASSWORD_FILE / DATABASE_URL)"
-    if "does not exist" in lowered and "database" in lowered:
-        return "check PGDATABASE / BACKUP_DATABASES: that database does not exist on the server"
-    if "connection refused" in lowered or "could not translate host" in lowered:
-        return "check PGHOST and PGPORT, and that the server accepts connections from here"
-    if "timeout" in lowered:
-        return "the server did not answer in time: check PGHOST, PGPORT and the network"
-    return "check PGHOST, PGPORT, PGUSER, PGPASSWORD and that the server is reachable"
-
-
-@contextmanager
-def connect(
-    pg: PostgresConfig,
-    database: str | None = None,
-    autocommit: bool = True,
-    application_name: str | None = None,
-) -> Iterator[psycopg.Connection]:
-    """A connection to ``database``; ``application_name`` names it in ``pg_stat_activity``
-    (the job's lock session and lock watcher are found by theirs)."""
-    kwargs = connect_kwargs(pg, database)
-    if application_name:
-        kwargs["application_name"] = application_name[:63]
-    try:
-        conn = psycopg.connect(**kwargs, autocommit=autocommit)
-    except psycopg.Error as err:
-        message = describe_connection_error(err, pg, database)
-        raise DatabaseError(message, hint=connection_hint(message)) from err
-    try:
-        yield conn
-    except psycopg.Error as err:
-        raise DatabaseError(f"{pg.display_host}: {str(err).strip()}") from err
-    finally:
-        conn.close()
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
@@ -380,76 +307,3 @@ def database_creation(conn: psycopg.Connection, name: str) -> dict[str, str]:
         if provider:
             found["LOCALE_PROVIDER"] = names.get(provider[0], provider[0])
     return found
-
-
-def try_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
-    """Take the session-level advisory lock ``key`` without waiting; False if another session
-    holds it. The server releases it when this session ends, however the job ends."""
-    try:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    except psycopg.Error as err:
-        raise DatabaseError(f"advisory lock: {str(err).strip()}") from err
-    return bool(row and row[0])
-
-
-def advisory_lock_holder(conn: psycopg.Connection, key: int) -> str | None:
-    """Who holds the advisory lock ``key`` in this database: application, client, since when."""
-    try:
-        return _advisory_lock_holder(conn, key)
-    except psycopg.Error as err:
-        log.debug("cannot tell who holds the advisory lock: %s", err)
-        return None
-
-
-def _advisory_lock_holder(conn: psycopg.Connection, key: int) -> str | None:
-    row = conn.execute(
-        "SELECT a.pid, a.application_name, coalesce(a.client_hostname, host(a.client_addr)),"
-        " a.backend_start"
-        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-        " AND l.classid = %s AND l.objid = %s"
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
-    ).fetchone()
-    if row is None:
-        return None
-    pid, application, client, since = row
-    return (
-        f"session {pid} ({application or 'no application name'}, "
-        f"from {client or 'a local socket'}, connected {since:%Y-%m-%d %H:%M:%S %Z})"
-    )
-
-
-@dataclass(frozen=True)
-class LockWait:
-    """A backend waiting for a table lock, and the session that holds it."""
-
-    table: str
-    mode: str
-    waited_s: float
-    blocker_pid: int
-    blocker_user: str | None
-    blocker_application: str | None
-    blocker_state: str | None
-
-
-def lock_waits(conn: psycopg.Connection, application_name: str) -> list[LockWait]:
-    """What the backends named ``application_name`` wait for: each relation lock not granted,
-    with each session blocking it (``pg_blocking_pids``)."""
-    rows = conn.execute(
-        """
-        SELECT coalesce(n.nspname || '.' || c.relname, l.relation::text), l.mode,
-               extract(epoch FROM now() - w.query_start),
-               b.pid, b.usename, b.application_name, b.state
-        FROM pg_stat_activity w
-        JOIN pg_locks l ON l.pid = w.pid AND NOT l.granted AND l.locktype = 'relation'
-        LEFT JOIN pg_class c ON c.oid = l.relation
-        LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking(pid) ON true
-        JOIN pg_stat_activity b ON b.pid = blocking.pid
-        WHERE w.application_name = %s
-        ORDER BY 1, 4
-        """,
-        (application_name,),
-    ).fetchall()
-    return [LockWait(r[0], r[1], float(r[2] or 0.0), *r[3:]) for r in rows]
