@@ -537,7 +537,7 @@ def test_compression_threads_write_a_standard_zst_that_restores(pg15, big_db, jo
     assert "zstd level 3, 2 compression thread(s)" in result.stderr
     record = next(m for m in manifests(backup_dir) if m["database"] == big_db)
     stored = backup_dir / record["object_key"]
-    listed = subprocess.run(  # noqa: S602 - README's recovery by hand
+    listed = subprocess.run(  # noqa: S602 - docs/restore.md's recovery by hand
         f"zstd -d -c {stored} | pg_restore --list",
         shell=True,
         capture_output=True,

@@ -40,8 +40,8 @@ def test_encrypted_backup_restores_and_opens_by_hand(pg15, sample_db, job_env, b
     stored = (backup_dir / record["object_key"]).read_bytes()
     assert stored.startswith(b"age-encryption.org/v1\n")
 
-    # README's recovery by hand: age -d -i key.txt X.dump.zst.age | zstd -d | pg_restore --list
-    by_hand = subprocess.run(  # noqa: S602 - the exact shell pipeline README gives users
+    # docs/restore.md, by hand: age -d -i key.txt X.dump.zst.age | zstd -d | pg_restore --list
+    by_hand = subprocess.run(  # noqa: S602 - the exact shell pipeline the docs give
         f"age -d -i {keys['key']} {backup_dir / record['object_key']} | zstd -d "
         "| pg_restore --list",
         shell=True,

@@ -2,7 +2,7 @@
 
 Not a timed test: it measures the peak memory of the job's process tree (the job, pg_restore
 or pg_dump) while a ~300 MB dump goes through it, and checks it against ``BOUND_MIB``
-(README, "Performance"). The data is the worst case for a decompressor: long runs of blanks
+(docs/performance.md). The data is the worst case for a decompressor: long runs of blanks
 (pgbench's filler), where 1 MiB of zstd inflates to hundreds of MiB if decompressed in one go.
 """
 
@@ -19,7 +19,7 @@ from tests.fixtures.proctree import TreeSampler
 
 MIB = 1024 * 1024
 BOUND_MIB = 100
-# A backup to S3 misses the 100 MiB target by a few MiB (README, "Performance": botocore's and
+# A backup to S3 misses the 100 MiB target by a few MiB (docs/performance.md: botocore's and
 # psycopg's imports alone hold 40 MiB, two 8 MiB parts and two zstd workers the rest); this
 # bound catches a regression, not the target.
 S3_BACKUP_BOUND_MIB = 112

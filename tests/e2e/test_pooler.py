@@ -65,7 +65,7 @@ def test_a_pool_in_session_mode_backs_up_and_restores(pg15, bouncers, sample_db,
 
 
 def test_a_session_pool_for_the_jobs_user_alone_passes(pg15, sample_db, tmp_path):
-    """README's advice: ``[users] backup = pool_mode=session`` in a transaction-mode PgBouncer."""
+    """The docs' advice: ``[users] backup = pool_mode=session`` in a transaction-mode PgBouncer."""
     bouncer = PgBouncer(pg15, "transaction", user_pool_mode="session").start()
     try:
         result = run_job("check", env=_env(bouncer, sample_db, tmp_path))

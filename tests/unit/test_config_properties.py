@@ -1,4 +1,5 @@
-"""Property-based tests over every variable of README's configuration table (issue 11).
+"""Property-based tests over every variable of the configuration table (issue 11),
+docs/configuration.md.
 
 The property: ``load(environ)`` returns a ``Config`` (a documented acceptance: a free-text value
 such as a user name or a path) or raises ``ConfigError`` whose every problem names the variable;

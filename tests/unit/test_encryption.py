@@ -152,7 +152,7 @@ def decrypt(blob: bytes, config: CodecConfig) -> bytes:
 
 
 def cli_decrypt(path: Path, age_args: list[str], compression: str) -> bytes:
-    """``age -d ... path | zstd -d`` (or ``gzip -d``), as README tells users to restore by hand."""
+    """``age -d ... path | zstd -d`` (or ``gzip -d``), as docs/restore.md tells users."""
     age = subprocess.Popen(["age", "-d", *age_args, str(path)], stdout=subprocess.PIPE)
     assert age.stdout is not None
     if DECOMPRESS[compression] is None:
