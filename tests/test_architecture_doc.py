@@ -94,3 +94,16 @@ def test_every_path_the_page_names_exists() -> None:
     )
     stale = sorted(path for path in named if "<" not in path and not (REPO / path).exists())
     assert not stale, f"docs/architecture.md names files that do not exist: {stale}"
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_past_400_lines() -> None:
+    """STYLE.md: "a module past ~400 lines is two modules" (the tree shows the architecture)."""
+    long = {
+        path.relative_to(REPO).as_posix(): lines
+        for path in (REPO / "backup").rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these modules by responsibility (and update the map): {long}"
