@@ -20,6 +20,7 @@ from backup.catalog import Entry
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
+from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import HeadRecorder, read_database_properties, run_pg_restore
@@ -59,6 +60,8 @@ def restore_database(
     pg_server.check_identifier(target, "--target-db")
     admin_db = pg_server.maintenance_db(pg, target)
     with pg_server.connect(pg, admin_db) as conn:
+        # pg_restore's session settings would land on server sessions others share
+        pooler.require_sessions(pg, admin_db, conn)
         server = pg_server.server_info(conn)
         exists = pg_server.database_exists(conn, target)
         owner = pg_server.database_owner(conn, target) if exists else None

@@ -24,7 +24,7 @@ from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, StorageError
 from backup.manifest import Manifest
-from backup.postgres import pg_restore_table, toc
+from backup.postgres import pg_restore_table, pooler, toc
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.restore_steps import RestoreOptions, confirm
@@ -109,6 +109,8 @@ def restore_tables(
     pg_server.check_identifier(database, "--target-db")
     admin_db = pg_server.maintenance_db(pg, database)
     with pg_server.connect(pg, admin_db) as conn:
+        # pg_restore's session settings would land on server sessions others share
+        pooler.require_sessions(pg, admin_db, conn)
         server = pg_server.server_info(conn)
         exists = pg_server.database_exists(conn, database)
     target = _Target(database, admin_db, exists, server)

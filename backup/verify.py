@@ -16,6 +16,7 @@ from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
+from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import archive_error, run_pg_restore
@@ -176,6 +177,8 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
     admin_db = pg_server.maintenance_db(pg, scratch)
     started = time.monotonic()
     with pg_server.connect(pg, admin_db) as conn:
+        # pg_restore's session settings would land on server sessions others share
+        pooler.require_sessions(pg, admin_db, conn)
         server = pg_server.server_info(conn)
         pg_server.create_database(conn, scratch)
     tools = pg_tools.choose_restore_tools(server, m.pg_dump_version, config.pg_bin_dirs)

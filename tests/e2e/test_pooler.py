@@ -41,6 +41,32 @@ def test_a_pool_per_transaction_is_refused(bouncers, sample_db, tmp_path, mode, 
     assert manifests(tmp_path / "backups") == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("restore", "latest", "--target-db", "pooled_copy", "--force"),
+        ("restore", "latest", "--table", "shop.customers", "--target-db", "pooled_t", "--force"),
+        ("verify", "--restore-test"),
+    ],
+    ids=["restore", "restore-table", "verify-restore-test"],
+)
+def test_restore_and_the_test_restore_refuse_a_pool_per_transaction(
+    pg15, bouncers, sample_db, tmp_path, args
+):
+    """pg_restore's session settings through a pool per transaction would land on server
+    sessions other clients share: refused before anything is created (exit 2)."""
+    direct = _env(bouncers("transaction"), sample_db, tmp_path)
+    direct.update({"PGHOST": "127.0.0.1", "PGPORT": str(pg15.port)})
+    assert run_job("backup", env=direct).returncode == 0
+    result = run_job(*args, env=_env(bouncers("transaction"), sample_db, tmp_path))
+    assert result.returncode == 2, result.output
+    assert "pooler" in result.stderr and "PGHOST/PGPORT" in result.stderr
+    assert "Traceback" not in result.output
+    with pg15.connect() as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    assert not [n for n in names if n.startswith(("pooled_", "pgbackup_verify_"))]
+
+
 def test_a_pool_in_session_mode_backs_up_and_restores(pg15, bouncers, sample_db, tmp_path):
     bouncer = bouncers("session")
     env = _env(
