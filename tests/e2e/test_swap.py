@@ -8,7 +8,7 @@ import pytest
 from backup.config import load
 from backup.errors import Interrupted
 from backup.postgres import server as pg_server
-from backup.restore_steps import RestoreOptions, swap
+from backup.restore.steps import RestoreOptions, swap
 from tests.conftest import unique_name
 
 

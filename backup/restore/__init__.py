@@ -1,5 +1,8 @@
 """The restore engine: destination -> sha256 -> decrypt -> decompress -> pg_restore -> database.
 
+The package holds every restore: a whole database (this module), chosen tables
+(``tables.py``), and the steps they share (``steps.py``).
+
 Restore never destroys data before the new copy is known good: it restores into a fresh
 database and swaps names only when pg_restore succeeded and the checksum matched (the old
 database is kept as ``<db>_pre_restore_<timestamp>`` unless ``--drop-old``). ``--in-place``
@@ -27,7 +30,7 @@ from backup.postgres.pg_restore import HeadRecorder, read_database_properties, r
 from backup.postgres.pg_restore_dir import folder_properties, restore_folder
 from backup.postgres.processes import ChildGroup, pump
 from backup.postgres.properties import DatabaseProperties
-from backup.restore_steps import (
+from backup.restore.steps import (
     RestoreOptions,
     confirm,
     describe_sessions,

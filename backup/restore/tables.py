@@ -27,7 +27,7 @@ from backup.manifest import Manifest
 from backup.postgres import pg_restore_table, pooler, toc
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
-from backup.restore_steps import RestoreOptions, confirm
+from backup.restore.steps import RestoreOptions, confirm
 from backup.storage import Storage
 from backup.stream.readback import open_archive
 
