@@ -26,7 +26,7 @@ class ConfigError(BackupError):
     """Configuration or usage error, found before anything ran (exit 2)."""
 
     exit_code = 2
-    default_hint = "fix the configuration and run again; see README, 'Configuration'"
+    default_hint = "fix the configuration and run again; see docs/configuration.md"
 
     def __init__(self, problems: list[str] | str, hint: str | None = None) -> None:
         if isinstance(problems, str):

@@ -168,7 +168,7 @@ def check_unknown_variables(config: Config) -> list[str]:
     if config.strict_env:
         raise ConfigError(
             text,
-            hint="fix the names (README, 'Configuration'), or set BACKUP_STRICT_ENV=false if "
+            hint="fix the names (docs/configuration.md), or set BACKUP_STRICT_ENV=false if "
             "another program reads them",
         )
     return [f"environment: warning: {text} (BACKUP_STRICT_ENV=false)"]

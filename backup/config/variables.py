@@ -286,7 +286,10 @@ def help_text(command: str | None = None) -> str:
         for same in _runs(members):
             lines += _rows(same)
     if not command:
-        lines += ["", "Each command's --help lists the ones it uses; README has the details."]
+        lines += [
+            "",
+            "Each command's --help lists the ones it uses; docs/configuration.md has the details.",
+        ]
     return "\n".join(lines)
 
 

@@ -65,7 +65,7 @@ def check_spool_space(spool_dir: str, largest_table_bytes: int, jobs: int) -> No
             f"the spool {spool_dir} (TMPDIR) has {free / 1e6:.1f} MB free and the largest table "
             f"takes {largest_table_bytes / 1e6:.1f} MB: BACKUP_FORMAT=directory cannot spool it",
             hint="point TMPDIR at a volume with room for BACKUP_JOBS x the largest table "
-            "(README: Large databases)",
+            "(docs/large-databases.md)",
         )
     if free < largest_table_bytes * jobs:
         log.warning(

@@ -75,7 +75,9 @@ COMMAND_LABELS = ("command",)
 COMMAND_DEFINITIONS: dict[str, str] = {
     "pgbackup_command_last_run_success": "1 if the last run of the command exited 0, else 0",
     "pgbackup_command_last_run_timestamp_seconds": "Unix time the last run of the command finished",
-    "pgbackup_command_exit_code": "Exit code of the last run of the command (README, 'Exit codes')",
+    "pgbackup_command_exit_code": (
+        "Exit code of the last run of the command (docs/reference/exit-codes.md)"
+    ),
 }
 
 
