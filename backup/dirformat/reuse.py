@@ -73,7 +73,8 @@ def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
             continue
         if info.size != stored.size:
             log_damaged(storage, key, stored, f"{info.size} bytes, not {stored.size}")
-        elif stored.fingerprint is not None and info.fingerprint == stored.fingerprint:
+        elif stored.fingerprint and info.fingerprint == stored.fingerprint:
+            # (an empty fingerprint, from a store that gives none, proves nothing: read back)
             target.known[key] = stored
         else:
             target.suspect[key] = replace(stored, fingerprint=info.fingerprint)
