@@ -7,7 +7,7 @@
 .PHONY: demo test test-fast deps deps-runtime deps-docs lint format docs bench image-test lock clean
 
 VENV := .venv
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 PY := $(VENV)/bin/python
 
 deps-runtime:
@@ -32,10 +32,10 @@ format: deps
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-fast: lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/contract \
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal tests/unit tests/contract \
 		tests/test_architecture_doc.py tests/test_layers.py
 
 docs: deps-docs
