@@ -1,7 +1,7 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
 # make test: installs what the tests need (Debian and pip packages) and runs every test, on
 #   TEST_WORKERS workers (pytest-xdist; most tests wait on PostgreSQL, S3 or a child process).
-# make test-fast: lint, then the unit and storage-contract tests only (about a minute): daily work.
+# make test-fast: lint, then the unit and storage-contract tests only (about 2 minutes): daily work.
 # make docs: the docs site (mkdocs-material) into site/, --strict: a broken link fails it.
 # make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
 .PHONY: demo test test-fast deps deps-runtime deps-docs lint format docs bench image-test lock clean
