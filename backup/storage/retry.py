@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import tenacity
@@ -69,6 +70,23 @@ def retrying(
         before_sleep=_log_retry(what),
         reraise=True,
     )
+
+
+DELETES_IN_FLIGHT = 8
+"""Deletes sent at once by the stores that delete one object per request (GCS, Azure): each is
+one small request, so a prune of thousands of objects is bound by round trips, not bandwidth."""
+
+
+def delete_each(keys: Iterable[str], delete_one: Callable[[str], object]) -> None:
+    """``delete_one(key)`` for every key, ``DELETES_IN_FLIGHT`` at once (each retried on its
+    own by the caller's ``delete_one``); the first failure is raised once all have run."""
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return
+    with ThreadPoolExecutor(min(DELETES_IN_FLIGHT, len(unique))) as pool:
+        done = [pool.submit(delete_one, key) for key in unique]
+        for future in done:
+            future.result()
 
 
 class RetryStopped(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -25,16 +24,12 @@ from backup.config import MIB, RetryConfig
 from backup.storage.azure.blocks import MAX_BLOCK_BYTES, BlockUploader, read_part
 from backup.storage.azure.errors import error_code, is_permanent, storage_error
 from backup.storage.base import ObjectInfo, Readable, age_s, check_key, join_key
-from backup.storage.retry import ResumingReader, retrying
+from backup.storage.retry import ResumingReader, delete_each, retrying
 
 if TYPE_CHECKING:
     from backup.config import Destination, StorageConfig
 
 logger = logging.getLogger(__name__)
-
-# Deletes sent at once: each is one small request, so a prune of thousands of objects is bound
-# by round trips, not bandwidth.
-DELETES_IN_FLIGHT = 8
 
 CONTENT_TYPE = "application/octet-stream"
 # List Blobs returns at most 5,000 per page; 1,000 keeps a page's memory small:
@@ -260,18 +255,10 @@ class AzureStorage:
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete each key with its snapshots (one request each, retried on its own,
-        ``DELETES_IN_FLIGHT`` at once); a missing key is fine. With blob versioning or soft
+        ``retry.DELETES_IN_FLIGHT`` at once); a missing key is fine. With blob versioning or soft
         delete on the account, Azure keeps what those settings keep: README says so."""
-        names = {key: self._name(key) for key in keys}
-        if not names:
-            return
-        with ThreadPoolExecutor(min(DELETES_IN_FLIGHT, len(names))) as pool:
-            done = [
-                pool.submit(self._call, "delete", key, self._delete_one, name)
-                for key, name in names.items()
-            ]
-            for future in done:
-                future.result()
+        names = {key: self._name(key) for key in keys}  # every key checked before any goes
+        delete_each(names, lambda key: self._call("delete", key, self._delete_one, names[key]))
 
     def _delete_one(self, name: str) -> None:
         try:

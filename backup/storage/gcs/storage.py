@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
@@ -28,16 +27,12 @@ from backup.config import MIB, RetryConfig
 from backup.storage.base import ObjectInfo, Readable, check_key, join_key
 from backup.storage.gcs.errors import is_permanent, storage_error
 from backup.storage.gcs.resumable import CONTENT_TYPE, TIMEOUT_S, ResumableUploader, read_part
-from backup.storage.retry import ResumingReader, retrying
+from backup.storage.retry import ResumingReader, delete_each, retrying
 
 if TYPE_CHECKING:
     from backup.config import Destination, StorageConfig
 
 logger = logging.getLogger(__name__)
-
-# Deletes sent at once: each is one small request, so a prune of thousands of objects is bound
-# by round trips, not bandwidth.
-DELETES_IN_FLIGHT = 8
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 # Read and write objects, nothing else (no bucket settings, no IAM):
@@ -222,19 +217,11 @@ class GCSStorage:
         return blobs, iterator.next_page_token
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete each key (one request each, retried on its own, ``DELETES_IN_FLIGHT`` at
+        """Delete each key (one request each, retried on its own, ``retry.DELETES_IN_FLIGHT`` at
         once); a missing key is fine. On a bucket with object versioning, GCS keeps a
         noncurrent version: README says so."""
-        names = {key: self._name(key) for key in keys}
-        if not names:
-            return
-        with ThreadPoolExecutor(min(DELETES_IN_FLIGHT, len(names))) as pool:
-            done = [
-                pool.submit(self._call, "delete", key, self._delete_one, name)
-                for key, name in names.items()
-            ]
-            for future in done:
-                future.result()
+        names = {key: self._name(key) for key in keys}  # every key checked before any goes
+        delete_each(names, lambda key: self._call("delete", key, self._delete_one, names[key]))
 
     def _delete_one(self, name: str) -> None:
         try:
