@@ -93,7 +93,8 @@ def log_damaged(storage: Storage, key: str, stored: Stored, what: str) -> None:
 
 
 def still_whole(storage: Storage, key: str, stored: Stored, stop: threading.Event) -> bool:
-    """Reads the object back: its size and sha256 are still those recorded."""
+    """Reads the object back: its size and sha256 are still those recorded (an object that
+    cannot be read is not proven whole)."""
     digest = hashlib.sha256()
     size = 0
     try:
@@ -104,6 +105,13 @@ def still_whole(storage: Storage, key: str, stored: Stored, stop: threading.Even
                 digest.update(chunk)
                 size += len(chunk)
     except ObjectNotFound:
+        return False
+    except Interrupted:
+        raise
+    except BackupError as err:
+        # Not proven whole is not reused: the upload that follows fails this destination alone
+        # if the store is really down, where an error raised here would stop every destination.
+        log.warning("%s: cannot read %s back (%s): it is stored anew", storage.url, key, err)
         return False
     if size == stored.size and digest.hexdigest() == stored.sha256:
         return True

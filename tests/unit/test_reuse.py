@@ -4,10 +4,12 @@ back first, and a store that gives no fingerprint proves nothing."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
-from backup.dirformat.reuse import Target, prepare
+from backup.dirformat.reuse import Target, prepare, still_whole
+from backup.errors import StorageError
 from backup.storage.base import ObjectInfo
 from backup.storage.local import LocalStorage
 from tests.unit.test_garbage_collection import DB, SUFFIX, World
@@ -49,3 +51,24 @@ def test_an_empty_fingerprint_proves_nothing(tmp_path: Path) -> None:
     target = Target(world.storage)
     prepare(target, world.config, DB, SUFFIX)
     assert not target.known and len(target.suspect) == 3
+
+
+class Unreadable(LocalStorage):
+    """A store whose object reads fail (a flaky network) while the rest works."""
+
+    def open(self, key: str):  # type: ignore[override]
+        if "/_objects/" not in key:
+            return super().open(key)
+        raise StorageError(f"{self.url}: cannot read {key}: connection reset")
+
+
+def test_a_suspect_that_cannot_be_read_back_is_not_reused_and_stops_nothing(
+    tmp_path: Path,
+) -> None:
+    world = _committed(tmp_path)
+    victim = sorted((tmp_path / DB / "_objects").rglob(f"*{SUFFIX}"))[0]
+    victim.write_bytes(victim.read_bytes())
+    target = Target(Unreadable(tmp_path))
+    prepare(target, world.config, DB, SUFFIX)
+    [(key, stored)] = target.suspect.items()
+    assert still_whole(target.storage, key, stored, threading.Event()) is False
