@@ -67,6 +67,7 @@ def test_restore_into_a_newer_server(pg15, pg17, backup_dir, tmp_path):
     env15 = _env(pg15, database, backup_dir, tmp_path)
     assert run_job("backup", env=env15).returncode == 0
     env17 = _env(pg17, database, backup_dir, tmp_path, BACKUP_PG_BIN_DIRS=_dirs())
+    pg17.create_sample_roles()  # not left to another test having loaded the sample there
     target = unique_name("upgraded")
     result = run_job("restore", "--target-db", target, "--force", env=env17)
     assert result.returncode == 0, result.output
