@@ -12,6 +12,8 @@ import argparse
 import textwrap
 from dataclasses import dataclass
 
+from backup import languages
+
 BACKUP = "backup"
 LIST = "list"
 RESTORE = "restore"
@@ -221,7 +223,8 @@ VARIABLES: tuple[Variable, ...] = (
     _v("NOTIFY_TIMEOUT_SECONDS", "10", "per notification request", _NOTIFY, TOLD),
     _v("ALERT_AFTER_FAILURES", "2", "escalate the notification after N failures in a row",
        _NOTIFY, TOLD),
-    _v("NOTIFY_LANGUAGE", "en", "language of every notification: en or fr", _NOTIFY, TOLD),
+    _v("NOTIFY_LANGUAGE", "en", f"language of every notification: {languages.listed()}",
+       _NOTIFY, TOLD),
     _v("NOTIFY_TIMEZONE", "UTC", "IANA time zone of the dates in notifications", _NOTIFY, TOLD),
     _v("NOTIFY_MENTION", "", "put in front of escalation messages (@alice, <!channel>)",
        _NOTIFY, TOLD),

@@ -3,6 +3,9 @@ placeholders in each template (see ``__init__.py``)."""
 
 from __future__ import annotations
 
+# CLDR plural categories this language uses (see __init__.py)
+PLURALS = ("one", "other")
+
 
 def plural(n: int) -> str:
     return "one" if n == 1 else "other"

@@ -4,6 +4,9 @@ gardent « MB » et le point décimal, comme le runbook (« 💾 Taille : 2.34 M
 
 from __future__ import annotations
 
+# CLDR plural categories this language uses (see __init__.py)
+PLURALS = ("one", "other")
+
 
 def plural(n: int) -> str:
     # 0 and 1 take the singular in French: "0 jour", "1 jour", "2 jours".

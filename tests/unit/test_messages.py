@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -119,22 +120,74 @@ def test_the_languages_are_found_by_their_files() -> None:
 
 @pytest.mark.parametrize("code", languages.AVAILABLE)
 def test_every_language_has_the_same_keys_and_placeholders_as_english(code: str) -> None:
-    english = languages.language("en").words
-    words = languages.language(code).words
-    assert set(words) == set(english), f"{code}: keys differ from en"
-    for key, template in english.items():
-        assert _fields(words[key]) == _fields(template), f"{code}: {key}"
-        assert not re.search(r"[<>&]", words[key]), f"{code}: {key} would need HTML escaping"
+    english = languages.language("en")
+    language = languages.language(code)
+    assert set(language.messages()) == set(english.messages()), f"{code}: messages differ from en"
+    for stem, categories in english.messages().items():
+        # a counted word is written in every category of the language's own rules, no other
+        wanted = set(language.plurals) if categories else set()
+        assert language.messages()[stem] == wanted, f"{code}: {stem}"
+        reference = english.words[f"{stem}.other" if categories else stem]
+        for key in [f"{stem}.{c}" for c in sorted(wanted)] or [stem]:
+            assert _fields(language.words[key]) == _fields(reference), f"{code}: {key}"
+            assert not re.search(r"[<>&]", language.words[key]), f"{code}: {key} needs escaping"
 
 
 @pytest.mark.parametrize("code", languages.AVAILABLE)
 def test_every_plural_form_a_language_picks_exists(code: str) -> None:
     language = languages.language(code)
-    counted = {key.rsplit(".", 1)[0] for key in language.words if key.endswith(".other")}
+    counted = [stem for stem, categories in language.messages().items() if categories]
+    assert counted
     for n in range(0, 1002):
-        for key in counted:
-            assert f"{key}.{language.plural(n)}" in language.words
+        assert language.plural(n) in language.plurals
+        for stem in counted:
+            assert f"{stem}.{language.plural(n)}" in language.words
     assert language.ordinal(2).startswith("2")
+
+
+def _polish_plural(n: int) -> str:
+    if n == 1:
+        return "one"
+    if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+        return "few"
+    return "many"
+
+
+# A language with four plural categories, as a third language file would be written (its
+# module's names): the rules need no change anywhere else.
+_POLISH = SimpleNamespace(
+    PLURALS=("one", "few", "many", "other"),
+    WORDS={
+        "days.one": "{n} dzień",
+        "days.few": "{n} dni",
+        "days.many": "{n} dni",
+        "days.other": "{n} dnia",
+    },
+    plural=_polish_plural,
+    ordinal=lambda n: f"{n}.",
+)
+
+
+def test_a_language_with_more_plural_categories_counts_with_its_own() -> None:
+    polish = languages.from_module("pl", _POLISH)
+    assert [polish.count("days", n) for n in (1, 2, 5, 22, 112)] == [
+        "1 dzień",
+        "2 dni",
+        "5 dni",
+        "22 dni",
+        "112 dni",
+    ]
+    assert polish.messages() == {"days": {"one", "few", "many", "other"}}
+    with pytest.raises(ValueError, match="CLDR"):
+        languages.from_module("xx", SimpleNamespace(**{**vars(_POLISH), "PLURALS": ("single",)}))
+
+
+def test_help_lists_the_languages_from_the_code() -> None:
+    from backup.config.variables import VARIABLES
+
+    (row,) = [v for v in VARIABLES if v.name == "NOTIFY_LANGUAGE"]
+    for code in languages.AVAILABLE:
+        assert code in row.meaning
 
 
 def test_french_plurals_and_ordinals() -> None:
