@@ -353,7 +353,7 @@ def test_abort_is_heard_while_every_part_is_busy(
     """Both part buffers are taken by uploads that hang; the dump is then aborted. The reader,
     waiting for a buffer, hears it (``read(0)`` raises) and ``put`` ends at once with the
     stream's own error, the large file cancelled, instead of waiting for the parts."""
-    monkeypatch.setattr("backup.storage.b2.large_file.SLOT_POLL_S", 0.05)
+    monkeypatch.setattr("backup.storage.parts.SLOT_POLL_S", 0.05)
     release = threading.Event()
     upload_part = b2_sim.sim.upload_part
 

@@ -28,20 +28,19 @@ from azure.storage.blob import BlobBlock, ContentSettings
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
+from backup.storage import parts
 from backup.storage.azure.errors import is_permanent
 from backup.storage.base import Readable
+from backup.storage.parts import read_part
 from backup.storage.retry import retrying
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 * MIB
 # https://learn.microsoft.com/rest/api/storageservices/put-block-list#remarks
 MAX_BLOCKS = 50_000
 # https://learn.microsoft.com/rest/api/storageservices/put-block#remarks (version 2019-12-12+)
 MAX_BLOCK_BYTES = 4000 * MIB
 CONTENT_TYPE = "application/octet-stream"
-# How often a reader waiting for a free block buffer checks that its stream was not aborted.
-SLOT_POLL_S = 0.5
 
 
 class BlockUploader:
@@ -103,10 +102,7 @@ class BlockUploader:
                 futures.append(executor.submit(stage, len(ids), block_id, data))
                 size += len(data)
                 del data  # the worker holds the only reference now: memory stays bounded
-                while not slots.acquire(timeout=SLOT_POLL_S):
-                    stream.read(0)  # raises at once when the dump was aborted
-                    _raise_failure(failure, self.error, key)
-                _raise_failure(failure, self.error, key)
+                parts.take_slot(slots, stream, lambda: _raise_failure(failure, self.error, key))
                 data = read_part(stream, block_size)
             slots.release()
             for future in futures:
@@ -135,14 +131,3 @@ def _raise_failure(
 ) -> None:
     if failure:
         raise error(failure[0], "upload", key) from failure[0]
-
-
-def read_part(stream: Readable, size: int) -> bytearray:
-    """Read until ``size`` bytes or the end of the stream; the stream's errors pass unchanged."""
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = stream.read(min(READ_SIZE, size - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return buffer

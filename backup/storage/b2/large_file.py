@@ -30,6 +30,7 @@ up to 1.95 GiB by default), 2 x 24 MiB at 10 GiB, 2 x 80 MiB at 100 GiB, 2 x 184
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import mmap
@@ -48,11 +49,11 @@ from b2sdk.v2 import (
 
 from backup.config import MIB
 from backup.errors import StorageError
+from backup.storage import parts
 from backup.storage.base import Readable
+from backup.storage.parts import READ_SIZE
 
 CONTENT_TYPE = "application/octet-stream"
-# Size of one read() on the source stream while a part fills.
-READ_SIZE = 1 * MIB
 # A large file has at most 10,000 parts of 5 MB to 5 GB, sizes free to differ:
 # https://www.backblaze.com/docs/cloud-storage-create-large-files-with-the-native-api
 B2_MAX_PARTS = 10_000
@@ -60,19 +61,11 @@ B2_MAX_PART_BYTES = 5 * 1000**3
 # Every PARTS_PER_STEP parts, the part size grows by the first part's size: 250 is the largest
 # step (but a round one) with which 10,000 parts from the smallest first part (5 MiB) hold 1 TB.
 PARTS_PER_STEP = 250
-# How often a reader waiting for a free part buffer checks that its stream was not aborted.
-SLOT_POLL_S = 0.5
 
 
-def part_size(first_bytes: int, parts_per_step: int, number: int) -> int:
-    """Part ``number`` (1-based) of an upload whose parts grow by ``first_bytes`` every
-    ``parts_per_step`` parts; the last part may be shorter."""
-    return min(B2_MAX_PART_BYTES, first_bytes * (1 + (number - 1) // parts_per_step))
-
-
-def capacity_bytes(first_bytes: int, parts_per_step: int, max_parts: int) -> int:
-    """The largest stream ``max_parts`` growing parts hold."""
-    return sum(part_size(first_bytes, parts_per_step, n) for n in range(1, max_parts + 1))
+# B2's growing parts (storage/parts.py): part_size(first, step, n), capacity_bytes(first, step, max)
+part_size = functools.partial(parts.part_size, max_part_bytes=B2_MAX_PART_BYTES)
+capacity_bytes = functools.partial(parts.capacity_bytes, max_part_bytes=B2_MAX_PART_BYTES)
 
 
 class LargeFileUploader:
@@ -202,10 +195,7 @@ class _Slots:
     def take(self, stream: Readable) -> None:
         """Wait for a free buffer; meanwhile ``read(0)`` raises at once when the dump was
         aborted, so the upload stops now instead of after the parts' retries."""
-        while not self._free.acquire(timeout=SLOT_POLL_S):
-            stream.read(0)
-            self._raise_failure()
-        self._raise_failure()
+        parts.take_slot(self._free, stream, self._raise_failure)
 
     def give_back(self) -> None:
         self._free.release()

@@ -25,14 +25,14 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from backup.config import MIB, RetryConfig
+from backup.config import RetryConfig
 from backup.storage.base import Readable
 from backup.storage.gcs.errors import is_permanent, storage_error
+from backup.storage.parts import read_part
 from backup.storage.retry import retrying
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 * MIB
 # Every chunk but the last is a multiple of this:
 # https://cloud.google.com/storage/docs/performing-resumable-uploads#chunked-upload
 CHUNK_MULTIPLE = 256 * 1024
@@ -204,14 +204,3 @@ def _check(response: Any, *, final: bool) -> None:
     if response.status_code == 308:
         raise gexc.ServiceUnavailable("the session was not finished by its last chunk")
     raise gexc.from_http_response(response)
-
-
-def read_part(stream: Readable, size: int) -> bytearray:
-    """Read until ``size`` bytes or the end of the stream; the stream's errors pass unchanged."""
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = stream.read(min(READ_SIZE, size - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return buffer

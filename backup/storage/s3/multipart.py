@@ -19,26 +19,26 @@ part_size_bytes`` for a stream of up to ``parts_per_step`` parts, whatever its s
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from backup.config import MIB
 from backup.errors import StorageError
+from backup.storage import parts
 from backup.storage.base import Readable
+from backup.storage.parts import read_part
 from backup.storage.retry import retrying
 from backup.storage.s3.client import BucketClient
 from backup.storage.s3.errors import error_code, is_permanent
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 * MIB
 # Every PARTS_PER_STEP parts, the part size grows by the first part's size (see the docstring).
 PARTS_PER_STEP = 1000
 # S3's largest part: https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 MAX_PART_BYTES = 5 * 1024 * MIB
-# How often a reader waiting for a free part buffer checks that its stream was not aborted.
-SLOT_POLL_S = 0.5
 CONTENT_TYPE = "application/octet-stream"
 
 
@@ -105,8 +105,8 @@ class MultipartUploader:
                 size += len(data)
                 part_number += 1
                 del data  # the worker holds the only reference now: memory stays bounded
-                wait_for_slot(state, stream)  # a free part buffer before reading the next
-                state.raise_failure()
+                # a free part buffer before reading the next
+                parts.take_slot(state.slots, stream, state.raise_failure)
                 data = read_part(stream, self.part_size(part_number))
             state.slots.release()
             for future in futures:
@@ -219,32 +219,6 @@ class _UploadState:
             raise self._failure
 
 
-def wait_for_slot(state: _UploadState, stream: Readable) -> None:
-    """Take a part buffer; while every one is busy (parts being retried), keep asking the
-    stream: ``read(0)`` raises at once when the dump was aborted, so the upload stops now
-    instead of after the parts' retries."""
-    while not state.slots.acquire(timeout=SLOT_POLL_S):
-        stream.read(0)
-        state.raise_failure()
-
-
-def part_size(first_bytes: int, parts_per_step: int, number: int) -> int:
-    """Part ``number`` (1-based) of an upload whose parts grow by ``first_bytes`` every
-    ``parts_per_step`` parts."""
-    return min(MAX_PART_BYTES, first_bytes * (1 + (number - 1) // parts_per_step))
-
-
-def capacity_bytes(first_bytes: int, parts_per_step: int, max_parts: int) -> int:
-    """The largest stream ``max_parts`` growing parts hold."""
-    return sum(part_size(first_bytes, parts_per_step, n) for n in range(1, max_parts + 1))
-
-
-def read_part(stream: Readable, size: int) -> bytearray:
-    """Read until ``size`` bytes or the end of the stream; the stream's errors pass unchanged."""
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = stream.read(min(READ_SIZE, size - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return buffer
+# S3's growing parts (storage/parts.py): part_size(first, step, n), capacity_bytes(first, step, max)
+part_size = functools.partial(parts.part_size, max_part_bytes=MAX_PART_BYTES)
+capacity_bytes = functools.partial(parts.capacity_bytes, max_part_bytes=MAX_PART_BYTES)
