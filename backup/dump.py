@@ -33,7 +33,6 @@ from backup.errors import (
     Interrupted,
     PartialError,
     StorageError,
-    error_class,
 )
 from backup.manifest import Manifest
 from backup.outcome import DatabaseResult, DestinationResult
@@ -192,7 +191,7 @@ def backup_database(
             destinations=tuple(DestinationResult(s.url, False, err.message) for s in storages),
             error=err.message,
             hint=err.hint,
-            exit_code=err.exit_code,
+            failure=type(err),
         )
     assert isinstance(result, StreamResult)
     ratio = 100.0 * (1 - result.stored_bytes / result.raw_bytes) if result.raw_bytes else 0.0
@@ -269,7 +268,7 @@ def backup_database(
         destinations=tuple(outcomes),
         error="; ".join(_with_url(o.url, o.error) for o in failed) or None,
         hint=(hints[0] if hints else StorageError.default_hint) if failed else None,
-        exit_code=StorageError.exit_code if failed else 0,
+        failure=StorageError if failed else None,
     )
 
 
@@ -359,7 +358,7 @@ def outcome_error(results: list[DatabaseResult]) -> BackupError | None:
     if failures:
         names = ", ".join(r.database for r in failures)
         first = failures[0]
-        cls = error_class(first.exit_code, DatabaseError)
+        cls = first.failure or DatabaseError
         return cls(f"backup failed for {names}: {first.error}", first.hint)
     partials = [r for r in results if r.status == "partial"]
     if partials:

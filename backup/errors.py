@@ -91,11 +91,3 @@ class StaleError(BackupError):
 
     exit_code = 1
     default_hint = "the last backups did not run or failed: check the job's logs"
-
-
-def error_class(exit_code: int, default: type[BackupError]) -> type[BackupError]:
-    """The error class whose exit code is ``exit_code`` (``default`` when none is)."""
-    for cls in (DatabaseError, StorageError, IntegrityError, PartialError):
-        if cls.exit_code == exit_code:
-            return cls
-    return default

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from backup.errors import BackupError
+
 
 @dataclass(frozen=True)
 class DestinationResult:
@@ -32,7 +34,8 @@ class DatabaseResult:
     destinations: tuple[DestinationResult, ...] = ()
     error: str | None = None
     hint: str | None = None
-    exit_code: int = 0
+    # what failed, as its class (its exit code is the class's): cli.py alone maps it to a code
+    failure: type[BackupError] | None = None
 
 
 @dataclass(frozen=True)

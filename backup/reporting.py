@@ -40,7 +40,7 @@ from backup import history, metrics, notify
 from backup import log as log_module
 from backup.config import Config, MetricsConfig, NotifyConfig
 from backup.config.environment import ReportingSettings
-from backup.errors import BackupError
+from backup.errors import BackupError, LockedError, PartialError
 from backup.notify.base import Notifier
 from backup.outcome import DatabaseResult, RunReport, VerifyOutcome
 from backup.storage import Storage
@@ -48,7 +48,6 @@ from backup.storage import Storage
 log = logging.getLogger(__name__)
 
 UNATTENDED = ("backup", "verify", "prune", "status")
-SKIPPED_EXIT_CODE = 7  # another run holds the lock: nothing ran, nothing failed
 LOG_TAIL_LINES = 30
 _TOLD = "_pgbackup_told"
 
@@ -80,7 +79,7 @@ def _take_verify() -> VerifyOutcome | None:
 def status_of(error: BackupError | None) -> str:
     if error is None:
         return "success"
-    return "partial" if error.exit_code == 6 else "failure"
+    return "partial" if isinstance(error, PartialError) else "failure"
 
 
 def tell_backup(
@@ -130,7 +129,7 @@ def tell_outcome(
     verify = _take_verify()
     if command not in UNATTENDED:
         return
-    if error is not None and error.exit_code == SKIPPED_EXIT_CODE:
+    if isinstance(error, LockedError):
         return
     try:
         report = command_report(

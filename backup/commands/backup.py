@@ -81,7 +81,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
                     status="failure",
                     error=error.message,
                     hint=error.hint,
-                    exit_code=error.exit_code,
+                    failure=type(error),
                 )
                 for db in config.postgres.databases
             ]

@@ -25,7 +25,7 @@ from backup import manifest, notify, retention, storage
 from backup.config import CodecConfig, Config
 from backup.dirformat.store import check_spool_space
 from backup.dump import Server, inspect_server
-from backup.errors import BackupError, ConfigError, StorageError, error_class
+from backup.errors import BackupError, ConfigError, StorageError
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
 from backup.outcome import RunReport
@@ -75,11 +75,7 @@ class _Results:
         if not self.failures:
             return None
         first = self.failures[0]
-        cls = (
-            ConfigError
-            if isinstance(first, ConfigError)
-            else error_class(first.exit_code, BackupError)
-        )
+        cls = ConfigError if isinstance(first, ConfigError) else type(first)
         message = "; ".join(err.message for err in self.failures)
         return cls(f"check failed: {message}", hint=first.hint)
 

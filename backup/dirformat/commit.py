@@ -101,5 +101,5 @@ def commit(
         )
         or None,
         hint=StorageError.default_hint if failed else None,
-        exit_code=StorageError.exit_code if failed else 0,
+        failure=StorageError if failed else None,
     )
