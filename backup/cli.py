@@ -101,14 +101,9 @@ class _VersionAction(argparse.Action):
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # The first signal stops the run; the cleanup that follows (children reaped, uploads
     # aborted, the failure recorded and reported) must not be cut short by a second one.
-    signal.signal(signal.SIGTERM, _while_stopping)
-    signal.signal(signal.SIGINT, _while_stopping)
+    commands.stopping()
     signal.setitimer(signal.ITIMER_REAL, 0)  # nor by BACKUP_TIMEOUT
     raise Interrupted(f"received {signal.Signals(signum).name}")
-
-
-def _while_stopping(signum: int, frame: FrameType | None) -> None:
-    log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)
 
 
 class _Output:

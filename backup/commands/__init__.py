@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import signal
 import textwrap
-from types import ModuleType
+from types import FrameType, ModuleType
 
 from backup.config import variables
+
+log = logging.getLogger(__name__)
 
 COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check")
 DEFAULT = "backup"
@@ -44,3 +48,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             formatter_class=variables.help_formatter,
         )
         module.configure(parser)
+
+
+def stopping() -> None:
+    """From now on the run is being stopped (a first signal, or BACKUP_TIMEOUT): the cleanup
+    that follows (children reaped, uploads aborted, the failure recorded and reported) must not
+    be cut short, so a later SIGTERM or SIGINT is only logged."""
+    signal.signal(signal.SIGTERM, _while_stopping)
+    signal.signal(signal.SIGINT, _while_stopping)
+
+
+def _while_stopping(signum: int, frame: FrameType | None) -> None:
+    log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 
-from backup import catalog, dump, history, notify, prune, reporting, storage, verify
+from backup import catalog, commands, dump, history, notify, prune, reporting, storage, verify
 from backup.config import Config
 from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
@@ -111,8 +111,7 @@ def _deadline(timeout_s: float) -> Iterator[None]:
 
     def expired(signum: int, frame: FrameType | None) -> None:
         # From now on the run is being stopped: a SIGTERM during the cleanup must not cut it.
-        signal.signal(signal.SIGTERM, _while_stopping)
-        signal.signal(signal.SIGINT, _while_stopping)
+        commands.stopping()
         log.error("the run took longer than BACKUP_TIMEOUT (%s): stopping it", _seconds(timeout_s))
         raise dump.RunTimedOut(
             f"the run took longer than BACKUP_TIMEOUT ({_seconds(timeout_s)}) and was stopped"
@@ -125,10 +124,6 @@ def _deadline(timeout_s: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _while_stopping(signum: int, frame: FrameType | None) -> None:
-    log.warning("received %s while stopping: the cleanup goes on", signal.Signals(signum).name)
 
 
 def _seconds(value: float) -> str:
