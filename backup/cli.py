@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
-from backup import __version__, commands, reporting
+from backup import __version__, commands
 from backup import config as config_module
 from backup import log as log_module
+from backup.commands import reporting
 from backup.config import variables
 from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted

@@ -107,3 +107,51 @@ def test_no_module_is_past_400_lines() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     }
     assert not long, f"split these modules by responsibility (and update the map): {long}"
+
+
+def _modules() -> dict[str, list[str]]:
+    """Every module of ``backup/`` by its last name (``reuse`` -> ``backup.dump.reuse``)."""
+    found: dict[str, list[str]] = {}
+    for path in (REPO / "backup").rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        dotted = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found.setdefault(dotted.rsplit(".", 1)[-1], []).append(dotted)
+    return found
+
+
+REFERENCE = re.compile(r"(?<![\w./-])([a-z_][a-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?![\w/-])")
+NOT_NAMES = {"py", "json", "dat", "key", "partial", "toml", "yml", "yaml", "md", "sh", "txt"}
+
+
+def test_every_module_function_the_page_names_exists() -> None:
+    """``dump.backup_database``, ``reuse.still_whole``, ``restore/steps.swap``: each reference
+    to a module's member (or a package's module) names one that exists, so the map does not
+    drift when code moves or is renamed."""
+    import importlib
+
+    modules = _modules()
+    stale = []
+    for text in re.findall(r"`[^`]+`|[^`]+", DOC):
+        for ref in REFERENCE.findall(text):
+            head, *attrs = ref.split(".")
+            if head not in modules or not attrs or attrs[0] in NOT_NAMES:
+                continue
+            ok = False
+            for dotted in modules[head]:
+                target: object = importlib.import_module(dotted)
+                for attr in attrs:
+                    sub = f"{getattr(target, '__name__', '')}.{attr}"
+                    if hasattr(target, attr):
+                        target = getattr(target, attr)
+                    elif (REPO / Path(*sub.split("."))).with_suffix(".py").exists() or (
+                        REPO / Path(*sub.split(".")) / "__init__.py"
+                    ).exists():
+                        target = importlib.import_module(sub)
+                    else:
+                        break
+                else:
+                    ok = True
+                    break
+            if not ok:
+                stale.append(ref)
+    assert not stale, f"docs/architecture.md names members that do not exist: {sorted(set(stale))}"

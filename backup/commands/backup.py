@@ -19,11 +19,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 
-from backup import catalog, commands, dump, history, notify, prune, reporting, storage, verify
+from backup import commands, dump, notify, storage, verify
+from backup.commands import reporting
 from backup.config import Config
 from backup.errors import BackupError, IntegrityError, Interrupted
-from backup.lock import job_lock
-from backup.outcome import DatabaseResult, VerifyOutcome
+from backup.job import history
+from backup.job.lock import job_lock
+from backup.job.outcome import DatabaseResult, VerifyOutcome
+from backup.manifest import catalog
+from backup.retention import prune
 from backup.storage import Storage
 from backup.stream.codec import DEFAULT_LEVEL
 

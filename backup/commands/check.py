@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 
 from backup import manifest, notify, retention, storage
 from backup.config import CodecConfig, Config
-from backup.dirformat.store import check_spool_space
 from backup.dump import Server, inspect_server
+from backup.dump.directory import check_spool_space
 from backup.errors import BackupError, ConfigError, StorageError
+from backup.job.outcome import RunReport
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
-from backup.outcome import RunReport
 from backup.postgres import contents, standby
 from backup.storage import Storage
 

@@ -14,9 +14,10 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from backup import catalog, retention, storage
-from backup.catalog import Entry, Flagged, Usage
+from backup import retention, storage
 from backup.config import Config
+from backup.manifest import catalog
+from backup.manifest.catalog import Entry, Flagged, Usage
 
 HELP = "complete backups of every database, newest first"
 NEEDS_DATABASES = False

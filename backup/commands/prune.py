@@ -7,12 +7,12 @@ import argparse
 import logging
 from datetime import UTC, datetime
 
-from backup import prune as engine
 from backup import storage
 from backup.config import Config
 from backup.errors import BackupError
-from backup.lock import job_lock
+from backup.job.lock import job_lock
 from backup.manifest import Scope
+from backup.retention import prune as engine
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from backup import catalog, storage
 from backup import restore as engine
+from backup import storage
 from backup.config import Config
 from backup.errors import ConfigError
+from backup.manifest import catalog
 from backup.restore import tables as table_restore
 
 HELP = "restore a backup (asks for YES; --force without a terminal)"

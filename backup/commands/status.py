@@ -15,11 +15,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backup import history, manifest, retention, storage
-from backup import prune as engine
+from backup import manifest, retention, storage
 from backup.config import Config
 from backup.errors import DatabaseError, StaleError
+from backup.job import history
 from backup.manifest import Scope
+from backup.retention import prune as engine
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)

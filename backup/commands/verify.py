@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from backup import catalog, reporting, storage
+from backup import storage
 from backup import verify as engine
+from backup.commands import reporting
 from backup.config import Config
 from backup.errors import BackupError
-from backup.outcome import VerifyOutcome
+from backup.job.outcome import VerifyOutcome
+from backup.manifest import catalog
 from backup.postgres import tools as pg_tools
 
 HELP = "check a backup: size, sha256, archive listing"

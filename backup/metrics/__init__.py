@@ -2,13 +2,13 @@
 
 The metrics live in a registry of their own (never prometheus-client's global one) and are
 filled once, when the run is over, from the run report and the state of each destination
-(``backup.history``): the last success time must survive across runs, and a one-shot job has no
+(``backup.job.history``): the last success time must survive across runs, and a one-shot job has no
 memory, so it comes from ``_state/status.json``. They are then pushed to a Pushgateway
 (PROMETHEUS_PUSHGATEWAY_URL) and/or written to a file for node_exporter's textfile collector
 (METRICS_FILE). A failure to push or write is logged, never raised.
 
 At the end of a run: ``metrics.publish(config.metrics, report, states)``, where ``states`` are
-the states ``backup.history.record`` returned, one per destination URL.
+the states ``backup.job.history.record`` returned, one per destination URL.
 
 Every series is labelled by ``database`` and ``destination`` (the destination URL, which never
 holds credentials). A database that never reached a destination has a last success time of 0,
@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from backup.history import DatabaseState, State, stored_in
+from backup.job.history import DatabaseState, State, stored_in
+from backup.job.outcome import DatabaseResult, RunReport
 from backup.metrics.files import held_verify_series, write_texts
-from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
     from prometheus_client import Gauge
@@ -169,8 +169,9 @@ class Metrics:
         """The metrics of one run.
 
         ``states`` maps each destination URL to its state *after* this run, as returned by
-        ``backup.history.record``. The series cover every database of the report or of the states
-        (a database with no result this run counts as not backed up) and every destination.
+        ``backup.job.history.record``. The series cover every database of the report or of the
+        states (a database with no result this run counts as not backed up) and every
+        destination.
         The Pushgateway grouping key is ``instance=<report.host>``.
         """
         states = states or {}
@@ -316,7 +317,7 @@ def publish(
 ) -> int:
     """Build the run's metrics and push and/or write them as ``config`` says; never raises.
 
-    ``states``: destination URL -> state after this run (``backup.history.record``). Returns how
+    ``states``: destination URL -> state after this run (``backup.job.history.record``). Returns how
     many of push/write failed (0 when neither is configured).
     """
     if not (config.pushgateway_url or config.metrics_file):

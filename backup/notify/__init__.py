@@ -22,9 +22,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from backup.job.outcome import RunReport
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed
-from backup.outcome import RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig

@@ -21,10 +21,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from backup.config import notify_urls
+from backup.job.outcome import RunReport
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed
 from backup.notify.message import Wording, format_message
-from backup.outcome import RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig, Secret

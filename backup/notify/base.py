@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from backup.outcome import RunReport
+from backup.job.outcome import RunReport
 
 
 class Notifier(Protocol):

@@ -12,9 +12,9 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
+from backup.job.outcome import RunReport
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, post, safe_host
-from backup.outcome import RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig, Secret

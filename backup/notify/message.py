@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from backup import languages
+from backup.job.outcome import DatabaseResult, RunReport, VerifyOutcome
 from backup.languages import Language
-from backup.outcome import DatabaseResult, RunReport, VerifyOutcome
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig

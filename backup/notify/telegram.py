@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from backup.job.outcome import RunReport
 from backup.log import redact
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, NotificationFailed, check_status, post
 from backup.notify.message import Wording, clip, event, format_message
-from backup.outcome import RunReport
 
 if TYPE_CHECKING:
     import requests

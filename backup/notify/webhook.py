@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from backup.job.outcome import DatabaseResult, RunReport
 from backup.notify.base import Notifier
 from backup.notify.http import Delivery, post, safe_host
 from backup.notify.message import Wording, event, format_message
-from backup.outcome import DatabaseResult, RunReport
 
 if TYPE_CHECKING:
     from backup.config import NotifyConfig, Secret

@@ -19,10 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from backup.catalog import Entry
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
+from backup.manifest.catalog import Entry
 from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools

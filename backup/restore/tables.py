@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from backup.catalog import Entry
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, StorageError
 from backup.manifest import Manifest
+from backup.manifest.catalog import Entry
 from backup.postgres import pg_restore_table, pooler, toc
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools

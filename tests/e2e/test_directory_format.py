@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backup import catalog, dump, restore
+from backup import dump, restore
 from backup.config import load
+from backup.manifest import catalog
 from tests.conftest import clean_environ, run_job, unique_name
 from tests.contract.conftest import b2_storage
 from tests.e2e.helpers import fake_pg_dump, manifests, processes_running, wait_for_pg_dump

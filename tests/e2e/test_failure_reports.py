@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup.config import load
-from backup.lock import local_lock_path
+from backup.job.lock import local_lock_path
 from tests.conftest import run_job
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures

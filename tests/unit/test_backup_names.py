@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from backup import catalog, dump, manifest
+from backup import dump, manifest
 from backup.errors import StorageError
+from backup.manifest import catalog
 from backup.storage.local import LocalStorage
 
 

@@ -14,8 +14,8 @@ import pytest
 from backup import manifest
 from backup.config import CodecConfig, Secret
 from backup.dirformat.address import encoding_tag
-from backup.dirformat.reuse import Target
-from backup.dirformat.store import directory_manifest
+from backup.dump.directory import directory_manifest
+from backup.dump.reuse import Target
 from backup.errors import IntegrityError
 from backup.manifest import Manifest
 from backup.storage.base import ObjectInfo

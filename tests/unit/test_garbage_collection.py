@@ -16,11 +16,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backup import manifest, prune
+from backup import manifest
 from backup.config import load
-from backup.dirformat.reuse import Target, prepare, recheck
-from backup.dirformat.store import directory_manifest
+from backup.dump.directory import directory_manifest
+from backup.dump.reuse import Target, prepare, recheck
 from backup.manifest import Scope
+from backup.retention import prune
 from backup.storage.local import LocalStorage
 from tests.unit.test_manifest_trust import record
 

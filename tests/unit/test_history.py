@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backup import history
-from backup.history import MAX_RUNS, STATE_KEY, State
-from backup.outcome import DatabaseResult, DestinationResult, RunReport
+from backup.job import history
+from backup.job.history import MAX_RUNS, STATE_KEY, State
+from backup.job.outcome import DatabaseResult, DestinationResult, RunReport
 from backup.storage.local import LocalStorage
 
 START = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backup.catalog import Usage
 from backup.commands.list import format_usage, monthly_cost, per_month
+from backup.manifest.catalog import Usage
 from backup.storage import ObjectInfo
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from backup import catalog, manifest, prune
+from backup import manifest
 from backup.config import CodecConfig, RetentionPolicy
 from backup.errors import IntegrityError
-from backup.manifest import Manifest, Scope
+from backup.manifest import Manifest, Scope, catalog
+from backup.retention import prune
 from backup.storage.base import ObjectInfo
 from backup.storage.local import LocalStorage
 from backup.stream import codec

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 
 from backup import languages
+from backup.job.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 from backup.notify.message import Wording, event, format_message, format_time
 from backup.notify.webhook import payload
-from backup.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 
 REPO = Path(__file__).resolve().parents[2]
 B2 = "b2://my-bucket/backups/postgresql"

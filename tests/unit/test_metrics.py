@@ -13,11 +13,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from backup import history
 from backup import metrics as metrics_module
 from backup.config import MetricsConfig
+from backup.job import history
+from backup.job.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 from backup.metrics import DEFINITIONS, Metrics
-from backup.outcome import DatabaseResult, DestinationResult, RunReport, VerifyOutcome
 from backup.storage.local import LocalStorage
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import pushgateway as pushgateway_fixtures

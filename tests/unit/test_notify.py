@@ -13,12 +13,12 @@ import pytest
 
 from backup import config as config_module
 from backup.config import NotifyConfig, Secret
+from backup.job.outcome import DatabaseResult, DestinationResult, RunReport
 from backup.languages.en import ordinal
 from backup.notify import Delivery, build_notifiers, send_all, start_all
 from backup.notify.healthchecks import MAX_BODY_BYTES, HealthchecksNotifier, ping_body
 from backup.notify.message import TELEGRAM_MAX_CHARS, format_message
 from backup.notify.webhook import payload
-from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from tests.fixtures import http as http_fixtures
 from tests.fixtures.http import RecordingServer
 

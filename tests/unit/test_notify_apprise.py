@@ -17,11 +17,11 @@ from backup import config as config_module
 from backup.config import NotifyConfig, Secret, notify_urls
 from backup.config.environment import parse_for_reports
 from backup.errors import ConfigError
+from backup.job.outcome import DatabaseResult, DestinationResult, RunReport
 from backup.log import Redactor
 from backup.notify import Delivery, NotificationFailed, build_notifiers, send_all
 from backup.notify.apprise_urls import ESCALATION_MARK, AppriseNotifier
 from backup.notify.message import format_message
-from backup.outcome import DatabaseResult, DestinationResult, RunReport
 from tests.fixtures import http as http_fixtures
 from tests.fixtures import smtp as smtp_fixtures
 from tests.fixtures.http import RecordingServer

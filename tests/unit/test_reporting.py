@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from backup import log as log_module
-from backup import reporting
+from backup.commands import reporting
 from backup.config import load
 from backup.errors import ConfigError, IntegrityError
-from backup.outcome import VerifyOutcome
+from backup.job.outcome import VerifyOutcome
 
 START = datetime(2025, 11, 10, 3, 0, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from backup.dirformat.reuse import Target, prepare, still_whole
+from backup.dump.reuse import Target, prepare, still_whole
 from backup.errors import StorageError
 from backup.storage.base import ObjectInfo
 from backup.storage.local import LocalStorage

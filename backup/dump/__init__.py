@@ -22,10 +22,9 @@ import tempfile
 from datetime import UTC, datetime
 
 from backup import __version__, manifest
-from backup.catalog import unused_moment
 from backup.config import Config
-from backup.dirformat import commit as dirformat_commit
-from backup.dirformat import store as dirformat_store
+from backup.dump import commit as dirformat_commit
+from backup.dump import directory as dirformat_store
 from backup.errors import (
     BackupError,
     ConfigError,
@@ -34,8 +33,9 @@ from backup.errors import (
     PartialError,
     StorageError,
 )
+from backup.job.outcome import DatabaseResult, DestinationResult
 from backup.manifest import Manifest
-from backup.outcome import DatabaseResult, DestinationResult
+from backup.manifest.catalog import unused_moment
 from backup.postgres import contents, dump_failure, standby
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
+from backup.manifest.catalog import Entry
 from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools

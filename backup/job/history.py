@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup.errors import ObjectNotFound
-from backup.outcome import DatabaseResult, RunReport
+from backup.job.outcome import DatabaseResult, RunReport
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)

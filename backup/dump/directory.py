@@ -30,8 +30,8 @@ from typing import Any
 from backup import manifest
 from backup.config import Config
 from backup.dirformat.address import encoding_tag, file_addresses
-from backup.dirformat.reuse import Stored, Target, prepare, recheck, still_whole
-from backup.dirformat.watch import FileWatch
+from backup.dump.reuse import Stored, Target, prepare, recheck, still_whole
+from backup.dump.watch import FileWatch
 from backup.errors import BackupError, ConfigError, Interrupted, StorageError
 from backup.manifest import Manifest
 from backup.postgres.processes import ChildGroup

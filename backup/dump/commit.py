@@ -10,10 +10,10 @@ from typing import Any
 
 from backup import __version__, manifest
 from backup.config import Config
-from backup.dirformat.store import DirectoryResult, directory_manifest, remove_uploaded
+from backup.dump.directory import DirectoryResult, directory_manifest, remove_uploaded
 from backup.errors import BackupError, StorageError
+from backup.job.outcome import DatabaseResult, DestinationResult
 from backup.manifest import Manifest
-from backup.outcome import DatabaseResult, DestinationResult
 
 log = logging.getLogger(__name__)
 

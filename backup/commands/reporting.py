@@ -36,13 +36,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from backup import history, metrics, notify
 from backup import log as log_module
+from backup import metrics, notify
 from backup.config import Config, MetricsConfig, NotifyConfig
 from backup.config.environment import ReportingSettings
 from backup.errors import BackupError, LockedError, PartialError
+from backup.job import history
+from backup.job.outcome import DatabaseResult, RunReport, VerifyOutcome
 from backup.notify.base import Notifier
-from backup.outcome import DatabaseResult, RunReport, VerifyOutcome
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
