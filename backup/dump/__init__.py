@@ -21,20 +21,18 @@ import shlex
 import tempfile
 from datetime import UTC, datetime
 
-from backup import __version__, manifest
+from backup import manifest
 from backup.config import Config
-from backup.dump import commit as dirformat_commit
-from backup.dump import directory as dirformat_store
+from backup.dump import directory
+from backup.dump.commit import Facts, Pending, base_manifest, commit
 from backup.errors import (
     BackupError,
     ConfigError,
     DatabaseError,
     Interrupted,
     PartialError,
-    StorageError,
 )
 from backup.job.outcome import DatabaseResult, DestinationResult
-from backup.manifest import Manifest
 from backup.manifest.catalog import unused_moment
 from backup.postgres import contents, dump_failure, standby
 from backup.postgres import server as pg_server
@@ -92,7 +90,7 @@ def backup_database(
     conflicts: standby.Conflicts | None = None
     replay = server.replay
     connect = functools.partial(pg_server.connect, pg)
-    directory = database is not None and config.dump.format == "directory"
+    folder_format = database is not None and config.dump.format == "directory"
     log.info("creating backup %s of %s", name, label, extra={"stage": "dump", "database": label})
     try:
         with contextlib.ExitStack() as stack:
@@ -120,8 +118,8 @@ def backup_database(
                 watcher = stack.enter_context(
                     LockWatcher(pg, database, application_name, f"pg_dump of {label}")
                 )
-            if directory and database is not None:
-                folder_result = dirformat_store.dump_directory(
+            if folder_format and database is not None:
+                folder_result = directory.dump_directory(
                     config,
                     functools.partial(
                         pg_tools.pg_dump_argv,
@@ -142,17 +140,19 @@ def backup_database(
                 )
                 contents.log_excluded(label, excluded)
                 stack.close()  # the snapshot and the lock watcher: the dump is over
-                return dirformat_commit.commit(
-                    folder_result,
-                    config,
-                    name=name,
-                    database=database,
-                    started_at=started_at,
-                    encryption=_encryption_record(config),
-                    versions=(server.tools.version, server.info.version),
-                    described=(counts, excluded),
-                    source=replay.manifest_record(),
+                facts = Facts(
+                    name,
+                    database,
+                    started_at,
+                    now_utc(),
+                    folder_result.seconds,
+                    _encryption_record(config),
+                    (server.tools.version, server.info.version),
+                    (counts, excluded),
+                    replay.manifest_record(),
                 )
+                pending = directory.pending(folder_result, base_manifest(config, facts))
+                return commit(pending, facts, folder_result.raw_bytes)
             # The archive's first bytes, its table of contents: what the dump really holds.
             head = (
                 stack.enter_context(tempfile.TemporaryFile(prefix="pgbackup-toc-"))
@@ -211,65 +211,44 @@ def backup_database(
             "seconds": round(result.seconds, 3),
         },
     )
-    finished_at = now_utc()
-    record = Manifest(
-        name=name,
-        kind="database" if database is not None else "globals",
-        database=database,
-        created_at=started_at,
-        finished_at=finished_at,
+    facts = Facts(
+        name,
+        database,
+        started_at,
+        now_utc(),
+        result.seconds,
+        _encryption_record(config),
+        (server.tools.version, server.info.version),
+        (counts, excluded),
+        replay.manifest_record(),
+    )
+    record = base_manifest(
+        config,
+        facts,
         object_key=key,
         size_bytes=result.stored_bytes,
         raw_size_bytes=result.raw_bytes,
         sha256=result.sha256,
-        compression=config.codec.compression,
-        encryption=_encryption_record(config),
-        pg_dump_version=server.tools.version,
-        server_version=server.info.version,
-        duration_s=round(result.seconds, 3),
-        job_version=__version__,
-        row_counts=counts,
-        pg_dump_args=list(config.dump.pg_dump_args) if database is not None else [],
-        excluded=excluded,
-        source=replay.manifest_record() if database is not None else {},
     )
-    outcomes = []
-    for storage, upload in zip(storages, result.uploads, strict=True):
-        error = None if upload.ok else _describe(upload.error)
-        if error is None:
-            try:
-                manifest.write(storage, record)
-            except BackupError as err:
-                error = f"manifest not written: {err.message}"
-                with contextlib.suppress(BackupError):
-                    storage.delete([key])
-        if error is None:
-            log.info(
-                "backup %s committed to %s: %s",
-                name,
-                storage.url,
-                key,
-                extra={"stage": "upload", "destination": storage.url, "bytes": upload.size},
-            )
-        else:
-            log.error("backup %s not stored on %s: %s", name, storage.url, error)
-        outcomes.append(DestinationResult(storage.url, error is None, error))
-    good = [o for o in outcomes if o.ok]
-    status = "success" if len(good) == len(outcomes) else "partial" if good else "failure"
-    failed = [o for o in outcomes if not o.ok]
-    hints = [u.error.hint for u in result.uploads if isinstance(u.error, BackupError)]
-    return DatabaseResult(
-        database=label,
-        status=status,
-        name=name,
-        size_bytes=result.stored_bytes,
-        raw_bytes=result.raw_bytes,
-        duration_s=(finished_at - started_at).total_seconds() or result.seconds,
-        destinations=tuple(outcomes),
-        error="; ".join(_with_url(o.url, o.error) for o in failed) or None,
-        hint=(hints[0] if hints else StorageError.default_hint) if failed else None,
-        failure=StorageError if failed else None,
-    )
+    pending = [
+        Pending(
+            storage,
+            record,
+            None if upload.ok else _describe(upload.error),
+            functools.partial(_delete_quietly, storage, key),
+            stored=key,
+            stored_bytes=upload.size,
+            hint=upload.error.hint if isinstance(upload.error, BackupError) else None,
+        )
+        for storage, upload in zip(storages, result.uploads, strict=True)
+    ]
+    return commit(pending, facts, result.raw_bytes, size_bytes=result.stored_bytes)
+
+
+def _delete_quietly(storage: Storage, key: str) -> None:
+    """The object whose manifest could not be written: nothing may look like a backup."""
+    with contextlib.suppress(BackupError):
+        storage.delete([key])
 
 
 def _conflicts_since(
@@ -283,12 +262,6 @@ def _conflicts_since(
             return conflicts.since(conn)
     except BackupError:
         return []
-
-
-def _with_url(url: str, error: str | None) -> str:
-    """``url: error``, unless the backend's message already names the destination."""
-    text = error or "failed"
-    return text if text.startswith(url) else f"{url}: {text}"
 
 
 def _describe(error: BaseException | None) -> str:
@@ -320,7 +293,7 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     if config.dump.format == "directory":
         # Before any dump: a spool too small for the largest table is refused (exit 2).
         largest = max(contents.largest_table_bytes(config, db) for db in server.databases)
-        dirformat_store.check_spool_space(tempfile.gettempdir(), largest, config.dump.jobs)
+        directory.check_spool_space(tempfile.gettempdir(), largest, config.dump.jobs)
     results = [backup_database(config, server, storages, db) for db in server.databases]
     if config.postgres.all_databases:
         results.append(backup_database(config, server, storages, None))

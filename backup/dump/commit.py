@@ -1,105 +1,137 @@
-"""The commit of a directory-format backup: one manifest per destination that holds every
-file (its own list: what it reused, what it got), written last; a destination that failed, or
-whose manifest could not be written, gets none and loses this run's new objects there."""
+"""The commit, one path for both formats: the manifest of a backup written last on each
+destination that holds every byte (the commit marker), the run's facts recorded the same way
+whatever the format, and the database's result worked out from what each destination did.
+
+A destination whose upload failed gets no manifest; one whose manifest could not be written
+loses what this run stored there (``Pending.undo``: the custom format's object, the directory
+format's new content objects), so nothing that looks like a backup is left half-made."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from backup import __version__, manifest
 from backup.config import Config
-from backup.dump.directory import DirectoryResult, directory_manifest, remove_uploaded
 from backup.errors import BackupError, StorageError
 from backup.job.outcome import DatabaseResult, DestinationResult
 from backup.manifest import Manifest
+from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-def commit(
-    result: DirectoryResult,
-    config: Config,
-    *,
-    name: str,
-    database: str,
-    started_at: datetime,
-    encryption: dict[str, Any] | None,
-    versions: tuple[str, str],
-    described: tuple[dict[str, Any], dict[str, Any]],
-    source: dict[str, Any] | None = None,
-) -> DatabaseResult:
-    """``versions``: pg_dump's and the server's; ``described``: the row counts and what was
-    excluded (``postgres/contents.describe``)."""
-    base = Manifest(
-        name=name,
-        kind="database",
+@dataclass(frozen=True)
+class Facts:
+    """What every manifest of one backup records, whatever its format: the name, when, the
+    tools' versions, how it was encoded, and what the archive holds."""
+
+    name: str
+    database: str | None  # None: the globals
+    started_at: datetime
+    finished_at: datetime
+    seconds: float  # the dump's own time (pg_dump to the last byte stored)
+    encryption: dict[str, Any] | None
+    versions: tuple[str, str]  # pg_dump's, the server's
+    described: tuple[dict[str, Any], dict[str, Any]]  # row counts, what was excluded
+    source: dict[str, Any]  # where the dump was taken (a standby's replay state)
+
+
+def base_manifest(config: Config, facts: Facts, **format_fields: Any) -> Manifest:
+    """The manifest of ``facts``; ``format_fields`` are the format's own (object key, sizes,
+    sha256, or a directory backup's files)."""
+    database = facts.database
+    fields: dict[str, Any] = {
+        "object_key": "",
+        "size_bytes": 0,
+        "sha256": "",
+    }
+    fields.update(format_fields)
+    return Manifest(
+        name=facts.name,
+        kind="database" if database is not None else "globals",
         database=database,
-        created_at=started_at,
-        finished_at=datetime.now(UTC).replace(microsecond=0),
-        object_key="",
-        size_bytes=0,
-        sha256="",
+        created_at=facts.started_at,
+        finished_at=facts.finished_at,
         compression=config.codec.compression,
-        encryption=encryption,
-        pg_dump_version=versions[0],
-        server_version=versions[1],
-        duration_s=round(result.seconds, 3),
+        encryption=facts.encryption,
+        pg_dump_version=facts.versions[0],
+        server_version=facts.versions[1],
+        duration_s=round(facts.seconds, 3),
         job_version=__version__,
-        row_counts=described[0],
-        pg_dump_args=list(config.dump.pg_dump_args),
-        excluded=described[1],
-        source=source or {},
+        row_counts=facts.described[0],
+        pg_dump_args=list(config.dump.pg_dump_args) if database is not None else [],
+        excluded=facts.described[1],
+        source=facts.source if database is not None else {},
+        **fields,
     )
-    log.info(
-        "directory dump of %s done: %.2f MB in files, %.2f MB new stored, %.1f s",
-        base.database,
-        result.raw_bytes / 1e6,
-        result.new_bytes / 1e6,
-        result.seconds,
-        extra={"stage": "dump", "database": base.database, "raw_bytes": result.raw_bytes},
-    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One destination's part of the commit: the manifest to write there, or why it gets none
+    (``error``), and how to take back what this run stored there if the manifest cannot be
+    written (``undo``)."""
+
+    storage: Storage
+    record: Manifest | None
+    error: str | None
+    undo: Callable[[], None]
+    stored: str  # what the log line of a commit says was stored
+    stored_bytes: int = 0  # for that log line's extra field
+    hint: str | None = None  # the upload's own hint, when it failed
+
+
+def commit(
+    pending: list[Pending], facts: Facts, raw_bytes: int, size_bytes: int | None = None
+) -> DatabaseResult:
+    """Write each destination's manifest, last; the database's result. ``size_bytes``: the
+    backup's stored size (None: the size the first committed manifest records)."""
+    label = facts.database if facts.database is not None else "globals"
     outcomes = []
-    size = 0
-    for target in result.targets:
-        url = target.storage.url
-        error = target.error.message if target.error is not None else None
-        if error is None:
-            record = directory_manifest(base, target)
+    committed_size = 0
+    for part in pending:
+        url = part.storage.url
+        error = part.error
+        if error is None and part.record is not None:
             try:
-                manifest.write(target.storage, record)
+                manifest.write(part.storage, part.record)
             except BackupError as err:
                 error = f"manifest not written: {err.message}"
-                remove_uploaded(target)
+                part.undo()
             else:
-                size = size or record.size_bytes
+                committed_size = committed_size or part.record.size_bytes
                 log.info(
-                    "backup %s committed to %s: %d files, %d bytes, %d of them new",
-                    name,
+                    "backup %s committed to %s: %s",
+                    facts.name,
                     url,
-                    len(record.files),
-                    record.size_bytes,
-                    record.new_bytes,
-                    extra={"stage": "upload", "destination": url, "bytes": record.new_bytes},
+                    part.stored,
+                    extra={"stage": "upload", "destination": url, "bytes": part.stored_bytes},
                 )
         if error is not None:
-            log.error("backup %s not stored on %s: %s", name, url, error)
+            log.error("backup %s not stored on %s: %s", facts.name, url, error)
         outcomes.append(DestinationResult(url, error is None, error))
     failed = [o for o in outcomes if not o.ok]
     status = "success" if not failed else "partial" if len(failed) < len(outcomes) else "failure"
+    hints = [p.hint for p in pending if p.hint]
     return DatabaseResult(
-        database=base.database or "",
+        database=label,
         status=status,
-        name=name,
-        size_bytes=size,
-        raw_bytes=result.raw_bytes,
-        duration_s=(base.finished_at - base.created_at).total_seconds() or result.seconds,
+        name=facts.name,
+        size_bytes=committed_size if size_bytes is None else size_bytes,
+        raw_bytes=raw_bytes,
+        duration_s=(facts.finished_at - facts.started_at).total_seconds() or facts.seconds,
         destinations=tuple(outcomes),
-        error="; ".join(
-            o.error if (o.error or "").startswith(o.url) else f"{o.url}: {o.error}" for o in failed
-        )
-        or None,
-        hint=StorageError.default_hint if failed else None,
+        error="; ".join(_with_url(o.url, o.error) for o in failed) or None,
+        hint=(hints[0] if hints else StorageError.default_hint) if failed else None,
         failure=StorageError if failed else None,
     )
+
+
+def _with_url(url: str, error: str | None) -> str:
+    """``url: error``, unless the backend's message already names the destination."""
+    text = error or "failed"
+    return text if text.startswith(url) else f"{url}: {text}"

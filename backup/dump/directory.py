@@ -15,6 +15,7 @@ without, the whole dump.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from typing import Any
 from backup import manifest
 from backup.config import Config
 from backup.dirformat.address import encoding_tag, file_addresses
+from backup.dump.commit import Pending
 from backup.dump.reuse import Stored, Target, prepare, recheck, still_whole
 from backup.dump.watch import FileWatch
 from backup.errors import BackupError, ConfigError, Interrupted, StorageError
@@ -313,3 +315,31 @@ def directory_manifest(base: Manifest, target: Target) -> Manifest:
         raw_size_bytes=sum(f["plain_bytes"] for f in files),
         sha256=manifest.files_digest(files),
     )
+
+
+def pending(result: DirectoryResult, base: Manifest) -> list[Pending]:
+    """Each destination's part of the commit (``dump/commit.py``): the manifest of the files
+    it holds (its own list: what it reused, what it got), or why it gets none; a destination
+    whose manifest cannot be written loses this run's new objects there."""
+    log.info(
+        "directory dump of %s done: %.2f MB in files, %.2f MB new stored, %.1f s",
+        base.database,
+        result.raw_bytes / 1e6,
+        result.new_bytes / 1e6,
+        result.seconds,
+        extra={"stage": "dump", "database": base.database, "raw_bytes": result.raw_bytes},
+    )
+    parts = []
+    for target in result.targets:
+        undo = functools.partial(remove_uploaded, target)
+        if target.error is not None:
+            parts.append(Pending(target.storage, None, target.error.message, undo, stored=""))
+            continue
+        record = directory_manifest(base, target)
+        stored = (
+            f"{len(record.files)} files, {record.size_bytes} bytes, {record.new_bytes} of them new"
+        )
+        parts.append(
+            Pending(target.storage, record, None, undo, stored, stored_bytes=record.new_bytes)
+        )
+    return parts
