@@ -129,10 +129,10 @@ def secret_forms(secret: str) -> set[str]:
             forms.add(_bytes_escaped(piece, mark))
         forms.add(json.dumps(piece)[1:-1])
         forms.add(json.dumps(piece, ensure_ascii=False)[1:-1])
-        for encoded in (quote(piece, safe=""), quote(piece), quote_plus(piece)):
+        data = piece.encode("utf-8", "surrogatepass")
+        for encoded in (quote(data, safe=""), quote(data), quote_plus(data)):
             forms.add(encoded)
             forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
-        data = piece.encode("utf-8", "surrogatepass")
         if len(data) >= MIN_BASE64_SECRET_CHARS:
             forms |= _base64_cores(data)
     return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
@@ -246,6 +246,7 @@ def setup(
         handler._pgbackup = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # a library's warning is a log line too (JSON when asked)
     _state["format"] = format
     _state["redactor"] = redactor
     # Libraries' own chatter is not for operators unless debugging.

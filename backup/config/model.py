@@ -110,6 +110,9 @@ class PostgresConfig:
 
     @property
     def display_host(self) -> str:
+        service = dict(self.extra_env).get("PGSERVICE")
+        if service and not self.host:  # the service file names the server
+            return f"service {service}" + (f" port {self.port}" if self.port else "")
         return f"{self.host or 'localhost'}:{self.port or '5432'}"
 
 
