@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from backup import __version__, commands
 from backup import config as config_module
@@ -66,9 +66,21 @@ def _manual_command(args: Sequence[str]) -> str:
     return shlex.join([*head, *args])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one JSON line with LOG_FORMAT=json (the
+    sub-commands' parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        if log_module.current_format() == "json":
+            hint = f"'{self.prog} --help' shows the commands and their options"
+            log.error("%s: %s", self.prog, message, extra={"hint": hint, "exit_code": 2})
+            self.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     prog = _prog()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description=DESCRIPTION.format(prog=prog),
         epilog=variables.help_text(),
@@ -195,13 +207,15 @@ def _leave_stuck_threads(code: int) -> None:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    # An empty PGSSLMODE= or AWS_DEFAULT_REGION= counts as unset for libpq and botocore too.
+    config_module.unset_blank_variables()
+    log_module.setup(config_module.log_format())
     parser = build_parser()
     args = parser.parse_args(argv)
     name = args.command or commands.DEFAULT
     command = commands.load(name)
     manual = _manual_command(sys.argv[1:] if argv is None else argv)
     started_at = datetime.now(UTC)
-    log_module.setup()
     try:
         config = config_module.load()
     except ConfigError as err:
@@ -245,8 +259,9 @@ def _report_config_error(err: ConfigError, command: str, started_at: datetime, m
         settings = parse_for_reports()
     except Exception as lenient_err:  # e.g. a *_FILE secret that is not UTF-8: still say why
         log.debug("lenient parse failed: %s", type(lenient_err).__name__)
+        log_module.setup(config_module.log_format())
         return _report_error(err)
-    log_module.setup(secrets=settings.secrets)
+    log_module.setup(config_module.log_format(), secrets=settings.secrets)
     exit_code = _report_error(err)
     reporting.tell_config_error(settings, command, started_at, err, manual)
     return exit_code

@@ -4,6 +4,7 @@ proves what can be proved without a backup: METRICS_FILE's directory takes a fil
 identity opens what the recipients (or the passphrase) encrypt, and, with ``--notify``, every
 notification channel delivers a test message. It flags, without failing, the job's backups dated
 more than a day in the future and its manifests that are not believed.
+It opens the lock file in BACKUP_LOCK_DIR as ``backup`` does (``lock.probe_lock_dir``).
 
 Every part is tried even when an earlier one failed; the exit code is the first failure's
 (configuration 2, database 3, storage 4) and the message names them all.
@@ -26,6 +27,7 @@ from backup.config import CodecConfig, Config
 from backup.dump import Server, inspect_server
 from backup.dump.directory import check_spool_space
 from backup.errors import BackupError, ConfigError, StorageError
+from backup.job import lock
 from backup.job.outcome import RunReport
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
@@ -35,7 +37,8 @@ from backup.storage import Storage
 HELP = "config, database, pg_dump/server versions, destinations"
 NEEDS_DATABASES = True
 DESCRIPTION = (
-    "Check the deployment without making a backup: the configuration; METRICS_FILE's "
+    "Check the deployment without making a backup: the configuration; BACKUP_LOCK_DIR (the "
+    "lock file opened as backup opens it); METRICS_FILE's "
     "directory (a file written and removed); that BACKUP_AGE_IDENTITY opens what "
     "BACKUP_AGE_RECIPIENTS (or the passphrase) encrypts; the database (reachable, its "
     "version, a pg_dump able to dump it); every destination (a probe object written, read "
@@ -85,6 +88,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     results = _Results()
     if config.unknown_variables:
         results.attempt("environment", lambda: check_unknown_variables(config))
+    results.attempt("BACKUP_LOCK_DIR", lambda: lock.probe_lock_dir(config))
     if config.metrics.metrics_file:
         path = config.metrics.metrics_file
         results.attempt("METRICS_FILE", lambda: probe_metrics_file(path))

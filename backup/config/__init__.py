@@ -27,7 +27,7 @@ This package is a leaf: it imports nothing of the job but ``backup.errors``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 from backup.config.destination import SCHEMES, Destination
 from backup.config.environment import parse
@@ -61,6 +61,33 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     return parse(os.environ if environ is None else environ)
 
 
+BLANK_MEANS_UNSET = ("PG", "AWS_")
+"""Prefixes of the variables libraries read from the process's environment themselves (libpq
+in the job's own connections: PGSSLMODE, PGSERVICE, PGSERVICEFILE, ...; botocore:
+AWS_DEFAULT_REGION, AWS_PROFILE, ...)."""
+
+
+def unset_blank_variables(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Remove from ``environ`` (``os.environ`` by default) every variable of
+    ``BLANK_MEANS_UNSET`` whose value is empty or blank, and return their names: an empty
+    variable counts as unset, for libpq and botocore too (``PGSSLMODE=`` would otherwise be an
+    invalid sslmode, ``AWS_DEFAULT_REGION=' '`` an invalid region). Called once, first thing,
+    before any thread or connection."""
+    environ = os.environ if environ is None else environ
+    blank = [n for n, v in environ.items() if n.startswith(BLANK_MEANS_UNSET) and not v.strip()]
+    for name in blank:
+        del environ[name]
+    return blank
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT read leniently (``json`` or ``text``), for what is written before the
+    configuration is read or when it is refused (a usage error, a configuration error): every
+    line is JSON when JSON was asked for."""
+    value = (os.environ if environ is None else environ).get("LOG_FORMAT", "")
+    return "json" if value.strip().lower() == "json" else "text"
+
+
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
     """``(name, suggestion)`` for each variable of ``environ`` (``os.environ`` by default) with
     one of the job's prefixes that the job does not read (a typo: its value is ignored);
@@ -91,5 +118,7 @@ __all__ = [
     "Secret",
     "StorageConfig",
     "load",
+    "log_format",
     "unknown_variables",
+    "unset_blank_variables",
 ]

@@ -23,7 +23,7 @@ import json
 import re
 
 from backup.config import files, syntax
-from backup.config.model import AzureConfig, GCSConfig
+from backup.config.model import AzureConfig, GCSConfig, Secret
 from backup.config.reader import Reader
 
 GCS_SCHEMES = frozenset({"gs"})
@@ -50,6 +50,8 @@ def read_gcs(r: Reader, schemes: set[str]) -> GCSConfig:
                 "created under IAM > Service accounts > Keys)"
             )
             path = None
+        else:
+            return GCSConfig(path, endpoint, private_key=_private_key(path))
     elif not endpoint and not any(p.startswith("GCS_ENDPOINT_URL") for p in r.problems):
         r.problems.append(
             "GOOGLE_APPLICATION_CREDENTIALS is required for gs:// destinations (the path of a "
@@ -81,6 +83,15 @@ def service_account_problem(path: str) -> str | None:
     if missing:
         return f"{path} lacks {', '.join(missing)}"
     return None
+
+
+def _private_key(path: str) -> Secret | None:
+    """The private key of a key file ``service_account_problem`` accepted (for the redaction)."""
+    try:
+        key = json.loads(files.read_small_text(path)).get("private_key")
+    except (files.FileProblem, ValueError, AttributeError):
+        return None
+    return Secret(key.strip()) if isinstance(key, str) and key.strip() else None
 
 
 def read_azure(r: Reader, schemes: set[str]) -> AzureConfig:

@@ -6,6 +6,7 @@ quoted in a problem (a ``DATABASE_URL`` is never quoted at all).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 from backup.config import syntax
@@ -58,38 +59,18 @@ def read_postgres(r: Reader) -> PostgresConfig:
             value = None if seconds is None else str(seconds)
         if value:
             extra[name] = value
-    url = r.secret("DATABASE_URL")
-    if url:
-        # Never quoted back: the URL may hold the password.
-        parts, problem = syntax.postgres_url_problem(url.reveal())
-        if problem or parts is None:
-            r.problems.append(f"DATABASE_URL {problem}")
-        else:
-            # The URL is split into libpq variables so the password travels in the child's
-            # environment, never in its argv.
-            host = unquote(parts.hostname) if parts.hostname else host
-            port = str(parts.port) if parts.port else port
-            user = unquote(parts.username) if parts.username else user
-            if parts.password:
-                password = Secret(unquote(parts.password))
-            if parts.path.strip("/"):
-                database = unquote(parts.path.strip("/"))
-                named_by = "DATABASE_URL's database"
-            for key, value in parse_qsl(parts.query):
-                env_name = URL_PARAMETERS.get(key)
-                if not env_name:
-                    continue
-                if syntax.character_problem(value):
-                    r.problems.append(
-                        f"DATABASE_URL's {key} parameter {syntax.character_problem(value)}"
-                    )
-                elif env_name in LIBPQ_CHOICES and value not in LIBPQ_CHOICES[env_name]:
-                    r.problems.append(
-                        f"DATABASE_URL's {key}={syntax.shown(value)} must be one of: "
-                        + ", ".join(LIBPQ_CHOICES[env_name])
-                    )
-                else:
-                    extra[env_name] = value
+    url = read_url(r, "DATABASE_URL", r.secret("DATABASE_URL"))
+    if url is not None:
+        # The URL is split into libpq variables so the password travels in the child's
+        # environment, never in its argv.
+        host = url.host or host
+        port = url.port or port
+        user = url.user or user
+        password = url.password or password
+        if url.database:
+            database = url.database
+            named_by = "DATABASE_URL's database"
+        extra.update(url.extra_env)
     listed = r.csv("BACKUP_DATABASES")
     all_databases = len(listed) == 1 and listed[0].lower() == "all"
     if all_databases:
@@ -116,6 +97,62 @@ def read_postgres(r: Reader) -> PostgresConfig:
         databases=databases,
         all_databases=all_databases,
         extra_env=tuple(sorted(extra.items())),
+    )
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """What a ``postgresql://`` URL names, as libpq variables."""
+
+    host: str | None
+    port: str | None
+    user: str | None
+    password: Secret | None
+    database: str | None
+    extra_env: dict[str, str]
+
+
+def read_url(r: Reader, name: str, url: Secret | None) -> UrlParts | None:
+    """The parts of the connection URL in variable ``name`` (``DATABASE_URL``,
+    ``VERIFY_DATABASE_URL``), its parameters checked as libpq would read them; ``None`` when
+    unset or refused (each problem named after ``name``; the URL itself is never quoted back:
+    it may hold the password)."""
+    if not url:
+        return None
+    parts, problem = syntax.postgres_url_problem(url.reveal())
+    if problem or parts is None:
+        r.problems.append(f"{name} {problem}")
+        return None
+    before = len(r.problems)
+    extra: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query):
+        env_name = URL_PARAMETERS.get(key)
+        if not env_name:
+            continue
+        if syntax.character_problem(value):
+            r.problems.append(f"{name}'s {key} parameter {syntax.character_problem(value)}")
+        elif env_name in LIBPQ_CHOICES and value not in LIBPQ_CHOICES[env_name]:
+            r.problems.append(
+                f"{name}'s {key}={syntax.shown(value)} must be one of: "
+                + ", ".join(LIBPQ_CHOICES[env_name])
+            )
+        elif env_name == "PGCONNECT_TIMEOUT" and not (value.isascii() and value.isdigit()):
+            r.problems.append(f"{name}'s {key}={syntax.shown(value)} is not a whole number")
+        else:
+            extra[env_name] = value
+    if len(r.problems) > before:
+        return None
+    try:
+        port = str(parts.port) if parts.port else None
+    except ValueError:  # checked by postgres_url_problem; kept safe
+        port = None
+    return UrlParts(
+        host=unquote(parts.hostname) if parts.hostname else None,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=Secret(unquote(parts.password)) if parts.password else None,
+        database=unquote(parts.path.strip("/")) or None,
+        extra_env=extra,
     )
 
 

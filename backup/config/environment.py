@@ -18,7 +18,7 @@ from pathlib import Path
 
 from backup.config import clouds, syntax
 from backup.config.codec import read_codec
-from backup.config.database import read_postgres
+from backup.config.database import read_postgres, read_url
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
 from backup.config.model import (
@@ -116,6 +116,8 @@ def _storage(r: Reader) -> StorageConfig:
         endpoint_url=endpoint,
         sse=_s3_sse(r),
     )
+    if "s3" in schemes:
+        _s3_credentials_problems(r, s3)
     part_mb = r.int("BACKUP_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB)
     retry = RetryConfig(
         attempts=r.int("BACKUP_RETRY_ATTEMPTS", 5, 1, 100) or 5,
@@ -134,6 +136,24 @@ def _storage(r: Reader) -> StorageConfig:
             "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
         ),
     )
+
+
+def _s3_credentials_problems(r: Reader, s3: S3Config) -> None:
+    """Keys come in pairs: one without the other would be refused by botocore only once the
+    first request is made (exit 1, PartialCredentialsError). Neither means the instance's own
+    credentials (a role, web identity)."""
+    if any(p.startswith(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")) for p in r.problems):
+        return
+    key_id, secret = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE)"
+    if s3.secret_access_key and not s3.access_key_id:
+        r.problems.append(f"{secret} is set but {key_id} is not: set both, or neither")
+    elif s3.access_key_id and not s3.secret_access_key:
+        r.problems.append(f"{key_id} is set but {secret} is not: set both, or neither")
+    elif s3.session_token and not s3.access_key_id:
+        r.problems.append(
+            "AWS_SESSION_TOKEN (or AWS_SESSION_TOKEN_FILE) is set without AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY: temporary credentials are the three together"
+        )
 
 
 def _b2_key_id_problem(value: str) -> str | None:
@@ -297,10 +317,8 @@ def _read(r: Reader) -> Config:
     verify = r.choice("BACKUP_VERIFY", "none", ("none", "restore"))
     row_counts = r.choice("BACKUP_ROW_COUNTS", "estimate", ("exact", "estimate", "off"))
     verify_url = r.secret("VERIFY_DATABASE_URL")
-    if verify_url:
-        _, problem = syntax.postgres_url_problem(verify_url.reveal())
-        if problem:
-            r.problems.append(f"VERIFY_DATABASE_URL {problem}")
+    # Checked as DATABASE_URL is (its parameters too), under its own name, before anything runs.
+    read_url(r, "VERIFY_DATABASE_URL", verify_url)
     timeout_s = r.duration("BACKUP_TIMEOUT", DEFAULT_TIMEOUT_S, 1.0, MAX_TIMEOUT_S)
     lock_wait_timeout_s = r.duration(
         "BACKUP_LOCK_WAIT_TIMEOUT", DEFAULT_LOCK_WAIT_TIMEOUT_S, 1.0, MAX_LOCK_WAIT_S

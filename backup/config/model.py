@@ -110,6 +110,9 @@ class PostgresConfig:
 
     @property
     def display_host(self) -> str:
+        service = dict(self.extra_env).get("PGSERVICE")
+        if service and not self.host:  # the service file names the server
+            return f"service {service}" + (f" port {self.port}" if self.port else "")
         return f"{self.host or 'localhost'}:{self.port or '5432'}"
 
 
@@ -147,6 +150,9 @@ class GCSConfig:
     endpoint_url: str | None = None
     """GCS_ENDPOINT_URL: an emulator or a private endpoint; without a key file, requests to
     it go unauthenticated (an emulator)."""
+    private_key: Secret | None = None
+    """The key file's ``private_key``: never used from here (google-auth reads the file), only
+    known so the log redaction masks it."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,7 @@ class Config:
             self.storage.azure.connection_string,
             self.storage.azure.account_key,
             self.storage.azure.sas_token,
+            self.storage.gcs.private_key,
             self.codec.age_passphrase,
             self.codec.age_identity,
             self.notify.telegram_bot_token,

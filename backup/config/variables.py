@@ -246,7 +246,7 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BACKUP_STANDBY_MAX_LAG", "1h", "on a hot standby, the most its data may lag behind "
        "the primary before a run fails (0: no limit)", _RUN, frozenset({BACKUP, CHECK})),
     _v("BACKUP_LOCK_DIR", "/tmp", "where the per-job lock file lives (a second run exits 7)",
-       _RUN, frozenset({BACKUP})),
+       _RUN, frozenset({BACKUP, CHECK})),
     _v("BACKUP_STRICT_ENV", "true", "an unknown BACKUP_*, B2_*... variable fails check "
        "(false: a warning)", _RUN, frozenset({CHECK})),
 )

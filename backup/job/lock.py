@@ -27,6 +27,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import psycopg
 
@@ -69,15 +70,50 @@ def local_lock_path(config: Config) -> Path:
     return Path(config.lock_dir) / f"pgbackup-{digest}.lock"
 
 
+_LOCK_DIR_HINT = (
+    "BACKUP_LOCK_DIR must name an existing directory, by its absolute path, where the job may "
+    "create a file (the default /tmp will do; on Kubernetes an emptyDir)"
+)
+
+
+def open_lock_file(config: Config) -> IO[str]:
+    """The job's lock file in BACKUP_LOCK_DIR, opened (created when missing) as ``backup``
+    holds it; ``ConfigError`` (exit 2) naming BACKUP_LOCK_DIR when that cannot be done: a
+    relative path (two runs started from two directories would not see each other), a
+    directory that is missing, a file, or one where no file can be created (``/proc``).
+    ``check`` calls it too: it refuses what ``backup`` would refuse."""
+    if not os.path.isabs(config.lock_dir):
+        raise ConfigError(
+            f"BACKUP_LOCK_DIR={config.lock_dir!r} is not an absolute path: runs started from "
+            "different directories would not see each other's lock",
+            hint=_LOCK_DIR_HINT,
+        )
+    path = local_lock_path(config)
+    try:
+        return open(path, "a+")  # the caller holds it for the whole run
+    except OSError as err:
+        raise ConfigError(
+            f"BACKUP_LOCK_DIR: cannot create the lock file {path}: {err.strerror or err}",
+            hint=_LOCK_DIR_HINT,
+        ) from err
+
+
+def probe_lock_dir(config: Config) -> list[str]:
+    """``check``'s part: the lock file can be opened as ``backup`` opens it (one it created
+    is removed again; a running backup's lock is not touched)."""
+    existed = local_lock_path(config).exists()
+    handle = open_lock_file(config)
+    handle.close()
+    if not existed:
+        with contextlib.suppress(OSError):
+            local_lock_path(config).unlink()
+    return [f"BACKUP_LOCK_DIR: {config.lock_dir}: the lock file can be created"]
+
+
 @contextlib.contextmanager
 def _local_lock(config: Config) -> Iterator[None]:
     path = local_lock_path(config)
-    try:
-        handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
-    except OSError as err:
-        raise ConfigError(
-            f"BACKUP_LOCK_DIR: cannot create the lock file {path}: {err.strerror}"
-        ) from err
+    handle = open_lock_file(config)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

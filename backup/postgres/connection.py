@@ -18,6 +18,9 @@ from backup.errors import DatabaseError
 
 CONNECT_TIMEOUT_S = 10
 # libpq environment variable -> connection keyword, for the in-process connections.
+# PGSERVICEFILE is not one: libpq before 18 has no such keyword (psycopg's refuses it), so the
+# in-process libpq reads it from the job's environment, as the children's libpq reads it from
+# theirs (PostgresConfig.libpq_env passes it on).
 _ENV_TO_KEYWORD = {
     "PGHOST": "host",
     "PGPORT": "port",
@@ -33,7 +36,6 @@ _ENV_TO_KEYWORD = {
     "PGAPPNAME": "application_name",
     "PGPASSFILE": "passfile",
     "PGSERVICE": "service",
-    "PGSERVICEFILE": "servicefile",
     "PGTARGETSESSIONATTRS": "target_session_attrs",
 }
 
