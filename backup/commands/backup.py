@@ -21,6 +21,7 @@ from types import FrameType
 
 from backup import catalog, dump, history, notify, prune, reporting, storage, verify
 from backup.config import Config
+from backup.dirformat import spool
 from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.lock import job_lock
 from backup.outcome import DatabaseResult, VerifyOutcome
@@ -64,6 +65,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         error: BackupError | None = None
         try:
             with _deadline(config.timeout_s):
+                spool.remove_stale(config)  # what killed runs of this job left in TMPDIR
                 _collect_orphans(config, storages, started_at)
                 results = dump.run_backup(config, storages)
                 error = dump.outcome_error(results)

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from backup import manifest
 from backup.config import Config
 from backup.dirformat.address import encoding_tag, file_addresses
 from backup.dirformat.reuse import Stored, Target, prepare, recheck, still_whole
+from backup.dirformat.spool import make_spool
 from backup.dirformat.watch import FileWatch
 from backup.errors import BackupError, ConfigError, Interrupted, StorageError
 from backup.manifest import Manifest
@@ -101,7 +101,7 @@ def dump_directory(
             log.error("%s: cannot store a directory-format backup: %s", target.storage.url, err)
     if all(t.error for t in targets):
         raise targets[0].error or StorageError("no destination")
-    spool = tempfile.mkdtemp(prefix="pgbackup-dir-")
+    spool = make_spool(config)
     folder = os.path.join(spool, "dump")
     os.mkdir(folder, 0o700)
     uploader = _Uploader(config, targets, database, suffix, folder)
