@@ -2,7 +2,7 @@
 every destination, verify (``BACKUP_VERIFY=restore``), retention, then tell people.
 
 The outcome is known before anyone is told (``reporting.tell_backup``): the run's history
-(``_state/status.json``) is updated in each destination, metrics are pushed or written, and
+(``_state/status-<job>.json``) is updated in each destination, metrics are pushed or written, and
 notifiers run. A failure before the run began (a lock directory that does not exist) is told
 by ``cli.main`` (``reporting.tell_outcome``). None of the telling changes the exit code.
 Retention runs only after a run that fully succeeded.
@@ -53,7 +53,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     with job_lock(config):
         started_at = datetime.now(UTC)
         notify.start_all(notifiers)
-        previous = {s.url: history.load(s) for s in storages}
+        previous = {s.url: history.load(s, config.postgres) for s in storages}
         log.info(
             "starting database backup: %s to %s (%s)",
             ", ".join(config.postgres.databases) or "all databases",

@@ -3,7 +3,7 @@
     <database>/<database>-<YYYYmmddTHHMMSSZ>.dump[.zst|.gz][.age]
     <database>/<database>-<YYYYmmddTHHMMSSZ>.manifest.json
     _globals/globals-<YYYYmmddTHHMMSSZ>.sql[...]  and its .manifest.json
-    _state/status.json
+    _state/status-<job>.json  (and _state/status.json, the history jobs shared before)
 
 A directory-format backup (``BACKUP_FORMAT=directory``) has a manifest like any other and
 stores each file of pg_dump's directory under a content address in its database's folder,

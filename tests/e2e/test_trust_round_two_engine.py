@@ -19,6 +19,10 @@ from tests.conftest import REPO, clean_environ, run_job, unique_name
 from tests.e2e.helpers import manifests, wait_for_pg_dump
 from tests.e2e.test_directory_format import DIR_ENV
 from tests.e2e.test_trust import plant
+from tests.fixtures import http as http_fixtures
+from tests.fixtures.http import WEBHOOK_PATH, channel_env
+
+recording_server = http_fixtures.recording_server
 
 
 def test_latest_skips_a_future_dated_backup(pg15, sample_db, job_env, backup_dir):
@@ -130,3 +134,35 @@ def test_a_prune_that_cannot_collect_for_the_lock_exits_7(sample_db, job_env, ba
     assert "error: retention applied, but the content objects" in result.stderr
     assert dry.returncode == 0, dry.output  # a dry run collects nothing: it needs no lock
     assert run_job("prune", env=env).returncode == 0
+
+
+def test_two_jobs_on_one_bucket_keep_their_own_streaks(
+    pg15, sample_db, job_env, backup_dir, recording_server
+):
+    """Item 13: a job whose backups fail keeps counting its failures in a row (and escalates
+    after ALERT_AFTER_FAILURES) while another job on the same prefix succeeds in between."""
+    good = {**job_env, **channel_env(recording_server), "ALERT_AFTER_FAILURES": "2"}
+    missing = unique_name("gone")  # a database that does not exist: every backup fails
+    bad = {**good, "PGDATABASE": missing}
+    counts = []
+    for _ in range(2):
+        assert run_job("backup", env=bad).returncode == 3
+        counts.append(recording_server.requests_to(WEBHOOK_PATH)[-1].json())
+        assert run_job("backup", env=good).returncode == 0
+    assert [c["consecutive_failures"] for c in counts] == [1, 2]
+    assert [c["escalated"] for c in counts] == [False, True]
+    states = sorted((backup_dir / "_state").glob("status-*.json"))
+    assert len(states) == 2
+    assert not (backup_dir / "_state" / "status.json").exists()
+    by_db = {
+        db: json.loads(p.read_text())
+        for p in states
+        for db in json.loads(p.read_text())["databases"]
+    }
+    assert set(by_db) == {sample_db, missing}
+    assert (
+        by_db[missing]["consecutive_failures"] == 2
+        and by_db[sample_db]["consecutive_failures"] == 0
+    )
+    status = json.loads(run_job("status", "--json", env=bad).stdout)
+    assert [(r["database"], r["consecutive_failures"]) for r in status] == [(missing, 2)]
