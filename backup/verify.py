@@ -14,6 +14,8 @@ from typing import IO
 
 from backup.catalog import Entry
 from backup.config import Config, PostgresConfig
+from backup.dirformat import damage
+from backup.dirformat.damage import DamagedFile
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.postgres import pooler
@@ -117,16 +119,21 @@ def _verify_directory(
     m = entry.manifest
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
-        read = fetch_folder(
-            config.codec,
-            storage,
-            m,
-            folder,
-            config.dump.jobs,
-            keep="toc.dat".__eq__,
-            progress_s=config.log.progress_interval_s,
-            purpose="verify",
-        )
+        try:
+            read = fetch_folder(
+                config.codec,
+                storage,
+                m,
+                folder,
+                config.dump.jobs,
+                keep="toc.dat".__eq__,
+                progress_s=config.log.progress_interval_s,
+                purpose="verify",
+                tools=tools,
+            )
+        except DamagedFile as err:
+            damage.record(storage, m, err)  # the next backup stores that object anew
+            raise
         listing = list_folder(tools, folder)
     tables = toc_tables(listing)
     log.info(
@@ -250,6 +257,7 @@ def _restore_folder_and_list(
             jobs,
             progress_s=config.log.progress_interval_s,
             purpose="test restore",
+            tools=tools,
         )
         restore_folder(tools, pg, scratch, folder, ["--no-owner", "--no-privileges"], jobs)
     with pg_server.connect(pg, scratch) as conn:

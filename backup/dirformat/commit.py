@@ -10,6 +10,7 @@ from typing import Any
 
 from backup import __version__, manifest
 from backup.config import Config
+from backup.dirformat import damage
 from backup.dirformat.store import DirectoryResult, directory_manifest, remove_uploaded
 from backup.errors import BackupError, StorageError
 from backup.manifest import Manifest
@@ -74,6 +75,12 @@ def commit(
                 remove_uploaded(target)
             else:
                 size = size or record.size_bytes
+                healed = [
+                    target.damaged[f["key"]]
+                    for f in record.files
+                    if f["new"] and f["key"] in target.damaged
+                ]
+                damage.clear(target.storage, healed + target.stale_records)
                 log.info(
                     "backup %s committed to %s: %d files, %d bytes, %d of them new",
                     name,
