@@ -13,6 +13,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from backup.config import load
 from backup.lock import local_lock_path
 from tests.conftest import REPO, clean_environ, run_job, unique_name
@@ -166,3 +168,37 @@ def test_two_jobs_on_one_bucket_keep_their_own_streaks(
     )
     status = json.loads(run_job("status", "--json", env=bad).stdout)
     assert [(r["database"], r["consecutive_failures"]) for r in status] == [(missing, 2)]
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_the_test_restore_applies_the_databases_own_properties(pg15, job_env, fmt):
+    """Item 15: the test restore gives the scratch database the backed-up database's owner,
+    settings, comment and grants; a grant to a role this server no longer has is a warning,
+    and the test still passes."""
+    database = unique_name("props_test")
+    ghost = unique_name("ghost_role")
+    pg15.create_database(database)
+    pg15.execute(
+        database,
+        f"CREATE TABLE t AS SELECT 1 AS id; "
+        f"ALTER DATABASE {database} SET work_mem = '7MB'; "
+        f"COMMENT ON DATABASE {database} IS 'the shop''s database'; "
+        f"CREATE ROLE {ghost}; GRANT CONNECT ON DATABASE {database} TO {ghost}",
+    )
+    env = {**job_env, "PGDATABASE": database, "BACKUP_FORMAT": fmt, "BACKUP_JOBS": "2"}
+    assert run_job("backup", env=env).returncode == 0
+
+    tested = run_job("verify", "--restore-test", env=env)
+    assert tested.returncode == 0, tested.output
+    applied = next(line for line in tested.stderr.splitlines() if "properties applied" in line)
+    assert "comment" in applied and "setting" in applied and "grant" in applied, applied
+    assert "not applied" not in tested.stderr
+
+    pg15.execute(database, f"REVOKE ALL ON DATABASE {database} FROM {ghost}; DROP ROLE {ghost}")
+    tested = run_job("verify", "--restore-test", env=env)
+    assert tested.returncode == 0, tested.output
+    assert "passed" in tested.stderr
+    warning = next(line for line in tested.stderr.splitlines() if "not applied" in line)
+    assert "WARNING" in warning and f'role "{ghost}" does not exist' in warning, warning
+    applied = next(line for line in tested.stderr.splitlines() if "properties applied" in line)
+    assert "comment" in applied and "setting" in applied, applied
