@@ -2,7 +2,7 @@
 every destination, verify (``BACKUP_VERIFY=restore``), retention, then tell people.
 
 The outcome is known before anyone is told (``reporting.tell_backup``): the run's history
-(``_state/status.json``) is updated in each destination, metrics are pushed or written, and
+(``_state/status-<job>.json``) is updated in each destination, metrics are pushed or written, and
 notifiers run. A failure before the run began (a lock directory that does not exist) is told
 by ``cli.main`` (``reporting.tell_outcome``). None of the telling changes the exit code.
 Retention runs only after a run that fully succeeded.
@@ -22,6 +22,7 @@ from types import FrameType
 from backup import commands, dump, notify, storage, verify
 from backup.commands import reporting
 from backup.config import Config
+from backup.dirformat import spool
 from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.job import history
 from backup.job.lock import job_lock
@@ -56,7 +57,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     with job_lock(config):
         started_at = datetime.now(UTC)
         notify.start_all(notifiers)
-        previous = {s.url: history.load(s) for s in storages}
+        previous = {s.url: history.load(s, config.postgres) for s in storages}
         log.info(
             "starting database backup: %s to %s (%s)",
             ", ".join(config.postgres.databases) or "all databases",
@@ -68,6 +69,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         error: BackupError | None = None
         try:
             with _deadline(config.timeout_s):
+                spool.remove_stale(config)  # what killed runs of this job left in TMPDIR
                 _collect_orphans(config, storages, started_at)
                 results = dump.run_backup(config, storages)
                 error = dump.outcome_error(results)

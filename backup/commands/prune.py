@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from backup import storage
 from backup.config import Config
-from backup.errors import BackupError
+from backup.errors import BackupError, LockedError
 from backup.job.lock import job_lock
 from backup.manifest import Scope
 from backup.retention import prune as engine
@@ -41,10 +41,14 @@ def run(config: Config, args: argparse.Namespace) -> int:
     )
     deleted = engine.apply(storages, planned, args.dry_run)
     collected = 0
+    skipped: LockedError | None = None
     if config.dump.format == "directory" or any(
         i.manifest.format == "directory" for i in planned.items
     ):
-        collected = _collect_garbage(config, storages, scope, planned, args.dry_run)
+        try:
+            collected = _collect_garbage(config, storages, scope, planned, args.dry_run)
+        except LockedError as err:
+            skipped = err
     items = planned.items
     going = sum(1 for i in items if not i.keep)
     extra = []
@@ -65,6 +69,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
         print(f"dry run: {going} backup(s) would be deleted, {len(items) - going} kept{tail}")
     else:
         print(f"deleted {deleted} backup(s), kept {len(items) - going}{tail}")
+    if skipped is not None:
+        # Exit 7, as a skipped backup: a scheduled prune learns that nothing was collected.
+        raise LockedError(
+            f"retention applied, but the content objects no backup names were not collected: "
+            f"{skipped.message}",
+            hint="another run of this job holds the lock; the next prune collects them",
+        )
     return 0
 
 
@@ -76,13 +87,16 @@ def _collect_garbage(
     dry_run: bool,
 ) -> int:
     """The directory format's unreferenced content objects: deleted only under the job's lock
-    (never while a backup of this job may be about to name one); without it, left for later."""
+    (never while a backup of this job may be about to name one); without it, left for later
+    and ``LockedError`` raised (the caller reports the rest first, then exits 7)."""
     now = datetime.now(UTC)
     if dry_run:
         return engine.collect_garbage(storages, scope, now, config.orphan_min_age_s, True, planned)
     try:
         with job_lock(config):
             return engine.collect_garbage(storages, scope, now, config.orphan_min_age_s, False)
+    except LockedError:
+        raise
     except BackupError as err:
         log.warning("content objects not collected: %s", err.message)
         return 0

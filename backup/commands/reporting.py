@@ -2,7 +2,7 @@
 backup, verify, prune, status): the run history, the metrics and the notifications.
 
 - ``tell_backup(...)``: a backup run's full report (per database and destination), called by the
-  backup command once its outcome is known: the run history (``_state/status.json``) in each
+  backup command once its outcome is known: the run history (``_state/status-<job>.json``) in each
   destination, the per-database metrics, then every notifier (success reports too, as
   NOTIFY_ON says). The error it reports is marked as told.
 - ``tell_outcome(config, command, ...)``: called by ``cli.main`` after every run of an
@@ -111,7 +111,7 @@ def tell_backup(
         alert_after_failures=config.notify.alert_after_failures,
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
     )
-    states = {s.url: history.record(s, report, previous[s.url]) for s in storages}
+    states = {s.url: history.record(s, report, previous[s.url], config.postgres) for s in storages}
     metrics.publish(config.metrics, report, states)
     _send(config.notify, notifiers, report)
     if error is not None:

@@ -107,7 +107,7 @@ def freshness(
         targets.append(("globals", None))
     for store in storages:
         found = manifest.scan(store, scope=scope)
-        runs = history.load(store)
+        runs = history.load(store, config.postgres)
         for kind, database in targets or [("database", "(any)")]:
             label = database if kind == "database" else "globals"
             mine = [m for m in found.trusted if m.kind == kind and m.database == database]

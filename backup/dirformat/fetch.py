@@ -5,7 +5,9 @@
 
 A manifest that is not believed about its own backup is refused before anything is read
 (exit 5): an object outside its database's ``_objects/`` folder, or a file name that is not one
-of pg_dump's (``../x``) never reaches the disk. A mismatch is an ``IntegrityError`` (exit 5).
+of pg_dump's (``../x``) never reaches the disk. A mismatch, an undecodable or a missing object
+is a ``DamagedFile`` (exit 5) naming the object's key, the file and, with ``tools``, what it
+holds (``damage.py``); ``toc.dat`` is read first so that it can be named from it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from dataclasses import replace
 from typing import Any
 
 from backup.config import CodecConfig
-from backup.errors import IntegrityError, Interrupted
+from backup.dirformat.damage import DamagedFile, hint_for, others_naming, what_file_holds
+from backup.errors import BackupError, IntegrityError, Interrupted, ObjectNotFound
 from backup.manifest import SAFE_FILE_NAME, Manifest, untrusted_error
+from backup.postgres.pg_restore_dir import list_folder
+from backup.postgres.tools import Tools
 from backup.storage import Storage
 from backup.stream.codec import open_decoder
 from backup.stream.progress import ReadProgress
@@ -89,25 +94,40 @@ def fetch_folder(
     progress_s: float = 0.0,
     purpose: str = "read",
     only: Callable[[str], bool] = lambda name: True,
+    tools: Tools | None = None,
 ) -> int:
     """Download, check and decode every file of ``m`` into ``folder`` (which must exist);
     a file for which ``keep(name)`` is false is checked and decoded to its end but not
     written. Returns the stored bytes read. ``progress_s``: a line ``<purpose> <name>: X of
     Y MB read ...`` that often, all files together (BACKUP_PROGRESS_SECONDS). A file for which
     ``only(name)`` is false is not read at all (``restore --table``: toc.dat and the chosen
-    tables' files); the manifest is still checked as a whole first."""
+    tables' files); the manifest is still checked as a whole first. ``tools``: pg_restore, to
+    name the table a damaged file holds (from the toc.dat already read)."""
     check_readable(codec, m)
     stop = threading.Event()
     progress = ReadProgress(f"{purpose} {m.name}", progress_s, m.size_bytes) if progress_s else None
     tally = _Tally(progress) if progress else None
+    chosen = [e for e in m.files if only(e["name"])]
+    # toc.dat first: a damaged file is then named with the table it holds.
+    chosen.sort(key=lambda e: e["name"] != "toc.dat")
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dir-download") as pool:
-        futures = [
-            pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop, tally)
-            for entry in m.files
-            if only(entry["name"])
-        ]
+        futures = []
         try:
-            total = sum(f.result() for f in futures)
+            if chosen and chosen[0]["name"] == "toc.dat":
+                toc = _fetch_one(codec, storage, m, chosen[0], folder, keep, stop, tally)
+            else:
+                toc = 0
+            futures = [
+                pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop, tally)
+                for entry in chosen
+                if entry["name"] != "toc.dat"
+            ]
+            total = toc + sum(f.result() for f in futures)
+        except DamagedFile as err:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise _named(err, storage, m, folder, tools) from err
         except BaseException:
             stop.set()
             for future in futures:
@@ -119,7 +139,7 @@ def fetch_folder(
     log.info(
         "%s: %d files, %d bytes read from %s, sha256 ok",
         m.name,
-        len(futures),
+        len(chosen),
         total,
         storage.url,
         extra={"stage": "restore", "destination": storage.url},
@@ -143,6 +163,39 @@ def _fetch_one(
     expected = replace(
         m, name=f"{m.name} ({name})", size_bytes=entry["size_bytes"], sha256=entry["sha256"]
     )
+    try:
+        return _read_one(codec, storage, m, entry, expected, folder, keep, stop, tally)
+    except ObjectNotFound as err:
+        raise DamagedFile(
+            f"{m.name} on {storage.url}: the object {entry['key']} ({name}) is missing",
+            key=entry["key"],
+            file=name,
+            missing=True,
+        ) from err
+    except IntegrityError as err:
+        if isinstance(err, DamagedFile):
+            raise
+        raise DamagedFile(
+            f"{m.name} on {storage.url}: the object {entry['key']} ({name}) is damaged: "
+            f"{err.message}",
+            hint_for(m),
+            key=entry["key"],
+            file=name,
+        ) from err
+
+
+def _read_one(
+    codec: CodecConfig,
+    storage: Storage,
+    m: Manifest,
+    entry: dict[str, Any],
+    expected: Manifest,
+    folder: str,
+    keep: Callable[[str], bool],
+    stop: threading.Event,
+    tally: _Tally | None,
+) -> int:
+    name = entry["name"]
     raw = storage.open(entry["key"])
     try:
         shared = tally.for_file() if tally is not None else None
@@ -172,3 +225,35 @@ def _fetch_one(
         return verifying.size
     finally:
         raw.close()
+
+
+def _named(
+    err: DamagedFile, storage: Storage, m: Manifest, folder: str, tools: Tools | None
+) -> DamagedFile:
+    """``err`` with what the file holds (the table) and, for a missing object, which other
+    backups name it."""
+    holds = ""
+    if tools is not None and err.file != "toc.dat" and os.path.exists(f"{folder}/toc.dat"):
+        try:
+            holds = what_file_holds(list_folder(tools, folder), err.file)
+        except BackupError as list_err:
+            log.debug("cannot read the table of contents to name %s: %s", err.file, list_err)
+    elif err.file == "toc.dat" or not err.file.endswith(".dat") or err.file.startswith("blob"):
+        holds = what_file_holds("", err.file)
+    message = err.message.replace(
+        f"({err.file})", f"({err.file}: {holds})" if holds else f"({err.file})", 1
+    )
+    hint = err.hint
+    if err.missing:
+        others = others_naming(storage, m, err.key)
+        hint = (
+            "the backup is damaged: that object was deleted or lost. "
+            + (
+                f"Other backups naming it, damaged too: {', '.join(others[:10])}"
+                + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+                if others
+                else "No other backup names it"
+            )
+            + "; restore another backup, or from another destination"
+        )
+    return DamagedFile(message, hint, key=err.key, file=err.file, missing=err.missing)

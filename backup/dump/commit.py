@@ -83,6 +83,9 @@ class Pending:
     stored: str  # what the log line of a commit says was stored
     stored_bytes: int = 0  # for that log line's extra field
     hint: str | None = None  # the upload's own hint, when it failed
+    # what the format does once the manifest is written (the directory format: the damage
+    # records of the objects this run stored anew are removed)
+    after: Callable[[], None] | None = None
 
 
 def commit(
@@ -104,6 +107,8 @@ def commit(
                 part.undo()
             else:
                 committed_size = committed_size or part.record.size_bytes
+                if part.after is not None:
+                    part.after()
                 log.info(
                     "backup %s committed to %s: %s",
                     facts.name,

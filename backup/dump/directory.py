@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +29,9 @@ from typing import Any
 
 from backup import manifest
 from backup.config import Config
+from backup.dirformat import damage
 from backup.dirformat.address import encoding_tag, file_addresses
+from backup.dirformat.spool import make_spool
 from backup.dump.commit import Pending
 from backup.dump.reuse import Stored, Target, prepare, recheck, still_whole
 from backup.dump.watch import FileWatch
@@ -103,7 +104,7 @@ def dump_directory(
             log.error("%s: cannot store a directory-format backup: %s", target.storage.url, err)
     if all(t.error for t in targets):
         raise targets[0].error or StorageError("no destination")
-    spool = tempfile.mkdtemp(prefix="pgbackup-dir-")
+    spool = make_spool(config)
     folder = os.path.join(spool, "dump")
     os.mkdir(folder, 0o700)
     uploader = _Uploader(config, targets, database, suffix, folder)
@@ -339,7 +340,23 @@ def pending(result: DirectoryResult, base: Manifest) -> list[Pending]:
         stored = (
             f"{len(record.files)} files, {record.size_bytes} bytes, {record.new_bytes} of them new"
         )
+        # verify's records of damaged objects this run stored anew (healed), and records
+        # whose object is gone, are removed once the manifest is written
+        healed = [
+            target.damaged[f["key"]]
+            for f in record.files
+            if f["new"] and f["key"] in target.damaged
+        ]
+        after = functools.partial(damage.clear, target.storage, healed + target.stale_records)
         parts.append(
-            Pending(target.storage, record, None, undo, stored, stored_bytes=record.new_bytes)
+            Pending(
+                target.storage,
+                record,
+                None,
+                undo,
+                stored,
+                stored_bytes=record.new_bytes,
+                after=after,
+            )
         )
     return parts

@@ -19,6 +19,7 @@ from typing import Any
 
 from backup import manifest
 from backup.config import Config
+from backup.dirformat import damage
 from backup.dirformat.address import address_key
 from backup.errors import BackupError, Interrupted, ObjectNotFound, StorageError
 from backup.storage import Storage
@@ -50,12 +51,18 @@ class Target:
     files: list[dict[str, Any]] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
     error: BackupError | None = None
+    damaged: dict[str, str] = field(default_factory=dict)
+    """Objects ``verify`` recorded as damaged (content key -> its record): never reused."""
+    stale_records: list[str] = field(default_factory=list)
+    """Records of damaged objects that are gone (nothing left to heal): removed at the commit."""
 
 
 def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
     """The address key, and the objects committed backups of ``database`` name: those the
     listing shows with the recorded size and fingerprint are reused, never uploaded again;
-    those with the recorded size but no or another fingerprint are read back first."""
+    those with the recorded size but no or another fingerprint are read back first; those
+    ``verify`` recorded as damaged (``damage.recorded``) are never reused: stored anew at the
+    same address, which heals the older backups that name them."""
     storage = target.storage
     target.key = address_key(storage, database, config.dump, config.codec)
     found = manifest.scan(storage, scope=manifest.Scope(frozenset({database})))
@@ -67,11 +74,21 @@ def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
                     entry["size_bytes"], entry["sha256"], entry.get("fingerprint"), record.name
                 )
     present = {o.key: o for o in storage.list(manifest.objects_prefix(database))}
+    damaged = damage.recorded(storage, database)
+    target.damaged = {k: v for k, v in damaged.items() if k in present}
+    target.stale_records = [v for k, v in damaged.items() if k not in present]
     for key, stored in recorded.items():
         info = present.get(key)
         if not key.endswith(suffix) or info is None:
             continue
-        if info.size != stored.size:
+        if key in target.damaged:
+            log.warning(
+                "%s: %s was found damaged by verify: it is stored anew, not reused",
+                storage.url,
+                key,
+                extra={"stage": "upload", "destination": storage.url},
+            )
+        elif info.size != stored.size:
             log_damaged(storage, key, stored, f"{info.size} bytes, not {stored.size}")
         elif stored.fingerprint and info.fingerprint == stored.fingerprint:
             # (an empty fingerprint, from a store that gives none, proves nothing: read back)

@@ -1,4 +1,10 @@
-"""The run history kept in each destination: ``<prefix>/_state/status.json``.
+"""The run history kept in each destination: ``<prefix>/_state/status-<job>.json``, one per job.
+
+Several jobs may share a prefix (one per database, one per server): each keeps its own file,
+named after what the job is (``state_key``: a digest of its databases and its server), so one
+job's failures never count in another's streak. A job without its own file yet starts from the
+history every job shared before (``<prefix>/_state/status.json``, ``LEGACY_KEY``), narrowed to its
+own databases; that file is read, never written again.
 
 It remembers what one run cannot know alone: how many runs in a row failed (to escalate the
 notification after ALERT_AFTER_FAILURES) and when each database last reached this destination
@@ -20,6 +26,7 @@ The file is never read as a backup: ``list``, ``restore`` and retention read onl
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -28,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from backup.config import PostgresConfig
 from backup.errors import ObjectNotFound
 from backup.job.outcome import DatabaseResult, RunReport
 from backup.storage import Storage
@@ -35,6 +43,9 @@ from backup.storage import Storage
 log = logging.getLogger(__name__)
 
 STATE_KEY = "_state/status.json"
+LEGACY_KEY = STATE_KEY
+"""The history every job on a prefix shared (read to migrate; the key ``load`` and ``record``
+use when no job is given)."""
 FORMAT_VERSION = 1
 MAX_RUNS = 20
 MAX_ERROR_CHARS = 1000
@@ -139,26 +150,76 @@ class State:
             raise ValueError(f"not a status file: {type(err).__name__}: {err}") from err
 
 
-def load(storage: Storage) -> State:
-    """The state stored in ``storage``; an empty one when missing, corrupt or unreadable."""
+def state_key(job: PostgresConfig | None) -> str:
+    """Where ``job``'s history lives: ``_state/status-<16 hex>.json``, a digest of its databases
+    (or all of them) and its server; ``LEGACY_KEY`` without a job."""
+    if job is None:
+        return LEGACY_KEY
+    databases = ["*all*"] if job.all_databases else sorted(job.databases)
+    identity = "|".join((job.display_host, "--", *databases))
+    return f"_state/status-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
+
+
+def load(storage: Storage, job: PostgresConfig | None = None) -> State:
+    """``job``'s state stored in ``storage``; an empty one when missing, corrupt or unreadable.
+    A job with no file of its own yet starts from the shared ``LEGACY_KEY``, narrowed to its
+    databases."""
+    key = state_key(job)
+    state = _load(storage, key)
+    if state is not None:
+        return state
+    if job is None:
+        return State()
+    legacy = _load(storage, LEGACY_KEY)
+    if legacy is None or legacy.read_failed:
+        # The job's own file is another file: a shared one that cannot be read is not at risk.
+        return State()
+    log.info(
+        "state: %s in %s starts from the history all jobs shared (%s)",
+        key,
+        storage.url,
+        LEGACY_KEY,
+    )
+    return _narrowed(legacy, job)
+
+
+def _load(storage: Storage, key: str) -> State | None:
+    """The state in ``key``; None when missing."""
     try:
-        stream = storage.open(STATE_KEY)
+        stream = storage.open(key)
         try:
             data = stream.read()
         finally:
             stream.close()
     except ObjectNotFound:
-        return State()
+        return None
     except Exception as err:  # the backup must run even when the history cannot be read
-        log.warning("state: cannot read %s in %s: %s", STATE_KEY, storage.url, err)
+        log.warning("state: cannot read %s in %s: %s", key, storage.url, err)
         return State(read_failed=True)
     try:
         return State.from_json(data)
     except ValueError as err:
         log.warning(
-            "state: %s in %s is corrupt (%s); starting a new history", STATE_KEY, storage.url, err
+            "state: %s in %s is corrupt (%s); starting a new history", key, storage.url, err
         )
         return State()
+
+
+def _narrowed(state: State, job: PostgresConfig) -> State:
+    """The shared history as one job's: its databases, and the runs that touched them."""
+    if job.all_databases:
+        return state
+    mine = set(job.databases)
+    runs = tuple(
+        run
+        for run in state.runs
+        if not run.results or any(r.get("database") in mine for r in run.results)
+    )
+    return replace(
+        state,
+        databases={name: db for name, db in state.databases.items() if name in mine},
+        runs=runs,
+    )
 
 
 def apply(state: State, report: RunReport, destination_url: str) -> State:
@@ -200,24 +261,30 @@ def apply(state: State, report: RunReport, destination_url: str) -> State:
     )
 
 
-def record(storage: Storage, report: RunReport, previous: State | None = None) -> State:
-    """Add ``report``'s run to the state in ``storage`` and write it back; never raises.
+def record(
+    storage: Storage,
+    report: RunReport,
+    previous: State | None = None,
+    job: PostgresConfig | None = None,
+) -> State:
+    """Add ``report``'s run to ``job``'s state in ``storage`` and write it back; never raises.
 
     ``previous`` is the state ``load`` returned at the start of the run (read again if None).
     Returns the new state, also when it could not be written.
     """
+    key = state_key(job)
     if previous is None:
-        previous = load(storage)
+        previous = load(storage, job)
     state = apply(previous, report, storage.url)
     if previous.read_failed:
-        log.warning("state: %s in %s left as it was: it could not be read", STATE_KEY, storage.url)
+        log.warning("state: %s in %s left as it was: it could not be read", key, storage.url)
         return state
     try:
-        storage.put(STATE_KEY, io.BytesIO(state.to_json()))
+        storage.put(key, io.BytesIO(state.to_json()))
     except Exception as err:  # a history write must not turn a good backup into a failure
-        log.warning("state: cannot write %s to %s: %s", STATE_KEY, storage.url, err)
+        log.warning("state: cannot write %s to %s: %s", key, storage.url, err)
     else:
-        log.debug("state: %s written to %s", STATE_KEY, storage.url)
+        log.debug("state: %s written to %s", key, storage.url)
     return state
 
 

@@ -148,12 +148,16 @@ def resolve(
         records = scan.trusted
         if name == "latest":
             db = database or default_database or _only_database(records, scan.rejected)
-            chosen = [m for m in records if globals_only or m.database == db]
+            chosen = _not_future(
+                [m for m in records if globals_only or m.database == db], storage.url
+            )
             newest = chosen[0].created_at if chosen else None
             bad = [
                 r
                 for r in scan.rejected
-                if (globals_only or r.database == db) and _newer(r.created_at, newest)
+                if (globals_only or r.database == db)
+                and _newer(r.created_at, newest)
+                and not (r.created_at and manifest.future_dated(r.created_at, datetime.now(UTC)))
             ]
             if bad:
                 # The newest backup here is not believed: never fall back silently to an older one.
@@ -201,6 +205,21 @@ def resolve(
             e for e in found if e.manifest.created_at != newest
         ]
     return found
+
+
+def _not_future(records: list[Manifest], destination: str) -> list[Manifest]:
+    """``latest`` is the newest backup NOT dated in the future (more than FUTURE_TOLERANCE
+    ahead: a skewed clock or a planted manifest): such a one is restorable by its name only."""
+    now = datetime.now(UTC)
+    future = [m for m in records if manifest.future_dated(m.created_at, now)]
+    for m in future:
+        log.warning(
+            "%s on %s is dated in the future (%s): 'latest' skips it; name it to use it",
+            m.name,
+            destination,
+            f"{m.created_at:%Y-%m-%d %H:%M:%S} UTC",
+        )
+    return [m for m in records if m not in future]
 
 
 def _refusal_wins(found: list[Entry], refused: list[Flagged], latest: bool) -> bool:

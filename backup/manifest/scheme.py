@@ -3,7 +3,7 @@
     <database>/<database>-<YYYYmmddTHHMMSSZ>.dump[.zst|.gz][.age]
     <database>/<database>-<YYYYmmddTHHMMSSZ>.manifest.json
     _globals/globals-<YYYYmmddTHHMMSSZ>.sql[...]  and its .manifest.json
-    _state/status.json
+    _state/status-<job>.json  (and _state/status.json, the history jobs shared before)
 
 A directory-format backup (``BACKUP_FORMAT=directory``) has a manifest like any other and
 stores each file of pg_dump's directory under a content address in its database's folder,
@@ -22,7 +22,7 @@ name. The suffix after ``.dump`` / ``.sql`` (compression, then encryption) is pa
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 GLOBALS_DIR = "_globals"
 STATE_DIR = "_state"
@@ -35,6 +35,15 @@ ENCRYPTION_SUFFIX = ".age"
 OBJECTS_DIR = "_objects"
 DEDUP_KEY_NAME = "_dedup.key"
 _ADDRESS = re.compile(r"^[0-9a-f]{64}$")
+# A backup dated further ahead than this is "future-dated": flagged by list, status and check,
+# kept by retention but never counted among the newest N, never what ``latest`` means (a
+# tolerance for small clock differences).
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def future_dated(created_at: datetime, now: datetime) -> bool:
+    """More than ``FUTURE_TOLERANCE`` ahead of ``now``."""
+    return created_at - now > FUTURE_TOLERANCE
 
 
 def object_suffix(compression: str, encrypted: bool) -> str:

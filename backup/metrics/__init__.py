@@ -3,7 +3,7 @@
 The metrics live in a registry of their own (never prometheus-client's global one) and are
 filled once, when the run is over, from the run report and the state of each destination
 (``backup.job.history``): the last success time must survive across runs, and a one-shot job has no
-memory, so it comes from ``_state/status.json``. They are then pushed to a Pushgateway
+memory, so it comes from ``_state/status-<job>.json``. They are then pushed to a Pushgateway
 (PROMETHEUS_PUSHGATEWAY_URL) and/or written to a file for node_exporter's textfile collector
 (METRICS_FILE). A failure to push or write is logged, never raised.
 

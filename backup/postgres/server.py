@@ -270,6 +270,31 @@ def apply_database_properties(
         raise _properties_error(err, failed, conn) from err
 
 
+def apply_properties_each(
+    conn: psycopg.Connection, statements: list[tuple[str, sql.Composed]]
+) -> tuple[list[str], list[str]]:
+    """A test restore's properties: each ``(kind, statement)`` in its own savepoint of one
+    transaction; one naming a role this server lacks is reported, not fatal (returned, with
+    its kind); any other failure raises, all rolled back. Returns the kinds applied and the
+    missing-role reports."""
+    applied: list[str] = []
+    missing: list[str] = []
+    with conn.transaction():
+        for kind, statement in statements:
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+            except psycopg.errors.UndefinedObject as err:
+                if "role" not in str(err):
+                    raise _properties_error(err, statement, conn) from err
+                missing.append(f"{kind}: {str(err).strip()}")
+                continue
+            except psycopg.Error as err:
+                raise _properties_error(err, statement, conn) from err
+            applied.append(kind)
+    return applied, missing
+
+
 _VALUE = re.compile(r"( (?:TO|=|IS) ).*", re.S)
 
 

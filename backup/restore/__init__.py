@@ -253,6 +253,7 @@ def _restore_directory(
             jobs,
             progress_s=config.log.progress_interval_s,
             purpose="restore",
+            tools=tools,
         )
         props = folder_properties(tools, folder)
         for statement in props.skipped:

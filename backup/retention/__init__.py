@@ -27,14 +27,9 @@ from typing import Protocol
 
 from backup.config import RetentionPolicy
 
-# A backup dated further ahead than this is "future-dated": flagged by list, status and check,
-# kept, and never counted among the newest N (a tolerance for small clock differences).
-FUTURE_TOLERANCE = timedelta(days=1)
-
-
-def future_dated(created_at: datetime, now: datetime) -> bool:
-    """More than ``FUTURE_TOLERANCE`` ahead of ``now``."""
-    return created_at - now > FUTURE_TOLERANCE
+# What "future-dated" means belongs to the manifests (catalog's ``latest`` skips such a backup
+# too); retention's callers keep reading it here.
+from backup.manifest.scheme import FUTURE_TOLERANCE, future_dated  # noqa: F401
 
 
 class Backup(Protocol):

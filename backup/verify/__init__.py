@@ -9,19 +9,28 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from backup.config import Config, PostgresConfig
+from backup.dirformat import damage
+from backup.dirformat.damage import DamagedFile
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.manifest.catalog import Entry
 from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
-from backup.postgres.pg_restore import archive_error, run_pg_restore
-from backup.postgres.pg_restore_dir import list_folder, restore_folder
+from backup.postgres.pg_restore import (
+    HeadRecorder,
+    archive_error,
+    read_database_properties,
+    run_pg_restore,
+)
+from backup.postgres.pg_restore_dir import folder_properties, list_folder, restore_folder
 from backup.postgres.processes import ChildGroup, pump
+from backup.postgres.properties import DatabaseProperties
 from backup.storage import Readable, Storage
 from backup.stream.readback import CHUNK_BYTES, VerifyingReader, open_archive
 
@@ -50,6 +59,10 @@ class RestoreTest:
     """Tables found in the scratch database, all of the manifest's among them."""
     row_counts_checked: int
     """Tables whose exact row counts were compared (0 unless the manifest has exact counts)."""
+    properties_applied: tuple[str, ...] = ()
+    """The database's own properties given to the scratch database (owner, setting, ...)."""
+    properties_missing: tuple[str, ...] = ()
+    """Properties not applied because a role they name does not exist there (warnings)."""
 
 
 def toc_tables(listing: str) -> list[str]:
@@ -117,16 +130,21 @@ def _verify_directory(
     m = entry.manifest
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
-        read = fetch_folder(
-            config.codec,
-            storage,
-            m,
-            folder,
-            config.dump.jobs,
-            keep="toc.dat".__eq__,
-            progress_s=config.log.progress_interval_s,
-            purpose="verify",
-        )
+        try:
+            read = fetch_folder(
+                config.codec,
+                storage,
+                m,
+                folder,
+                config.dump.jobs,
+                keep="toc.dat".__eq__,
+                progress_s=config.log.progress_interval_s,
+                purpose="verify",
+                tools=tools,
+            )
+        except DamagedFile as err:
+            damage.record(storage, m, err)  # the next backup stores that object anew
+            raise
         listing = list_folder(tools, folder)
     tables = toc_tables(listing)
     log.info(
@@ -191,16 +209,14 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
     )
     try:
         if m.format == "directory":
-            lister_tables = _restore_folder_and_list(config, storages, entry, tools, pg, scratch)
-        else:
-            verifying, archive = open_archive(
-                config.codec,
-                storages[entry.destination],
-                m,
-                config.log.progress_interval_s,
-                "test restore",
+            lister_tables, props = _restore_folder_and_list(
+                config, storages, entry, tools, pg, scratch
             )
-            lister_tables = _restore_and_list(tools, pg, scratch, archive, verifying)
+        else:
+            lister_tables, props = _restore_and_list(
+                tools, pg, scratch, lambda purpose: _open(config, storages, entry, purpose)
+            )
+        applied, missing = _give_properties(pg, admin_db, scratch, props, m.name)
         restore_seconds = time.monotonic() - started
         checked = _compare(pg, scratch, m.row_counts, lister_tables)
     finally:
@@ -217,19 +233,62 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
         restore_seconds,
         extra={"stage": "verify"},
     )
-    return RestoreTest(restore_seconds, len(lister_tables), checked)
+    return RestoreTest(restore_seconds, len(lister_tables), checked, tuple(applied), tuple(missing))
+
+
+def _open(
+    config: Config, storages: dict[str, Storage], entry: Entry, purpose: str
+) -> tuple[VerifyingReader, Readable]:
+    every_s = config.log.progress_interval_s
+    return open_archive(config.codec, storages[entry.destination], entry.manifest, every_s, purpose)
 
 
 def _restore_and_list(
     tools: pg_tools.Tools,
     pg: PostgresConfig,
     scratch: str,
-    archive: Readable,
-    verifying: VerifyingReader,
-) -> list[str]:
-    run_pg_restore(tools, pg, scratch, archive, verifying, ["--no-owner", "--no-privileges"], 1)
+    reopen: Callable[[str], tuple[VerifyingReader, Readable]],
+) -> tuple[list[str], DatabaseProperties]:
+    verifying, archive = reopen("test restore")
+    with HeadRecorder(archive) as head:
+        run_pg_restore(tools, pg, scratch, head, verifying, ["--no-owner", "--no-privileges"], 1)
+        props = read_database_properties(
+            tools, head, lambda: reopen("test restore (reading the TOC again)")
+        )
     with pg_server.connect(pg, scratch) as conn:
-        return pg_server.list_tables(conn)
+        return pg_server.list_tables(conn), props
+
+
+def _give_properties(
+    pg: PostgresConfig, admin_db: str, scratch: str, props: DatabaseProperties, name: str
+) -> tuple[list[str], list[str]]:
+    """The database's own properties (owner, settings, comment, grants) given to the scratch
+    database, as a restore gives them: proof that they apply. A role missing on this server is
+    a warning, not a failure of the test; any other failure is."""
+    for statement in props.skipped:
+        log.warning("test restore of %s: database property not understood: %s", name, statement)
+    statements = [(s.kind, s.for_database(scratch)) for s in props.statements]
+    if not statements:
+        return [], []
+    with pg_server.connect(pg, admin_db) as conn:
+        applied, missing = pg_server.apply_properties_each(conn, statements)
+    kinds = sorted(set(applied) - {"grantor"})
+    log.info(
+        "test restore of %s: the database's own properties applied: %s",
+        name,
+        ", ".join(kinds) or "none",
+        extra={"stage": "verify"},
+    )
+    for report in missing:
+        log.warning(
+            "test restore of %s: a database property not applied, its role does not exist on "
+            "this server (%s); a restore there would stop: restore the roles first "
+            "('restore --globals')",
+            name,
+            report,
+            extra={"stage": "verify"},
+        )
+    return kinds, missing
 
 
 def _restore_folder_and_list(
@@ -239,7 +298,7 @@ def _restore_folder_and_list(
     tools: pg_tools.Tools,
     pg: PostgresConfig,
     scratch: str,
-) -> list[str]:
+) -> tuple[list[str], DatabaseProperties]:
     jobs = config.dump.jobs
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
         fetch_folder(
@@ -250,10 +309,12 @@ def _restore_folder_and_list(
             jobs,
             progress_s=config.log.progress_interval_s,
             purpose="test restore",
+            tools=tools,
         )
         restore_folder(tools, pg, scratch, folder, ["--no-owner", "--no-privileges"], jobs)
+        props = folder_properties(tools, folder)
     with pg_server.connect(pg, scratch) as conn:
-        return pg_server.list_tables(conn)
+        return pg_server.list_tables(conn), props
 
 
 def _compare(pg: PostgresConfig, scratch: str, recorded: dict, restored_tables: list[str]) -> int:
