@@ -3,9 +3,12 @@ right hint, output without terminal codes when it is not a terminal."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
-from tests.conftest import run_job, unique_name
+from tests.conftest import REPO, clean_environ, run_job, unique_name
 
 
 def test_restore_dry_run_names_the_database_it_will_keep(pg15, sample_db, job_env):
@@ -49,3 +52,36 @@ def test_verify_says_one_table_without_a_view(pg15, job_env):
     result = run_job("verify", "--restore-test", env=env)
     assert result.returncode == 0, result.output
     assert "sha256 ok, 1 table in the archive" in result.stderr
+
+
+def _without_root_powers(*args: str) -> list[str]:
+    """``args`` run as root without the capability to bypass file permissions: a folder of
+    mode 0555 refuses it as it refuses uid 10001 in the image."""
+    return [
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--",
+        *args,
+    ]
+
+
+def test_a_local_permission_denied_names_the_folder_and_the_image_uid(job_env, tmp_path):
+    folder = tmp_path / "pg-backups"
+    folder.mkdir(mode=0o555)
+    folder.chmod(0o555)
+    env = {**clean_environ(), **job_env, "BACKUP_DESTINATIONS": f"file://{folder}"}
+    for command in ("backup", "check"):
+        done = subprocess.run(
+            _without_root_powers(sys.executable, str(REPO / "entrypoint.py"), command),
+            env={**env, "BACKUP_PROGRESS_SECONDS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 4, done.stderr
+        [hint] = [line for line in done.stderr.splitlines() if line.startswith("hint: ")]
+        assert f"hint: {folder} is not writable by uid {os.getuid()}" in hint
+        assert "uid 10001" in hint and "chown -R 10001:10001" in hint and "--user" in hint
+        assert "bucket" not in hint and "credentials" not in hint
