@@ -159,3 +159,16 @@ def test_help_of_every_command_says_pgbackup(monkeypatch, capsys) -> None:
         text = capsys.readouterr().out
         assert text.startswith(" ".join(["usage: pgbackup", *args])), text[:100]
         assert "entrypoint" not in text, args
+
+
+def test_make_help_lists_every_target_with_what_it_does() -> None:
+    """`make help` (and `make` alone) lists every target of the Makefile, one line each."""
+    makefile = (REPO / "Makefile").read_text()
+    phony = {t for line in re.findall(r"^\.PHONY:(.*)$", makefile, re.M) for t in line.split()}
+    for argv in (["make", "-s", "help"], ["make", "-s"]):
+        done = _run(argv, REPO)
+        assert done.returncode == 0, done.stderr
+        listed = dict(re.findall(r"^  make (\S+) +(\S.*)$", done.stdout, re.M))
+        assert set(listed) == phony, done.stdout
+        for target in ("demo", "test", "sandbox", "sandbox-stop"):
+            assert len(listed[target]) > 10, target
