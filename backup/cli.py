@@ -47,23 +47,21 @@ Exit codes: 0 done, 1 unexpected error, 2 configuration or usage, 3 database, 4 
 Configuration comes from the environment (below); '{prog} COMMAND --help' says
 what a command does, its options and the variables it uses."""
 
-# The name the job was started by: the `pgbackup` command that `pip install` puts on PATH (the
-# container image's entrypoint), else `python entrypoint.py` from a checkout.
+# The command: what `pip install` puts on PATH and the container image's entrypoint;
+# `python -m backup` runs the same. `entrypoint.py` is kept as an alias (older deployments
+# start `python /app/entrypoint.py`), and its --help says its own name.
 COMMAND_NAME = "pgbackup"
-
-
-def _invoked_as_command() -> bool:
-    return os.path.basename(sys.argv[0]) == COMMAND_NAME
+ALIAS_NAME = "entrypoint.py"
 
 
 def _prog() -> str:
-    return COMMAND_NAME if _invoked_as_command() else "entrypoint.py"
+    return ALIAS_NAME if os.path.basename(sys.argv[0]) == ALIAS_NAME else COMMAND_NAME
 
 
 def _manual_command(args: Sequence[str]) -> str:
-    """The command line a notification shows for running this command again by hand."""
-    head = [COMMAND_NAME] if _invoked_as_command() else ["python", "entrypoint.py"]
-    return shlex.join([*head, *args])
+    """The command line a notification shows for running this command again by hand: always
+    the ``pgbackup`` command (in the image, from ``pip install``), whatever started this run."""
+    return shlex.join([COMMAND_NAME, *args])
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,9 +35,22 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
+# Installed already, from this pyproject.toml? Then nothing to do (make demo runs this every
+# time; the install is editable, so a change to the code needs no new install, only a change to
+# pyproject.toml). The stamp lives in .venv: a new venv installs again. The test extra holds the
+# docs extra and the docs extra the project itself, so a stamp of a larger set does too.
+pyproject_sum="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+installed() {
+  for set in "$@"; do
+    [ "$(cat ".venv/.installed-$set" 2>/dev/null)" = "$pyproject_sum" ] && return 0
+  done
+  return 1
+}
+stamp() { echo "$pyproject_sum" >".venv/.installed-$what"; }
+
 if [ "$what" = test ]; then
   # the test extra includes the docs extra: tests/test_docs.py builds the site
-  .venv/bin/pip install -q -e '.[test]'
+  installed test || { .venv/bin/pip install -q -e '.[test]' && stamp; }
   # Azurite (Azure Blob Storage's local server) for the azure:// tests, from npm into .venv;
   # tests start it with --disableTelemetry (tests/fixtures/clouds.py).
   if [ ! -x .venv/azurite/node_modules/.bin/azurite-blob ]; then
@@ -45,7 +58,7 @@ if [ "$what" = test ]; then
     npm install --prefix .venv/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
   fi
 elif [ "$what" = docs ]; then
-  .venv/bin/pip install -q -e '.[docs]'
+  installed docs test || { .venv/bin/pip install -q -e '.[docs]' && stamp; }
 else
-  .venv/bin/pip install -q -e .
+  installed runtime docs test || { .venv/bin/pip install -q -e . && stamp; }
 fi

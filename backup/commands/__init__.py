@@ -1,6 +1,6 @@
 """One module per CLI verb, each with the same five members:
 
-- ``HELP``: one line for ``entrypoint.py --help``;
+- ``HELP``: one line for ``pgbackup --help``;
 - ``DESCRIPTION``: a paragraph for the verb's own ``--help`` (which also lists the variables
   the verb uses: ``backup.config.variables``, where a new variable gets its row);
 - ``NEEDS_DATABASES``: the verb acts on the databases this job backs up, so one must be named

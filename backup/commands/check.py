@@ -252,7 +252,7 @@ def send_test_notifications(config: Config) -> list[str]:
         finished_at=now,
         host=config.postgres.display_host,
         retention_days=config.retention.days,
-        manual_command="python entrypoint.py check --notify",
+        manual_command="pgbackup check --notify",
         extra={"test": True},
     )
     lines, failed = [], []

@@ -166,7 +166,7 @@ def publish_verify_metrics(
             started_at,
             error,
             host=config.postgres.display_host,
-            manual_command=f"python entrypoint.py verify {outcome.name} --restore-test",
+            manual_command=f"pgbackup verify {outcome.name} --restore-test",
             retention_days=config.retention.days,
             alert_after_failures=config.notify.alert_after_failures,
             verify=outcome,

@@ -72,7 +72,7 @@ class RunReport:
     retention_days: int = 30
     alert_after_failures: int = 2
     log_tail: tuple[str, ...] = ()
-    manual_command: str = "python entrypoint.py backup"
+    manual_command: str = "pgbackup backup"
     extra: dict[str, object] = field(default_factory=dict)
     verify: VerifyOutcome | None = None  # a verify run's findings (None for other commands)
 

@@ -34,6 +34,7 @@ from backup.restore.steps import (
     RestoreOptions,
     confirm,
     describe_sessions,
+    kept_name,
     restore_fresh,
     restore_in_place,
 )
@@ -78,6 +79,8 @@ def restore_database(
             first.server_version,
             server.version,
         )
+    # one stamp for the run: the name the confirmation shows is the name the swap gives
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     mode = (
         "in place (--clean)"
         if options.in_place
@@ -95,7 +98,7 @@ def restore_database(
         lines.append(
             "The current database is dropped."
             if options.drop_old
-            else "The current database is kept, renamed <db>_pre_restore_<timestamp>."
+            else f"The current database is kept, renamed {kept_name(target, stamp)}."
         )
     if options.in_place:
         lines.append("This will OVERWRITE the current database! Its data will be LOST.")
@@ -134,6 +137,7 @@ def restore_database(
                 owner,
                 admin_db,
                 options,
+                stamp,
             )
             return target
         except DatabaseError as err:
@@ -162,11 +166,11 @@ def _restore_from(
     owner: str | None,
     admin_db: str,
     options: RestoreOptions,
+    stamp: str,
 ) -> None:
     pg = config.postgres
     m = entry.manifest
     started = time.monotonic()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     log.info(
         "restoring %s from %s into %s",
         m.name,
@@ -176,7 +180,9 @@ def _restore_from(
     )
 
     if m.format == "directory":
-        _restore_directory(config, storage, entry, tools, target, exists, owner, admin_db, options)
+        _restore_directory(
+            config, storage, entry, tools, target, exists, owner, admin_db, options, stamp
+        )
         return
     every_s = config.log.progress_interval_s
 
@@ -233,6 +239,7 @@ def _restore_directory(
     owner: str | None,
     admin_db: str,
     options: RestoreOptions,
+    stamp: str,
 ) -> None:
     """A directory-format backup: every file downloaded and checked into a spool folder
     first (nothing on the server is touched before the whole backup checked out), then
@@ -241,7 +248,6 @@ def _restore_directory(
     m = entry.manifest
     jobs = options.jobs or config.dump.jobs
     started = time.monotonic()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
         folder = os.path.join(spool, "dump")
         os.mkdir(folder, 0o700)

@@ -144,6 +144,12 @@ def compare_creation(
         )
 
 
+def kept_name(target: str, stamp: str) -> str:
+    """The name the swap gives the database it replaces (``<target>_pre_restore_<stamp>``),
+    shown in the confirmation and the dry run before it is used."""
+    return pg_server.suffixed(target, f"_pre_restore_{stamp}")
+
+
 def swap(
     pg: PostgresConfig,
     admin_db: str,
@@ -155,7 +161,7 @@ def swap(
     """``fresh`` (restored, checked) takes ``target``'s name; the old database is kept as
     ``<target>_pre_restore_<stamp>`` unless ``--drop-old``; both renames commit together or
     not at all."""
-    old = pg_server.suffixed(target, f"_pre_restore_{stamp}")
+    old = kept_name(target, stamp)
     with pg_server.connect(pg, admin_db) as conn:
         sessions = pg_server.database_sessions(conn, target)
         if sessions:

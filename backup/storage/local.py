@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 CHUNK_BYTES = 1024 * 1024
+# The container image's user (Dockerfile: useradd --uid 10001): a folder mounted from the host
+# must be writable by it.
+IMAGE_UID = 10001
 
 
 class LocalStorage:
@@ -35,6 +38,20 @@ class LocalStorage:
     @classmethod
     def from_destination(cls, destination: Destination, config: StorageConfig) -> LocalStorage:
         return cls(destination.prefix, destination.url)
+
+    def _hint(self, err: OSError, needed: str) -> str | None:
+        """What to do about a folder this process may not use: name it, and say whom the
+        container image runs as (a host folder mounted with -v belongs to someone else)."""
+        if not isinstance(err, PermissionError):
+            return None
+        path = Path(err.filename) if err.filename else self.root
+        if needed == "writable" and path != self.root:
+            path = path.parent  # a file is created or removed by writing to its folder
+        return (
+            f"{path} is not {needed} by uid {os.getuid()}. The container image runs as uid "
+            f"{IMAGE_UID}: on the host, chown -R {IMAGE_UID}:{IMAGE_UID} the folder mounted at "
+            f"{self.root}, or run the container with --user set to that folder's owner"
+        )
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(self.url, key)
@@ -59,7 +76,8 @@ class LocalStorage:
             if isinstance(err, OSError):
                 raise StorageError(
                     f"{self.url}: cannot write {key}: {err.strerror or err}",
-                    hint="check that the directory exists, is writable and has free space",
+                    hint=self._hint(err, "writable")
+                    or "check that the directory exists, is writable and has free space",
                 ) from err
             raise
         return size
@@ -71,7 +89,9 @@ class LocalStorage:
         except FileNotFoundError as err:
             raise ObjectNotFound(f"{self.url}: no object {key}") from err
         except OSError as err:
-            raise StorageError(f"{self.url}: cannot read {key}: {err.strerror}") from err
+            raise StorageError(
+                f"{self.url}: cannot read {key}: {err.strerror}", hint=self._hint(err, "readable")
+            ) from err
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.exists():
@@ -94,7 +114,9 @@ class LocalStorage:
                         ObjectInfo(key, stat.st_size, modified=modified, fingerprint=fingerprint)
                     )
         except OSError as err:
-            raise StorageError(f"{self.url}: cannot list: {err.strerror}") from err
+            raise StorageError(
+                f"{self.url}: cannot list: {err.strerror}", hint=self._hint(err, "readable")
+            ) from err
         return sorted(objects, key=lambda o: o.key)
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -104,7 +126,10 @@ class LocalStorage:
             except FileNotFoundError:
                 continue
             except OSError as err:
-                raise StorageError(f"{self.url}: cannot delete {key}: {err.strerror}") from err
+                raise StorageError(
+                    f"{self.url}: cannot delete {key}: {err.strerror}",
+                    hint=self._hint(err, "writable"),
+                ) from err
 
     def cleanup_incomplete(self, prefix: str = "", older_than_s: float = 0.0) -> int:
         """Remove ``*.partial`` files under ``prefix`` last written ``older_than_s`` seconds ago

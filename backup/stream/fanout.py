@@ -148,8 +148,12 @@ class Fanout:
         self.size += len(data)
         live = self._live()
         if not live:
-            failures = "; ".join(f"{u.storage.url}: {u.error}" for u in self.uploads)
-            raise StorageError(f"every destination failed: {failures}")
+            failures = "; ".join(_with_url(u.storage.url, u.error) for u in self.uploads)
+            # the backend's own hint (a local folder's owner, a bucket's credentials)
+            hints = [u.error.hint for u in self.uploads if isinstance(u.error, StorageError)]
+            raise StorageError(
+                f"every destination failed: {failures}", hint=hints[0] if hints else None
+            )
         for upload in live:
             self._offer(upload, data)
         return len(data)
@@ -222,3 +226,9 @@ class Fanout:
                 upload.thread.join()
             else:
                 upload.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _with_url(url: str, error: BaseException | None) -> str:
+    """``url: error``, unless the backend's message already names the destination."""
+    text = str(error)
+    return text if text.startswith(url) else f"{url}: {text}"

@@ -96,7 +96,7 @@ def test_a_failing_verify_is_told_everywhere_with_its_name(
     [message] = _telegram(recording_server)
     assert "PostgreSQL verify failed" in message
     assert "zstd stream is damaged" in message and sample_db in message  # the backup's name
-    assert "python entrypoint.py verify --restore-test" in message
+    assert "pgbackup verify --restore-test" in message
     [hook] = _hooks(recording_server)
     assert hook["command"] == "verify" and hook["status"] == "failure"
     assert hook["exit_code"] == 5 and hook["error"]

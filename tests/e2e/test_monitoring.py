@@ -64,7 +64,7 @@ def test_success_and_failures_in_a_row_are_told(job_env, recording_server, tmp_p
     messages = _telegram(recording_server)
     assert "failed" in messages[1] and "failure in a row" not in messages[1]
     assert "2nd failure in a row" in messages[2] and "No successful backup since" in messages[2]
-    assert "python entrypoint.py backup" in messages[2]
+    assert "pgbackup backup" in messages[2]
     assert recording_server.requests_to("/ping/secret-check-uuid/fail")
 
     status = run_job("status", "--json", env=env)

@@ -75,6 +75,31 @@ def test_entrypoint_py_still_says_its_own_name():
     assert "'entrypoint.py COMMAND --help'" in result.stdout
 
 
+def test_python_dash_m_backup_is_the_same_command():
+    """`python -m backup` where the console script is not on PATH (issue 20: it failed)."""
+    for args in (["--help"], ["list", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "backup", *args],
+            env=clean_environ(),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: pgbackup {' '.join(args[:-1])}".rstrip())
+    version = subprocess.run(
+        [sys.executable, "-m", "backup", "--version"],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert version.stdout.startswith(f"pgbackup-job {__version__}\n"), version.stderr
+
+
 def test_bad_usage_is_exit_2_without_a_traceback():
     for args in (["no-such-command"], ["--no-such-option"], ["list", "--bogus"]):
         result = _pgbackup(*args)
@@ -93,13 +118,11 @@ def test_a_configuration_error_is_exit_2_and_names_the_variable():
 
 
 @pytest.mark.parametrize(
-    ("argv0", "expected"),
-    [
-        ("/opt/venv/bin/pgbackup", "pgbackup verify latest --restore-test"),
-        ("entrypoint.py", "python entrypoint.py verify latest --restore-test"),
-        ("/app/entrypoint.py", "python entrypoint.py verify latest --restore-test"),
-    ],
+    "argv0",
+    ["/opt/venv/bin/pgbackup", "entrypoint.py", "/app/entrypoint.py", "/x/backup/__main__.py"],
 )
-def test_the_manual_command_is_the_one_the_job_was_started_with(monkeypatch, argv0, expected):
+def test_the_manual_command_is_always_pgbackup(monkeypatch, argv0):
+    """Notifications tell the command users type (issue 20), however this run was started."""
     monkeypatch.setattr(sys, "argv", [argv0])
+    expected = "pgbackup verify latest --restore-test"
     assert cli._manual_command(["verify", "latest", "--restore-test"]) == expected

@@ -67,6 +67,6 @@ def test_every_command_has_help_arguments_and_a_run(name: str, capsys) -> None:
         build_parser().parse_args([name, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: entrypoint.py {name}")
+    assert out.startswith(f"usage: pgbackup {name}")
     description = out.split("\n\n")[1]
     assert description.strip() and not description.startswith(("options:", "positional"))

@@ -226,7 +226,7 @@ def test_french_failure_has_the_runbook_lines_in_its_order() -> None:
         "⚠️ Action requise : Vérifier les logs",
         "",
         "Commande manuelle :",
-        "python entrypoint.py backup",
+        "pgbackup backup",
     ]
     assert "❗ Erreur : pg_dump: error: connection refused" in lines  # quoted as the job says it
     assert "💡 Conseil : check PGHOST" in lines
@@ -235,7 +235,7 @@ def test_french_failure_has_the_runbook_lines_in_its_order() -> None:
 def test_french_html_keeps_the_runbook_title_bold() -> None:
     text = format_message(report("failure"), wording=FR)
     assert text.startswith("<b>❌ Backup PostgreSQL Échoué</b>\n")
-    assert "\nCommande manuelle :\n<code>python entrypoint.py backup</code>" in text
+    assert "\nCommande manuelle :\n<code>pgbackup backup</code>" in text
 
 
 def test_every_line_but_the_quoted_ones_is_french() -> None:

@@ -159,7 +159,7 @@ def test_failure_message_has_error_hint_and_manual_command() -> None:
     assert "❗ Error: pg_dump: error: connection to server failed: Connection refused" in text
     assert "💡 Hint: check PGHOST, PGPORT, PGUSER, PGPASSWORD" in text
     assert "⚠️ Action required: check the logs\n\nManual command:" in text
-    assert text.endswith("Manual command:\n<code>python entrypoint.py backup</code>")
+    assert text.endswith("Manual command:\n<code>pgbackup backup</code>")
     assert "in a row" not in text  # one failure is below ALERT_AFTER_FAILURES=2
     assert "🚨" not in text
     assert "Size" not in text
@@ -174,7 +174,7 @@ def test_escalated_failure_says_how_many_and_since_when(count: int, word: str) -
     assert text.splitlines()[0] == f"🚨 PostgreSQL backup: {word} failure in a row"
     assert "🕰️ No successful backup since 2025-11-08 03:00:00 UTC (2 days ago)" in text
     assert "❗ Error: pg_dump: error: connection to server failed" in text
-    assert text.endswith("Manual command:\npython entrypoint.py backup")
+    assert text.endswith("Manual command:\npgbackup backup")
 
 
 def test_escalated_failure_without_any_success_says_so() -> None:
