@@ -7,16 +7,23 @@
 #
 # What it does, without a Docker engine (podman + buildah, as root):
 #   1. installs podman & co with apt-get when missing;
-#   2. makes a Debian bookworm base image with debootstrap once, cached as a tarball under
-#      $CACHE_DIR (default /var/cache/pgbackup-image-test) and imported as $BASE_IMAGE;
+#   2. makes a Debian $SUITE (bookworm) base image once: debootstrap's minbase slimmed as the
+#      official debian:<suite>-slim images are (no docs, man pages or translations), the
+#      stand-in for the Dockerfile's default base; cached as tarballs under $CACHE_DIR (default
+#      /var/cache/pgbackup-image-test) and imported as $BASE_IMAGE;
 #   3. builds the Dockerfile with --network host, BASE_IMAGE=$BASE_IMAGE and
-#      PG_CLIENT_SOURCE=debian (Debian's postgresql-client: the PostgreSQL apt repository is not
-#      reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
-#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), the non-root user,
-#      the `pgbackup` entrypoint (`--version` names every client major installed), the old
-#      `python /app/entrypoint.py`, no pip or setuptools in the venv;
+#      PG_CLIENT_SOURCE=debian with the default PG_MAJORS (14 to 18: Debian's
+#      postgresql-client-N of those the suite has, bookworm 15; the PostgreSQL apt repository is
+#      not reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
+#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), what the GCS and
+#      Azure libraries take of it (CLOUD_LIBS_BUDGET_MB), the non-root user, the `pgbackup`
+#      entrypoint (`--version` names every client major installed), the old
+#      `python /app/entrypoint.py`, no pip or setuptools in the venv, no Perl (no
+#      postgresql-client-common wrapper), psycopg on the system's libpq; prints the size of one
+#      client major;
 #   5. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
 #      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
+#   5b. loads every credential source the docs promise in the image (tests/image_checks.py);
 #   6. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
 #      dropped, as Kubernetes runs it): check, backup (the default command), backup, list,
 #      list --json, verify latest, restore without --force (must refuse: exit 2), restore latest --force
@@ -25,8 +32,9 @@
 #   7. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
 #
 # Environment: IMAGE (default localhost/pgbackup-job:image-test), CACHE_DIR, BASE_IMAGE,
-# IMAGE_SIZE_BUDGET_MB (default 290: the image built here, on the debootstrap base, in MB of
+# IMAGE_SIZE_BUDGET_MB (default 200: the image built here, on the slim base, in MB of
 # 10^6 bytes, as `podman image inspect IMAGE --format '{{.Size}}'` counts them),
+# CLOUD_LIBS_BUDGET_MB (default 40), SUITE (default bookworm),
 # WEED (default <repo>/.venv/bin/weed), PYTHON (default <repo>/.venv/bin/python), PG_BIN
 # (default /usr/lib/postgresql/15/bin), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
@@ -54,7 +62,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) DO_RUN=0 ;;
         --no-build) DO_BUILD=0 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "image-test: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -215,10 +223,16 @@ podman run --rm --network host --entrypoint /bin/sh "$IMAGE" -c \
      command -v python pgbackup pg_dump pg_restore pg_dumpall psql zstd age >/dev/null;
      ls -d /usr/lib/postgresql/*/bin; test -w /tmp; test -w /data; test -w "$HOME";
      test ! -e /opt/venv/bin/pip; ! python -c "import pip" 2>/dev/null;
-     ! python -c "import setuptools" 2>/dev/null; test -s /usr/share/doc/pgbackup-job/LICENSE' \
+     ! python -c "import setuptools" 2>/dev/null; test -s /usr/share/doc/pgbackup-job/LICENSE;
+     test ! -e /usr/share/perl; test ! -e /usr/bin/pg_wrapper;
+     test "$(python -c "import psycopg; print(psycopg.pq.__impl__)")" = python;
+     for d in /usr/lib/postgresql/*; do echo "major-bytes $(du -sb "$d" | cut -f1) $d"; done' \
     >"$CACHE_DIR/smoke.log" 2>&1 || { cat "$CACHE_DIR/smoke.log"; die "image smoke check failed"; }
-majors=$(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | xargs)
+majors=$(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | sort -u | xargs)
 log "image: user $user (not root), entrypoint $entry, client tools: $majors"
+# What one more major adds (the release image has five: 14 to 18)
+awk '$1 == "major-bytes" { printf "%s: %.1f MB\n", $3, $2 / 1e6 }' "$CACHE_DIR/smoke.log" \
+    | while read -r line; do log "client tools of $line (four tools; libpq and the rest shared)"; done
 # `docker run IMAGE --version`: the entrypoint is the pgbackup command, and it finds every major
 podman run --rm "$IMAGE" --version >"$CACHE_DIR/version.log" 2>&1 \
     || { cat "$CACHE_DIR/version.log"; die "pgbackup --version failed in the image"; }
