@@ -11,9 +11,12 @@
 #   BASE_IMAGE        a Debian-based image (default debian:trixie-slim)
 #   PG_CLIENT_SOURCE  pgdg   = PostgreSQL client tools 14..18 from the PostgreSQL project's apt
 #                              repository (the job picks the one that matches the server)
-#                     debian = the distribution's own postgresql-client (one major only), for
-#                              builds that cannot reach the PostgreSQL apt repository
-#   PG_MAJORS         the majors installed from pgdg (default "14 15 16 17 18")
+#                     debian = the distribution's own postgresql-client-<major> packages, for
+#                              builds that cannot reach the PostgreSQL apt repository: those of
+#                              PG_MAJORS it has (bookworm: 15, trixie: 17), the others named in
+#                              the build log
+#   PG_MAJORS         the client majors installed (default "14 15 16 17 18"): postgresql-client-N
+#                     for each, of which only the four tools are kept (no Perl wrapper)
 # pip may need a private CA bundle behind an intercepting proxy: pass it as a build secret,
 #   docker build --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt .
 #
@@ -35,7 +38,10 @@ FROM ${BASE_IMAGE} AS system
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
 # What Debian's slim images leave out, for the packages installed here too (copyright files
-# stay). Python's own test suite, IDLE, tkinter, pydoc's topics and 2to3 are never run.
+# stay). Python's own test suite, IDLE, tkinter, pydoc's topics and 2to3 are never run. The
+# standard library keeps its bytecode only (a .pyc in each module's place, imported as before;
+# a traceback names file and line without the code), as the venv does (scripts/slim_venv.py);
+# but py_compile.py and compileall.py, which Debian's maintainer scripts run as files.
 # hadolint ignore=DL3008
 RUN printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
       'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
@@ -49,6 +55,10 @@ RUN printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*
       /var/log/dpkg.log; \
     for lib in /usr/lib/python3.*; do \
       rm -rf "$lib"/{test,idlelib,tkinter,turtledemo,pydoc_data,lib2to3,ensurepip}; \
+      python3 -m compileall -q -b -f "$lib" >/dev/null || true; \
+      find "$lib" -name '*.py' -not -name py_compile.py -not -name compileall.py \
+        -exec sh -c 'for f; do [ ! -e "${f}c" ] || rm "$f"; done' _ {} +; \
+      find "$lib" -depth -name __pycache__ -exec rm -rf {} +; \
     done; \
     python3 --version; zstd --version; age --version
 
@@ -143,12 +153,23 @@ RUN export DEBIAN_FRONTEND=noninteractive; \
         echo "deb [signed-by=${key}] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
           > /etc/apt/sources.list.d/pgdg.list; \
         apt-get update; \
-        pkgs=""; for major in ${PG_MAJORS}; do pkgs="$pkgs postgresql-client-${major}"; done; \
-        apt-get install -y --no-install-recommends $pkgs ;; \
+        majors="${PG_MAJORS}" ;; \
       debian) \
-        apt-get install -y --no-install-recommends postgresql-client ;; \
+        majors=""; \
+        for major in ${PG_MAJORS}; do \
+          if apt-cache show "postgresql-client-${major}" >/dev/null 2>&1; then \
+            majors="$majors ${major}"; \
+          else echo "PG_CLIENT_SOURCE=debian: this distribution has no postgresql-client-${major}"; fi; \
+        done; \
+        [ -n "$majors" ] || { echo "PG_CLIENT_SOURCE=debian: none of PG_MAJORS (${PG_MAJORS})" >&2; exit 2; } ;; \
       *) echo "PG_CLIENT_SOURCE must be pgdg or debian, not '${PG_CLIENT_SOURCE}'" >&2; exit 2 ;; \
     esac; \
+    pkgs=""; for major in $majors; do pkgs="$pkgs postgresql-client-${major}"; done; \
+    apt-get install -y --no-install-recommends $pkgs; \
+    for major in $majors; do \
+      [ -x "/usr/lib/postgresql/${major}/bin/pg_dump" ] \
+        || { echo "postgresql-client-${major} has no /usr/lib/postgresql/${major}/bin/pg_dump" >&2; exit 1; }; \
+    done; \
     tools="pg_dump pg_restore pg_dumpall psql"; \
     for bindir in /usr/lib/postgresql/*/bin; do \
       for tool in $tools; do install -D -m 0755 "$bindir/$tool" "/stage$bindir/$tool"; done; \
@@ -195,7 +216,9 @@ RUN ldconfig \
  && for tool in /usr/lib/postgresql/*/bin/*; do "$tool" --version; done \
  && pg_dump --version && zstd --version && age --version \
  && pgbackup --version \
- && python -c "import backup.cli, psycopg, zstandard, pyrage, boto3, b2sdk, apprise"
+ && python -c "import backup.cli, psycopg, zstandard, pyrage, boto3, b2sdk, apprise, \
+      google.cloud.storage, azure.storage.blob; \
+      print('psycopg', psycopg.__version__, psycopg.pq.__impl__, 'on libpq', psycopg.pq.version())"
 
 # The default destination is file://./backups, i.e. /data/backups: mount a volume at /data to
 # keep such backups (or set BACKUP_DESTINATIONS to s3:// or b2://).

