@@ -21,7 +21,7 @@ from types import ModuleType
 
 from backup.config import variables
 
-COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check")
+COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check", "contents")
 DEFAULT = "backup"
 
 

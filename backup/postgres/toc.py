@@ -11,6 +11,11 @@ data, indexes, constraints, foreign keys it declares, triggers, policies, row-le
 column defaults, comments, grants, security labels, extended statistics and the sequences it
 owns (with their values, comments and grants). What only depends on it but belongs to another
 object (a foreign key declared by another table, a view) is not restored and is named instead.
+What the table uses from outside (``dependencies``: its schema, types, domains, the functions of
+its defaults, checks and triggers, a sequence a default draws from) is found through the same
+graph, for the caller to ask the target which it lacks; those are restored with it
+(``select(create=...)``). A foreign key to a table neither chosen nor in the target is left out
+(``Selection.dangling``).
 """
 
 from __future__ import annotations

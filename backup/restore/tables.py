@@ -22,10 +22,10 @@ from backup.catalog import Entry
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, StorageError
-from backup.manifest import Manifest
 from backup.postgres import pg_restore_table, pooler, toc, toc_names
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
+from backup.restore.contents import read_contents, read_toc
 from backup.restore.steps import RestoreOptions, confirm
 from backup.restore.table_target import Target as _Target
 from backup.restore.table_target import inspect, referenced_tables
@@ -38,27 +38,15 @@ log = logging.getLogger(__name__)
 def list_tables(config: Config, storages: dict[str, Storage], entries: list[Entry]) -> None:
     """Print the tables the backup holds, as ``--table`` takes them, from the archive's own
     table of contents (with the row counts the manifest recorded, when it did)."""
-    entry = entries[0]
-    m = entry.manifest
-    # No server here: the pg_restore of the dump's own major reads its archive best.
-    major = pg_tools.major_of(m.pg_dump_version) or 0
-    nearest = pg_server.ServerInfo(m.pg_dump_version, major * 10000)
-    tools = pg_tools.choose_restore_tools(nearest, m.pg_dump_version, config.pg_bin_dirs)
-    with tempfile.TemporaryDirectory(prefix="pgbackup-tables-") as spool:
-        found = _read_toc(config, storages[entry.destination], m, tools, spool)
-    with_data = {d for e in found.entries if e.kind == "TABLE DATA" for d in e.depends_on}
-    counts = m.row_counts.get("tables", {}) if isinstance(m.row_counts, dict) else {}
-    about = "about " if m.row_counts.get("mode") == "estimate" else ""
-    print(f"{m.name}: {len(found.tables)} tables")
-    for dump_id, table in sorted(found.tables.items(), key=lambda item: str(item[1])):
-        rows = counts.get(pg_server.table_key(table.schema, table.name))
-        if dump_id not in with_data:
+    found = read_contents(config, storages, entries)
+    about = "" if found.row_counts == "exact" else "about "
+    print(f"{found.name}: {len(found.tables)} tables")
+    for table in found.tables:
+        if not table.with_data:
             note = "definition only (its rows were not dumped)"
         else:
-            # An estimate of -1: the table was never analysed, its size is unknown.
-            known = isinstance(rows, int) and rows >= 0
-            note = f"{about}{rows} rows" if known else ""
-        print(f"  {table}" + (f"  {note}" if note else ""))
+            note = f"{about}{table.rows} rows" if table.rows is not None else ""
+        print(f"  {table.name}" + (f"  {note}" if note else ""))
 
 
 def check_arguments(
@@ -162,20 +150,6 @@ def restore_tables(
     raise last_error
 
 
-def _read_toc(
-    config: Config, storage: Storage, m: Manifest, tools: pg_tools.Tools, spool: str
-) -> pg_restore_table.ArchiveToc:
-    """The archive's table of contents: a stream's first bytes (not yet checked: the restore
-    compares them with its own checked read), or a directory backup's toc.dat (checked)."""
-    if m.format == "directory":
-        folder = os.path.join(spool, "dump")
-        os.makedirs(folder, 0o700, exist_ok=True)
-        fetch_folder(config.codec, storage, m, folder, 1, only="toc.dat".__eq__)
-        return pg_restore_table.folder_toc(tools, folder)
-    verifying, archive = open_archive(config.codec, storage, m)
-    return pg_restore_table.stream_toc(tools, verifying, archive, verifying.source.close)
-
-
 def _restore_from(
     config: Config,
     storage: Storage,
@@ -191,7 +165,7 @@ def _restore_from(
     m = entry.manifest
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
-        found = _read_toc(config, storage, m, tools, spool)
+        found = read_toc(config, storage, m, tools, spool)
         chosen = toc.resolve(names, found.tables, schemas)
         own = toc.select(found.entries, found.tables, chosen)
         state = inspect(

@@ -198,7 +198,11 @@ def test_an_interrupted_restore_commits_nothing(pg15, backed_up):
     with pg15.connect(database, autocommit=False) as holder:
         holder.execute("LOCK TABLE public.parent IN ACCESS EXCLUSIVE MODE")
         job = subprocess.Popen(
-            [sys.executable, str(REPO / "entrypoint.py"), "restore", "--table", TABLE, "--in-place", "--force"],
+            [
+                sys.executable,
+                str(REPO / "entrypoint.py"),
+                *("restore", "--table", TABLE, "--in-place", "--force"),
+            ],
             env={**clean_environ(), "BACKUP_PROGRESS_SECONDS": "0", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -234,7 +238,7 @@ def _sessions(cluster: Cluster, database: str, what: str) -> int:
 
 
 def test_into_another_database_created_fresh(pg15, backed_up):
-    database, env, facts = backed_up
+    _, env, facts = backed_up
     # Alone: the trigger's function, missing there, comes with it (from the archive's
     # dependency graph); its foreign key to public.parent, neither chosen nor there, does not,
     # and is named.
@@ -300,7 +304,8 @@ def test_a_damaged_object_is_exit_5_and_commits_nothing(pg15, backed_up, backup_
         # alone does not matter; once every data file is, the table's is too.
         files = sorted(record["files"], key=lambda f: f["size_bytes"])
         _damage(backup_dir / files[-1]["key"])
-        assert run_job("restore", "--table", TABLE, "--in-place", "--dry-run", env=env).returncode == 0
+        dry = run_job("restore", "--table", TABLE, "--in-place", "--dry-run", env=env)
+        assert dry.returncode == 0, dry.output
         for entry in files:
             if entry["name"] not in ("toc.dat", files[-1]["name"]) and entry["size_bytes"] > 100:
                 _damage(backup_dir / entry["key"])

@@ -7,11 +7,13 @@ names with quotes, dots, spaces and accents; a name or schema that restores noth
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import run_job, unique_name
 from tests.e2e.test_table_restore import TABLE, table_facts
-from tests.e2e.test_table_restore import backed_up as backed_up  # noqa: F401 (a fixture)
+from tests.e2e.test_table_restore import backed_up as backed_up  # a fixture
 
 UNICODE = '"Schéma ünï"."Tâble. ""x"" ñ"'
 NEEDS = f"""
@@ -179,3 +181,22 @@ def test_in_place_into_a_database_that_does_not_exist_is_exit_2(pg15, backed_up)
     )
     assert result.returncode == 2, result.output
     assert "does not exist" in result.stderr and missing not in pg15.databases()
+
+
+def test_verify_table_restore_test_checks_the_manifest_count(pg15, backed_up, backup_dir):
+    database, env, _ = backed_up
+    ok = run_job("verify", "--table", TABLE, "--restore-test", env=env)
+    assert ok.returncode == 0, ok.output
+    assert "rows (equal to the manifest's exact count), rows md5 " in ok.stdout
+    path = max(backup_dir.rglob("*.manifest.json"), key=lambda p: p.stat().st_mtime)
+    record = json.loads(path.read_text())
+    key = "Odd Schema." + 'Mixed "Case". Table'
+    assert record["row_counts"]["tables"][key] == 500
+    record["row_counts"]["tables"][key] = 499
+    path.write_text(json.dumps(record))
+    wrong = run_job("verify", "--table", TABLE, "--restore-test", env=env)
+    assert wrong.returncode == 5, wrong.output
+    assert "500 rows restored, the manifest counted 499" in wrong.stderr
+    assert not [d for d in pg15.databases() if d.startswith(f"pgbackup_verify_{database}")]
+    alone = run_job("verify", "--table", TABLE, env=env)
+    assert alone.returncode == 2 and "--table goes with --restore-test" in alone.stderr
