@@ -44,6 +44,12 @@ docs: deps-docs
 bench: deps
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
+# make bench-tables: one table out of a large backup against a full restore (bench/selective.py);
+# options through BENCH_ARGS="--gb 0.5 --rounds 3 --formats directory,custom".
+.PHONY: bench-tables
+bench-tables: deps
+	$(PY) bench/selective.py $(BENCH_ARGS)
+
 lock:
 	scripts/lock-deps.sh
 
