@@ -5,7 +5,9 @@ and SeaweedFS.
     .venv/bin/python bench/selective.py                       # 1.5 GB, directory format, 1 round
     .venv/bin/python bench/selective.py --gb 0.5 --rounds 3 --formats directory,custom --json -
 
-The database is bench/data.py's (about ``--gb`` GB on disk) plus ``public.small_target``
+The database is bench/data.py's (about ``--gb`` GB on disk; it compresses about tenfold) or,
+``--fill random``, one table of incompressible rows (the backup stores about ``--gb`` GB), plus
+``public.small_target``
 (about ``--table-mb`` MB, with a primary key). Each format's backup is made once, by the job,
 to S3; then each round restores the whole backup (``restore --target-db``) and the one table
 (``restore --table public.small_target --target-db``), each into a new database dropped
@@ -138,6 +140,26 @@ def _fill_target(cluster: Cluster, megabytes: float) -> None:
     cluster.execute(DATABASE, "VACUUM ANALYZE public.small_target")
 
 
+RANDOM_ROW_BYTES = 200  # on disk per row of random_rows (128 random bytes, heap, primary key)
+
+
+def _fill_random(cluster: Cluster, gigabytes: float) -> None:
+    """``random_rows``: 128 bytes of md5 output per row, which no compressor shrinks, so the
+    backup stores about as many bytes as the database holds."""
+    rows = max(1000, int(gigabytes * 1e9 / RANDOM_ROW_BYTES))
+    cluster.create_database(DATABASE)
+    cluster.execute(DATABASE, "CREATE TABLE random_rows (id bigint PRIMARY KEY, payload bytea)")
+    digests = " || ".join(f"md5((g * {k})::text)" for k in range(1, 9))
+    for start in range(0, rows, data.BATCH_ROWS):
+        end = min(start + data.BATCH_ROWS, rows)
+        cluster.execute(
+            DATABASE,
+            f"INSERT INTO random_rows SELECT g, decode({digests}, 'hex') "
+            f"FROM generate_series({start + 1}, {end}) g",
+        )
+    cluster.execute(DATABASE, "VACUUM ANALYZE")
+
+
 def run(args: argparse.Namespace, out) -> dict:
     bindir = find_bindir(15)
     if bindir is None:
@@ -149,13 +171,21 @@ def run(args: argparse.Namespace, out) -> dict:
     for sub in ("tmp", "lock", "logs"):
         (work / sub).mkdir()
     cluster = Cluster(bindir, root=work / "pg")
-    results: dict = {"gb": args.gb, "table_mb": args.table_mb, "rounds": args.rounds}
+    results: dict = {
+        "gb": args.gb,
+        "fill": args.fill,
+        "table_mb": args.table_mb,
+        "rounds": args.rounds,
+    }
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         cluster.start()
         stack.callback(cluster.stop)
         started = time.perf_counter()
-        data.fill(cluster, DATABASE, args.gb)
+        if args.fill == "random":
+            _fill_random(cluster, args.gb)
+        else:
+            data.fill(cluster, DATABASE, args.gb)
         _fill_target(cluster, args.table_mb)
         with cluster.connect(DATABASE) as conn:
             results["database_bytes"] = conn.execute(
@@ -244,7 +274,8 @@ def run(args: argparse.Namespace, out) -> dict:
 
 def table(results: dict) -> list[str]:
     lines = [
-        f"database {results['database_bytes'] / 1e9:.2f} GB on disk; {TABLE} "
+        f"database {results['database_bytes'] / 1e9:.2f} GB on disk ({results['fill']} rows); "
+        f"{TABLE} "
         f"{results['table_bytes'] / 1e6:.2f} MB; medians of {results['rounds']} round(s)",
         "| format | stored MB | full restore: s | MB read | one table: s | MB read "
         "| bytes (target < 2 %) | time (target < 5 %) |",
@@ -271,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         default="directory",
         type=lambda v: [f for f in v.split(",") if f],
         help="comma list of directory, custom",
+    )
+    parser.add_argument(
+        "--fill",
+        choices=("mixed", "random"),
+        default="mixed",
+        help="mixed: bench/data.py's rows (compress about 10x); random: incompressible rows, "
+        "so the backup stores about --gb GB",
     )
     parser.add_argument("--json", metavar="PATH", help="every run as JSON ('-': stdout)")
     args = parser.parse_args(argv)

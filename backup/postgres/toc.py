@@ -254,7 +254,9 @@ def resolve(
     if problems:
         raise ConfigError(
             problems,
-            hint="; ".join([*hints, "restore --list-tables shows every table of the backup"]),
+            hint="; ".join(
+                [*hints, "contents (or restore --list-tables) shows every table of the backup"]
+            ),
         )
     return chosen
 

@@ -1,12 +1,16 @@
-"""``restore --table``: chosen tables of a backup, with what they own, restored into a database
-where they do not exist, in one transaction; and ``restore --list-tables``.
+"""``restore --table``: chosen tables of a backup, with what they own and what they use that
+the target lacks, restored in one transaction into ``--target-db`` or, ``--in-place``, the
+backed-up database (one of the two is required); and ``restore --list-tables``.
 
-Nothing existing is replaced: a table (or any relation of its name) already in the target is
-refused before anything changes (exit 2); the operator drops or renames it, or restores into
-another database (``--target-db``, created when missing and dropped again if the restore
-fails). The restore is one transaction, committed only after the whole stored object (or, for
-a directory-format backup, every file read) matched its size and sha256: a damaged backup
-(exit 5), a failed statement (exit 3) or an interrupted job leaves the target as it was.
+Nothing existing is replaced unless ``--in-place --clean`` says so: a table (or any relation of
+its name) already in the target is refused before anything changes (exit 2); the operator
+drops or renames it, restores into another database (``--target-db``, created when missing and
+dropped again if the restore fails), or replaces it with ``--in-place --clean`` (its entries
+dropped and restored in the same transaction; refused when a view or another table's foreign
+key depends on it). The restore is one transaction, committed only after the whole stored
+object (or, for a directory-format backup, every file read) matched its size and sha256: a
+damaged backup (exit 5), a failed statement (exit 3) or an interrupted job leaves the target
+as it was.
 """
 
 from __future__ import annotations
