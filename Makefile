@@ -7,7 +7,7 @@
 # make sandbox: the demo, then its PostgreSQL and ./backups stay, with the exports to use them.
 # make help: every target, one line each (the text after "## " on its line).
 .PHONY: demo test test-fast deps deps-runtime deps-docs lint format docs bench image-test lock clean
-.PHONY: help sandbox sandbox-stop
+.PHONY: help sandbox sandbox-stop bench-tables
 .DEFAULT_GOAL := help
 
 VENV := .venv
@@ -47,6 +47,9 @@ docs: deps-docs ## the docs site into site/ (mkdocs --strict)
 
 bench: deps ## the benchmark (bench/README.md; options: BENCH_ARGS=...)
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+bench-tables: deps ## one table out of a large backup against a full restore (bench/selective.py)
+	$(PY) bench/selective.py $(BENCH_ARGS)
 
 lock: ## requirements.lock from pyproject.toml, hash-pinned
 	scripts/lock-deps.sh

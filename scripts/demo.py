@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         before = fingerprint_db(cluster, "shop")
         cluster.execute("shop", "DROP TABLE shop.audit_log")
         print("$ psql shop -c 'DROP TABLE shop.audit_log'")
-        job("restore", "latest", "--table", "shop.audit_log", "--force", env=env)
+        job("restore", "latest", "--table", "shop.audit_log", "--in-place", "--force", env=env)
         if fingerprint_db(cluster, "shop") != before:
             sys.exit("demo: the table restored alone differs from the one dropped")
         print("shop.audit_log is back: rows, indexes, sequence, grants; nothing else touched")

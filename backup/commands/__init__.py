@@ -25,7 +25,7 @@ from backup.config import variables
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check")
+COMMANDS = ("backup", "list", "restore", "verify", "prune", "status", "check", "contents")
 DEFAULT = "backup"
 
 

@@ -17,8 +17,9 @@ NEEDS_DATABASES = False
 DESCRIPTION = (
     "Restore into a fresh database, then swap names: the current database is kept as "
     "<db>_pre_restore_<timestamp> unless --drop-old. Nothing is changed before the new copy "
-    "restored fully and its sha256 matched. With --table or --schema, only those tables, added "
-    "to a database that lacks them, in one transaction committed after the sha256 matched."
+    "restored fully and its sha256 matched. With --table or --schema, only those tables, into "
+    "--target-db (or --in-place into the live database, --clean to replace them), in one "
+    "transaction committed after the sha256 matched."
 )
 
 
@@ -68,8 +69,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="SCHEMA.TABLE",
         help="restore only this table, with its data, indexes, constraints, triggers, "
-        "policies, defaults, comments, grants and owned sequences, into a database where it "
-        "does not exist (refused if it does; one transaction); repeatable; quote a part "
+        "policies, defaults, comments, grants and owned sequences (and the schema, types and "
+        "functions it uses that the target lacks), into --target-db DB, or with --in-place "
+        "into the live database, where it must not exist (unless --clean); one transaction; "
+        "repeatable; quote a part "
         'with double quotes ("My Schema"."T.1"); a name without a schema is the one table '
         "of that name in the backup",
     )
@@ -83,7 +86,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list-tables",
         action="store_true",
-        help="print the tables the backup holds, as --table takes them, and stop",
+        help="print the tables the backup holds, as --table takes them, and stop (the "
+        "'contents' command says more)",
+    )
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="with --in-place and --table/--schema: replace a chosen table that exists "
+        "(dropped with what it owns, then restored, in one transaction; refused when a view "
+        "or another table's foreign key depends on it)",
     )
 
 
@@ -124,8 +135,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         database_properties=args.database_properties,
     )
+    if args.clean and not (tables or schemas):
+        raise ConfigError(
+            "--clean goes with --table or --schema (and --in-place)",
+            hint="a whole-database --in-place restore always cleans the database first",
+        )
     if tables or schemas:
-        table_restore.check_arguments(tables, options, schemas)
+        table_restore.check_arguments(tables, options, schemas, args.clean)
     storages = storage.open_all(config.storage, first=args.destination)
     entries = catalog.resolve(
         storages, args.name, args.database, config.postgres.database, globals_only=args.globals
@@ -138,7 +154,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         engine.restore_globals(config, by_url, entries, args.force, args.dry_run)
         return 0
     if tables or schemas:
-        table_restore.restore_tables(config, by_url, entries, tables, options, schemas=schemas)
+        table_restore.restore_tables(
+            config, by_url, entries, tables, options, schemas=schemas, clean=args.clean
+        )
         return 0
     engine.restore_database(config, by_url, entries, options)
     return 0

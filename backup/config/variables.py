@@ -21,14 +21,15 @@ VERIFY = "verify"
 PRUNE = "prune"
 STATUS = "status"
 CHECK = "check"
+CONTENTS = "contents"
 
-EVERY = frozenset({BACKUP, LIST, RESTORE, VERIFY, PRUNE, STATUS, CHECK})
-# Connect to the source server (list does not: it reads manifests only).
-SERVER = EVERY - {LIST}
+EVERY = frozenset({BACKUP, LIST, RESTORE, VERIFY, PRUNE, STATUS, CHECK, CONTENTS})
+# Connect to the source server (list and contents do not: they read stored backups only).
+SERVER = EVERY - {LIST, CONTENTS}
 # Tell how they ended: notifications and metrics (check: --notify and METRICS_FILE's directory).
 TOLD = frozenset({BACKUP, VERIFY, PRUNE, STATUS, CHECK})
 # Read stored backups back.
-READERS = frozenset({BACKUP, RESTORE, VERIFY, CHECK})
+READERS = frozenset({BACKUP, RESTORE, VERIFY, CHECK, CONTENTS})
 
 # The groups, in the order --help shows them.
 GROUPS = (
@@ -126,7 +127,7 @@ VARIABLES: tuple[Variable, ...] = (
     _v("PGTARGETSESSIONATTRS", "", _LIBPQ, _DB, SERVER),
     _v("PGCONNECT_TIMEOUT", "", _LIBPQ + "; 10 s for the job's own connections", _DB, SERVER),
     _v("BACKUP_PG_BIN_DIRS", "", "extra directories (:-separated) searched for pg_dump, "
-       "pg_restore and psql", _DB, frozenset({BACKUP, RESTORE, VERIFY, CHECK})),
+       "pg_restore and psql", _DB, frozenset({BACKUP, RESTORE, VERIFY, CHECK, CONTENTS})),
     # destinations
     _v("BACKUP_DESTINATIONS", "file://./backups", "comma list of b2://bucket/prefix, "
        "s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix, file:///path "

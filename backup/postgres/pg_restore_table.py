@@ -19,12 +19,12 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from backup.config import PostgresConfig
 from backup.errors import BackupError, DatabaseError, IntegrityError
-from backup.postgres import toc
+from backup.postgres import toc, toc_names
 from backup.postgres.pg_restore import CHUNK_BYTES, Drainable, archive_error, run_reader_tool
 from backup.postgres.processes import Child, ChildGroup, Readable, pump
 from backup.postgres.tools import Tools, conninfo_dbname
@@ -36,6 +36,8 @@ class ArchiveToc:
 
     entries: list[toc.TocEntry]
     tables: dict[int, toc.TableName]
+    names: dict[int, toc_names.ObjectName] = field(default_factory=dict)
+    """The exact names of its tables, views, sequences, schemas, types and functions."""
     head_bytes: int = 0
     """For a stream: how many of the archive's first bytes were read to list it."""
     head_sha256: str = ""
@@ -52,9 +54,10 @@ def _list_argv(tools: Tools, archive_path: str | None) -> list[str]:
 
 
 def _script_argv(
-    tools: Tools, list_path: str, archive_path: str | None, verbose: bool
+    tools: Tools, list_path: str, archive_path: str | None, verbose: bool, clean: bool = False
 ) -> list[str]:
     argv = [tools.path("pg_restore"), "--use-list", list_path, "--file", "-"]
+    argv += ["--clean", "--if-exists"] if clean else []
     return argv + (["--verbose"] if verbose else []) + ([archive_path] if archive_path else [])
 
 
@@ -76,15 +79,20 @@ def _read_toc(tools: Tools, archive_path: str | None, spool: IO[bytes] | None) -
         return run_reader_tool(argv, what, stdin=spool)
 
     entries = toc.parse_listing(run(_list_argv(tools, archive_path), "the table of contents"))
-    table_lines = "".join(e.line + "\n" for e in entries if e.kind == "TABLE")
-    tables: dict[int, toc.TableName] = {}
-    if table_lines:
+    named = "".join(e.line + "\n" for e in entries if e.kind in toc_names.NAMED_KINDS)
+    names: dict[int, toc_names.ObjectName] = {}
+    if named:
         with tempfile.NamedTemporaryFile("w", prefix="pgbackup-tables-", suffix=".list") as lst:
-            lst.write(table_lines)
+            lst.write(named)
             lst.flush()
-            script = run(_script_argv(tools, lst.name, archive_path, True), "the tables' names")
-        tables = toc.table_names(script)
-    return ArchiveToc(entries, tables)
+            script = run(_script_argv(tools, lst.name, archive_path, True), "the objects' names")
+        names = toc_names.object_names(script)
+    tables = {
+        dump_id: toc.TableName(name.schema or "", name.name)
+        for dump_id, name in names.items()
+        if name.kind == "TABLE"
+    }
+    return ArchiveToc(entries, tables, names)
 
 
 def folder_toc(tools: Tools, folder: str) -> ArchiveToc:
@@ -128,7 +136,7 @@ def stream_toc(
         with contextlib.suppress(Exception):
             close()
         found = _read_toc(tools, None, spool)
-    return ArchiveToc(found.entries, found.tables, size, digest.hexdigest())
+    return ArchiveToc(found.entries, found.tables, found.names, size, digest.hexdigest())
 
 
 class _StatementFailed(Exception):
@@ -188,10 +196,12 @@ def restore_stream(
     stored: Drainable,
     found: ArchiveToc,
     selection: toc.Selection,
+    clean: bool = False,
 ) -> None:
     """Restore ``selection`` from the archive stream into ``database`` in one transaction,
     committed only after ``stored.drain()`` checked the whole object and the archive began
-    with the bytes ``found`` was listed from. Any failure: nothing committed."""
+    with the bytes ``found`` was listed from; ``clean``: its entries dropped first when they
+    exist (``--clean --if-exists``), in the same transaction. Any failure: nothing committed."""
     with (
         tempfile.NamedTemporaryFile("w", prefix="pgbackup-table-", suffix=".list") as lst,
         ChildGroup() as children,
@@ -199,7 +209,7 @@ def restore_stream(
         lst.write(selection.use_list())
         lst.flush()
         script = children.start(
-            _script_argv(tools, lst.name, None, False),
+            _script_argv(tools, lst.name, None, False, clean),
             {},
             "pg_restore",
             stdin=subprocess.PIPE,
@@ -267,10 +277,16 @@ def _check(child: Child, code: int, failed: bool = False) -> None:
 
 
 def restore_folder_tables(
-    tools: Tools, pg: PostgresConfig, database: str, folder: str, selection: toc.Selection
+    tools: Tools,
+    pg: PostgresConfig,
+    database: str,
+    folder: str,
+    selection: toc.Selection,
+    clean: bool = False,
 ) -> None:
     """Restore ``selection`` from the directory archive in ``folder`` into ``database`` with
-    ``pg_restore --single-transaction``: all of it or nothing."""
+    ``pg_restore --single-transaction`` (``clean``: ``--clean --if-exists``, its entries
+    dropped first in the same transaction): all of it or nothing."""
     with (
         tempfile.NamedTemporaryFile("w", prefix="pgbackup-table-", suffix=".list") as lst,
         ChildGroup() as children,
@@ -279,6 +295,7 @@ def restore_folder_tables(
         lst.flush()
         argv = [tools.path("pg_restore"), "--no-password", "--exit-on-error"]
         argv += ["--single-transaction", "--use-list", lst.name, "--dbname"]
+        argv[1:1] = ["--clean", "--if-exists"] if clean else []
         argv += [conninfo_dbname(database), folder]
         restorer = children.start(
             argv, pg.libpq_env(database), "pg_restore", stdout=subprocess.DEVNULL

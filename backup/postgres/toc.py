@@ -11,6 +11,11 @@ data, indexes, constraints, foreign keys it declares, triggers, policies, row-le
 column defaults, comments, grants, security labels, extended statistics and the sequences it
 owns (with their values, comments and grants). What only depends on it but belongs to another
 object (a foreign key declared by another table, a view) is not restored and is named instead.
+What the table uses from outside (``dependencies``: its schema, types, domains, the functions of
+its defaults, checks and triggers, a sequence a default draws from) is found through the same
+graph, for the caller to ask the target which it lacks; those are restored with it
+(``select(create=...)``). A foreign key to a table neither chosen nor in the target is left out
+(``Selection.dangling``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from backup.errors import ConfigError
+from backup.postgres.toc_names import object_names, quote_ident
+from backup.postgres.toc_names import unquote as _unquote
 
 # Entries a table owns, restored with it when they depend on it (directly or through one
 # another: a sequence's value depends on the sequence, a constraint's comment on the constraint).
@@ -89,10 +96,12 @@ _MULTI_WORD = sorted(
 )
 _ENTRY = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 _DEPENDS = re.compile(r"^;\s*depends on:((?: \d+)*)\s*$")
-_IDENT = r'(?:"(?:[^"]|"")*"|[^\s."(]+)'
-_TOC_COMMENT = re.compile(r"^-- TOC entry (\d+) ", re.MULTILINE)
-_CREATE_TABLE = re.compile(rf"^CREATE (?:UNLOGGED )?TABLE ({_IDENT})\.({_IDENT})[ (]", re.MULTILINE)
-_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+# What a chosen table may use that the target may lack: created with it when it does.
+DEPENDENCY_KINDS = frozenset(
+    {"SCHEMA", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE", "AGGREGATE", "SEQUENCE", "COLLATION"}
+)
+# What comes with an object created because a chosen table needs it (a sequence's value).
+_DEPENDENCY_PROPERTIES = frozenset({"COMMENT", "ACL", "SECURITY LABEL", "SEQUENCE SET"})
 
 
 @dataclass(frozen=True)
@@ -126,22 +135,14 @@ class Selection:
     left_out: list[TocEntry] = field(default_factory=list)
     """Entries that depend on a chosen table but belong to another object (a foreign key of
     another table, a view): not restored."""
+    dangling: list[TocEntry] = field(default_factory=list)
+    """The chosen tables' foreign keys to tables neither chosen nor in the target: left out."""
+    created: list[TocEntry] = field(default_factory=list)
+    """What the chosen tables use that the target lacks, created with them (a schema, a type,
+    a function)."""
 
     def use_list(self) -> str:
         return "".join(entry.line + "\n" for entry in self.entries)
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as SQL writes it: bare when pg_dump would write it bare, else in double quotes."""
-    if _PLAIN_IDENT.fullmatch(name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _unquote(ident: str) -> str:
-    if ident.startswith('"') and ident.endswith('"') and len(ident) >= 2:
-        return ident[1:-1].replace('""', '"')
-    return ident
 
 
 def _kind_and_names(text: str) -> tuple[str, str]:
@@ -172,14 +173,11 @@ def parse_listing(listing: str) -> list[TocEntry]:
 def table_names(script: str) -> dict[int, TableName]:
     """The exact names of the tables in ``pg_restore --verbose --file -`` output of TABLE
     entries, by the id of their entry."""
-    names: dict[int, TableName] = {}
-    marks = list(_TOC_COMMENT.finditer(script))
-    for index, mark in enumerate(marks):
-        end = marks[index + 1].start() if index + 1 < len(marks) else len(script)
-        create = _CREATE_TABLE.search(script, mark.end(), end)
-        if create:
-            names[int(mark.group(1))] = TableName(_unquote(create[1]), _unquote(create[2]))
-    return names
+    return {
+        dump_id: TableName(name.schema or "", name.name)
+        for dump_id, name in object_names(script).items()
+        if name.kind == "TABLE"
+    }
 
 
 _QUOTED_NAME = re.compile(r'("(?:[^"]|"")+"|[^."]+)(?:\.("(?:[^"]|"")+"|[^."]+))?')
@@ -256,7 +254,9 @@ def resolve(
     if problems:
         raise ConfigError(
             problems,
-            hint="; ".join([*hints, "restore --list-tables shows every table of the backup"]),
+            hint="; ".join(
+                [*hints, "contents (or restore --list-tables) shows every table of the backup"]
+            ),
         )
     return chosen
 
@@ -278,15 +278,22 @@ def select(
     tables: dict[int, TableName],
     chosen: Iterable[int],
     create_schemas: Iterable[str] = (),
+    create: Iterable[int] = (),
+    missing_tables: Iterable[int] = (),
 ) -> Selection:
     """The entries that restore the ``chosen`` tables (ids of TABLE entries) and what they
-    own, in the archive's order, with the archive's settings; and the SCHEMA entries of
-    ``create_schemas`` (schemas the target lacks) with their comments, grants and security
-    labels. See the module's docstring."""
+    own, in the archive's order, with the archive's settings; the SCHEMA entries of
+    ``create_schemas`` and the entries ``create`` (what they depend on that the target lacks:
+    see ``dependencies``), each with its comments, grants, security labels and, for a
+    sequence, its value. A foreign key of a chosen table to a table of ``missing_tables``
+    (not chosen, and not in the target) is left out (``Selection.dangling``). See the
+    module's docstring."""
     chosen_ids = set(chosen)
+    missing = set(missing_tables) - chosen_ids
     by_id = {e.dump_id: e for e in entries}
     selected = set(chosen_ids)
     left_out: set[int] = set()
+    dangling: set[int] = set()
     changed = True
     while changed:
         changed = False
@@ -294,32 +301,56 @@ def select(
             if entry.dump_id in selected or not set(entry.depends_on) & selected:
                 continue
             belongs = _belongs(entry, by_id, tables, selected, chosen_ids)
-            if belongs:
+            if belongs and entry.kind == "FK CONSTRAINT" and set(entry.depends_on) & missing:
+                dangling.add(entry.dump_id)
+            elif belongs:
                 selected.add(entry.dump_id)
                 left_out.discard(entry.dump_id)
                 changed = True
             else:
                 left_out.add(entry.dump_id)
     schemas = set(create_schemas)
-    schema_ids = {
+    added = set(create) | {
         e.dump_id
         for e in entries
         if e.kind == "SCHEMA" and any(e.names.startswith(f"- {s} ") for s in schemas)
     }
     for entry in entries:
-        # A schema created comes with its own comment, grants and labels (not with the other
-        # objects in it, which depend on it too).
-        of_schema = (
-            entry.kind in _SCHEMA_PROPERTIES
+        # An object created comes with its own comment, grants, labels and value (not with
+        # the other objects that depend on it: a schema's tables, a sequence's other users).
+        of_added = (
+            entry.kind in _DEPENDENCY_PROPERTIES
             and bool(entry.depends_on)
-            and set(entry.depends_on) <= schema_ids
+            and set(entry.depends_on) <= added
         )
-        if entry.kind in _SETTINGS or entry.dump_id in schema_ids or of_schema:
+        if entry.kind in _SETTINGS or entry.dump_id in added or of_added:
             selected.add(entry.dump_id)
     return Selection(
         [e for e in entries if e.dump_id in selected],
         [e for e in entries if e.dump_id in left_out - selected],
+        [e for e in entries if e.dump_id in dangling],
+        [e for e in entries if e.dump_id in added],
     )
+
+
+def dependencies(entries: list[TocEntry], selection: Selection) -> list[int]:
+    """What the entries of ``selection`` use, directly or through one another, among the
+    objects a target may lack (``DEPENDENCY_KINDS``: their schema, the types and domains of
+    their columns, the functions their defaults, checks and triggers call, a sequence a
+    default takes values from), from the archive's dependency graph; in the archive's order."""
+    by_id = {e.dump_id: e for e in entries}
+    chosen = {e.dump_id for e in selection.entries}
+    found: set[int] = set()
+    todo = [d for e in selection.entries for d in e.depends_on]
+    while todo:
+        dump_id = todo.pop()
+        entry = by_id.get(dump_id)
+        if entry is None or dump_id in found or dump_id in chosen:
+            continue
+        if entry.kind in DEPENDENCY_KINDS:
+            found.add(dump_id)
+            todo += entry.depends_on
+    return [e.dump_id for e in entries if e.dump_id in found]
 
 
 def _belongs(

@@ -1,12 +1,16 @@
-"""``restore --table``: chosen tables of a backup, with what they own, restored into a database
-where they do not exist, in one transaction; and ``restore --list-tables``.
+"""``restore --table``: chosen tables of a backup, with what they own and what they use that
+the target lacks, restored in one transaction into ``--target-db`` or, ``--in-place``, the
+backed-up database (one of the two is required); and ``restore --list-tables``.
 
-Nothing existing is replaced: a table (or any relation of its name) already in the target is
-refused before anything changes (exit 2); the operator drops or renames it, or restores into
-another database (``--target-db``, created when missing and dropped again if the restore
-fails). The restore is one transaction, committed only after the whole stored object (or, for
-a directory-format backup, every file read) matched its size and sha256: a damaged backup
-(exit 5), a failed statement (exit 3) or an interrupted job leaves the target as it was.
+Nothing existing is replaced unless ``--in-place --clean`` says so: a table (or any relation of
+its name) already in the target is refused before anything changes (exit 2); the operator
+drops or renames it, restores into another database (``--target-db``, created when missing and
+dropped again if the restore fails), or replaces it with ``--in-place --clean`` (its entries
+dropped and restored in the same transaction; refused when a view or another table's foreign
+key depends on it). The restore is one transaction, committed only after the whole stored
+object (or, for a directory-format backup, every file read) matched its size and sha256: a
+damaged backup (exit 5), a failed statement (exit 3) or an interrupted job leaves the target
+as it was.
 """
 
 from __future__ import annotations
@@ -17,75 +21,70 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, StorageError
-from backup.manifest import Manifest
 from backup.manifest.catalog import Entry
-from backup.postgres import pg_restore_table, pooler, toc
+from backup.postgres import pg_restore_table, pooler, toc, toc_names
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
+from backup.restore.contents import read_contents, read_toc
 from backup.restore.steps import RestoreOptions, confirm
+from backup.restore.table_target import Target as _Target
+from backup.restore.table_target import inspect, referenced_tables
 from backup.storage import Storage
 from backup.stream.readback import open_archive
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Target:
-    database: str
-    admin_db: str
-    exists: bool
-    server: pg_server.ServerInfo
-
-
 def list_tables(config: Config, storages: dict[str, Storage], entries: list[Entry]) -> None:
     """Print the tables the backup holds, as ``--table`` takes them, from the archive's own
     table of contents (with the row counts the manifest recorded, when it did)."""
-    entry = entries[0]
-    m = entry.manifest
-    # No server here: the pg_restore of the dump's own major reads its archive best.
-    major = pg_tools.major_of(m.pg_dump_version) or 0
-    nearest = pg_server.ServerInfo(m.pg_dump_version, major * 10000)
-    tools = pg_tools.choose_restore_tools(nearest, m.pg_dump_version, config.pg_bin_dirs)
-    with tempfile.TemporaryDirectory(prefix="pgbackup-tables-") as spool:
-        found = _read_toc(config, storages[entry.destination], m, tools, spool)
-    with_data = {d for e in found.entries if e.kind == "TABLE DATA" for d in e.depends_on}
-    counts = m.row_counts.get("tables", {}) if isinstance(m.row_counts, dict) else {}
-    about = "about " if m.row_counts.get("mode") == "estimate" else ""
-    print(f"{m.name}: {len(found.tables)} tables")
-    for dump_id, table in sorted(found.tables.items(), key=lambda item: str(item[1])):
-        rows = counts.get(pg_server.table_key(table.schema, table.name))
-        if dump_id not in with_data:
+    found = read_contents(config, storages, entries)
+    about = "" if found.row_counts == "exact" else "about "
+    print(f"{found.name}: {len(found.tables)} tables")
+    for table in found.tables:
+        if not table.with_data:
             note = "definition only (its rows were not dumped)"
         else:
-            # An estimate of -1: the table was never analysed, its size is unknown.
-            known = isinstance(rows, int) and rows >= 0
-            note = f"{about}{rows} rows" if known else ""
-        print(f"  {table}" + (f"  {note}" if note else ""))
+            note = f"{about}{table.rows} rows" if table.rows is not None else ""
+        print(f"  {table.name}" + (f"  {note}" if note else ""))
 
 
-def check_arguments(names: list[str], options: RestoreOptions, schemas: Sequence[str] = ()) -> None:
-    """Exit 2 for an empty ``--table`` or ``--schema`` or an option that cannot go with them,
-    before anything is read."""
+def check_arguments(
+    names: list[str], options: RestoreOptions, schemas: Sequence[str] = (), clean: bool = False
+) -> None:
+    """Exit 2 for an empty ``--table`` or ``--schema``, a restore with neither ``--target-db``
+    nor ``--in-place``, or an option that cannot go with them, before anything is read."""
     for value in names:
         toc.parse_table_argument(value)
     for schema in schemas:
         if not schema.strip():
             raise ConfigError(f"--schema {schema!r}: a schema name cannot be empty or blank")
     for flag, given in (
-        ("--in-place", options.in_place),
         ("--drop-old", options.drop_old),
         ("--no-database-properties", not options.database_properties),
     ):
         if given:
             raise ConfigError(
                 f"--table and --schema cannot be combined with {flag}",
-                hint="--table never replaces anything: it adds tables the target lacks",
+                hint="--table never swaps or drops a database: it adds tables to one",
             )
+    if options.target_db is None and not options.in_place:
+        raise ConfigError(
+            "--table and --schema need --target-db DB, or --in-place to restore into the "
+            "backed-up database itself",
+            hint="--target-db NEW restores the tables into a database of their own (created "
+            "when missing) to compare and copy rows from; --in-place puts them back into the "
+            "live database, where they must not exist (or add --clean to replace them)",
+        )
+    if clean and not options.in_place:
+        raise ConfigError(
+            "--clean needs --in-place: only a restore into the live database replaces tables",
+            hint="restore into another database with --target-db, or add --in-place",
+        )
 
 
 def restore_tables(
@@ -96,11 +95,14 @@ def restore_tables(
     options: RestoreOptions,
     confirm_fn: Callable[[list[str], bool], None] = confirm,
     schemas: Sequence[str] = (),
+    clean: bool = False,
 ) -> str:
     """Restore the tables ``names`` (``--table``) and every table of ``schemas`` (``--schema``)
-    of the backup in ``entries`` (one per destination, tried in order) into ``--target-db`` or
-    the backed-up database's name, confirmed once. Returns the database restored into."""
-    check_arguments(names, options, schemas)
+    of the backup in ``entries`` (one per destination, tried in order) into ``--target-db``,
+    or with ``--in-place`` into the backed-up database (or ``--target-db``, which must exist),
+    confirmed once; ``clean`` (``--in-place --clean``) replaces the chosen tables that exist.
+    Returns the database restored into."""
+    check_arguments(names, options, schemas, clean)
     pg = config.postgres
     first = entries[0].manifest
     database = options.target_db if options.target_db is not None else first.database
@@ -113,7 +115,13 @@ def restore_tables(
         pooler.require_sessions(pg, admin_db, conn)
         server = pg_server.server_info(conn)
         exists = pg_server.database_exists(conn, database)
-    target = _Target(database, admin_db, exists, server)
+    if options.in_place and not exists:
+        raise ConfigError(
+            f"--in-place: the database {database} does not exist on this server",
+            hint="--in-place restores into a live database; name a new one with --target-db "
+            "(without --in-place) to have it created",
+        )
+    target = _Target(database, admin_db, exists, server, options.in_place, clean)
     tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
     asked: list[bool] = []
 
@@ -146,20 +154,6 @@ def restore_tables(
     raise last_error
 
 
-def _read_toc(
-    config: Config, storage: Storage, m: Manifest, tools: pg_tools.Tools, spool: str
-) -> pg_restore_table.ArchiveToc:
-    """The archive's table of contents: a stream's first bytes (not yet checked: the restore
-    compares them with its own checked read), or a directory backup's toc.dat (checked)."""
-    if m.format == "directory":
-        folder = os.path.join(spool, "dump")
-        os.makedirs(folder, 0o700, exist_ok=True)
-        fetch_folder(config.codec, storage, m, folder, 1, only="toc.dat".__eq__)
-        return pg_restore_table.folder_toc(tools, folder)
-    verifying, archive = open_archive(config.codec, storage, m)
-    return pg_restore_table.stream_toc(tools, verifying, archive, verifying.source.close)
-
-
 def _restore_from(
     config: Config,
     storage: Storage,
@@ -175,11 +169,25 @@ def _restore_from(
     m = entry.manifest
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
-        found = _read_toc(config, storage, m, tools, spool)
+        found = read_toc(config, storage, m, tools, spool)
         chosen = toc.resolve(names, found.tables, schemas)
-        missing_schemas = _check_target(config, target, list(chosen.values()))
-        selection = toc.select(found.entries, found.tables, chosen, missing_schemas)
-        lines = _plan(config, target, entry, chosen, missing_schemas, selection)
+        own = toc.select(found.entries, found.tables, chosen)
+        state = inspect(
+            config,
+            target,
+            chosen,
+            found.names,
+            toc.dependencies(found.entries, own),
+            referenced_tables(own, found.tables, chosen),
+        )
+        selection = toc.select(
+            found.entries,
+            found.tables,
+            chosen,
+            create=state.missing,
+            missing_tables=state.missing_tables,
+        )
+        lines = _plan(config, target, entry, chosen, state.replaced, selection, found.names)
         if options.dry_run:
             print("\n".join(lines))
             print("Entries of the archive that would be restored:")
@@ -207,14 +215,21 @@ def _restore_from(
                     only=wanted.__contains__,
                 )
                 pg_restore_table.restore_folder_tables(
-                    tools, pg, target.database, folder, selection
+                    tools, pg, target.database, folder, selection, clean=bool(state.replaced)
                 )
             else:
                 verifying, archive = open_archive(
                     config.codec, storage, m, config.log.progress_interval_s, "restore"
                 )
                 pg_restore_table.restore_stream(
-                    tools, pg, target.database, archive, verifying, found, selection
+                    tools,
+                    pg,
+                    target.database,
+                    archive,
+                    verifying,
+                    found,
+                    selection,
+                    clean=bool(state.replaced),
                 )
         except BaseException:
             if not target.exists:
@@ -240,40 +255,12 @@ def _restore_from(
             "not restored, they belong to other objects: %s",
             "; ".join(f"{e.kind} {e.names}" for e in selection.left_out),
         )
-
-
-def _check_target(config: Config, target: _Target, tables: list[toc.TableName]) -> list[str]:
-    """Refuse (exit 2) when a chosen table's name is taken in the target; the schemas of the
-    chosen tables the target lacks (to create), every one when it is created."""
-    schemas = sorted({t.schema for t in tables})
-    if not target.exists:
-        return [s for s in schemas if s != "public"]
-    with pg_server.connect(config.postgres, target.database) as conn:
-        present = {
-            r[0]
-            for r in conn.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
-            ).fetchall()
-        }
-        taken = []
-        for table in tables:
-            row = conn.execute(
-                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s",
-                (table.schema, table.name),
-            ).fetchone()
-            if row:
-                taken.append(str(table))
-    if taken:
-        raise ConfigError(
-            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in "
-            f"{target.database}: --table never replaces a table",
-            hint="restore it into another database (--target-db NEW, created fresh) and copy "
-            "what you need, or move the table aside first, with its indexes, constraints and "
-            f"owned sequences (CREATE SCHEMA attic; ALTER TABLE {taken[0]} SET SCHEMA attic), "
-            "and run the restore again",
+    if selection.dangling:
+        log.warning(
+            "not restored, the tables they point to are neither chosen nor in %s: %s",
+            target.database,
+            "; ".join(f"{e.kind} {e.names}" for e in selection.dangling),
         )
-    return [s for s in schemas if s not in present]
 
 
 def _plan(
@@ -281,11 +268,19 @@ def _plan(
     target: _Target,
     entry: Entry,
     chosen: dict[int, toc.TableName],
-    missing_schemas: list[str],
+    replaced: list[toc.TableName],
     selection: toc.Selection,
+    names: dict[int, toc_names.ObjectName],
 ) -> list[str]:
     m = entry.manifest
-    state = "exists: the tables are added, nothing is replaced" if target.exists else "new"
+    if replaced:
+        state = "exists: the tables below are REPLACED, nothing else is"
+    elif target.exists:
+        state = "exists: the tables are added, nothing is replaced"
+    else:
+        state = "new"
+    replacing = {str(t) for t in replaced}
+    created = [str(t) for t in chosen.values() if str(t) not in replacing]
     lines = [
         "⚠️  WARNING: TABLE RESTORE",
         f"Server:   {config.postgres.display_host} (PostgreSQL {target.server.version})",
@@ -294,8 +289,23 @@ def _plan(
         f"{m.created_at:%Y-%m-%d %H:%M:%S} UTC) from {entry.destination}",
         f"Tables:   {', '.join(str(t) for t in chosen.values())} (with their data, indexes, "
         "constraints, triggers, policies, defaults, comments, grants and owned sequences)",
-        "Mode:     one transaction, committed only after the whole backup read matched its sha256",
     ]
+    if created:
+        lines.append(f"Created:  {', '.join(created)}")
+    if replaced:
+        lines.append(
+            f"Replaced: {', '.join(str(t) for t in replaced)} (dropped with its indexes, "
+            "constraints, triggers, policies, defaults and owned sequences, then restored; "
+            "its current rows are lost)"
+        )
+    if selection.created:
+        lines.append(
+            "Also created (used by the tables, missing in the target): "
+            + ", ".join(f"{e.kind} {names.get(e.dump_id, e.names)}" for e in selection.created)
+        )
+    lines.append(
+        "Mode:     one transaction, committed only after the whole backup read matched its sha256"
+    )
     with_data = {d for e in selection.entries if e.kind == "TABLE DATA" for d in e.depends_on}
     empty = [str(t) for i, t in chosen.items() if i not in with_data]
     if empty:
@@ -303,11 +313,14 @@ def _plan(
             f"Rows:     none in this backup for {', '.join(empty)} (left out of the dump, "
             "BACKUP_EXCLUDE_TABLE_DATA or BACKUP_PG_DUMP_ARGS): restored empty"
         )
-    if missing_schemas:
-        lines.append("Schemas:  created: " + ", ".join(toc.quote_ident(s) for s in missing_schemas))
     if selection.left_out:
         lines.append(
             "Not restored (they belong to other objects): "
             + "; ".join(f"{e.kind} {e.names}" for e in selection.left_out)
+        )
+    if selection.dangling:
+        lines.append(
+            "Not restored (the tables they point to are neither chosen nor in the target): "
+            + "; ".join(f"{e.kind} {e.names}" for e in selection.dangling)
         )
     return lines

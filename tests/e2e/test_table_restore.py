@@ -130,7 +130,7 @@ def backed_up(request, pg15, backup_dir, tmp_path) -> tuple[str, dict[str, str],
 def test_a_dropped_table_comes_back_exactly(pg15, backed_up):
     database, env, facts = backed_up
     pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(pg15, database) == facts
     # What belonged to other objects is named, not restored.
@@ -143,7 +143,7 @@ def test_a_table_that_exists_is_refused_and_nothing_changes(pg15, backed_up):
     database, env, _ = backed_up
     pg15.execute(database, f"DELETE FROM {TABLE} WHERE id > 10")
     before = table_facts(pg15, database)
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 2, result.output
     assert "already exists" in result.stderr and "--target-db" in result.stderr
     assert table_facts(pg15, database) == before
@@ -152,10 +152,10 @@ def test_a_table_that_exists_is_refused_and_nothing_changes(pg15, backed_up):
 def test_a_table_moved_aside_as_the_hint_says(pg15, backed_up):
     database, env, facts = backed_up
     pg15.execute(database, f"DELETE FROM {TABLE} WHERE id > 10")
-    refused = run_job("restore", "--table", TABLE, "--force", env=env)
+    refused = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert refused.returncode == 2 and "SET SCHEMA attic" in refused.stderr
     pg15.execute(database, f"CREATE SCHEMA attic; ALTER TABLE {TABLE} SET SCHEMA attic")
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(pg15, database) == facts
     with pg15.connect(database) as conn:
@@ -170,7 +170,7 @@ def test_a_renamed_table_collides_and_nothing_is_kept(pg15, backed_up):
     pg15.execute(database, f"ALTER TABLE {TABLE} RENAME TO renamed")
     with pg15.connect(database) as conn:
         before = conn.execute('SELECT count(*) FROM "Odd Schema".renamed').fetchone()
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 3, result.output
     assert "already exists" in result.stderr and "SET SCHEMA" in result.stderr
     assert not relation_exists(pg15, database)
@@ -198,7 +198,11 @@ def test_an_interrupted_restore_commits_nothing(pg15, backed_up):
     with pg15.connect(database, autocommit=False) as holder:
         holder.execute("LOCK TABLE public.parent IN ACCESS EXCLUSIVE MODE")
         job = subprocess.Popen(
-            [sys.executable, str(REPO / "entrypoint.py"), "restore", "--table", TABLE, "--force"],
+            [
+                sys.executable,
+                str(REPO / "entrypoint.py"),
+                *("restore", "--table", TABLE, "--in-place", "--force"),
+            ],
             env={**clean_environ(), "BACKUP_PROGRESS_SECONDS": "0", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -234,20 +238,24 @@ def _sessions(cluster: Cluster, database: str, what: str) -> int:
 
 
 def test_into_another_database_created_fresh(pg15, backed_up):
-    database, env, _ = backed_up
-    # parent comes too: the table's foreign key needs it; the trigger's function does not
-    # exist there, so the first try fails and leaves no database behind.
+    _, env, facts = backed_up
+    # Alone: the trigger's function, missing there, comes with it (from the archive's
+    # dependency graph); its foreign key to public.parent, neither chosen nor there, does not,
+    # and is named.
+    alone = unique_name("alone")
+    result = run_job("restore", "--table", TABLE, "--target-db", alone, "--force", env=env)
+    assert result.returncode == 0, result.output
+    assert "neither chosen nor in" in result.stderr and "_parent_id_fkey" in result.stderr
+    got = table_facts(pg15, alone)
+    own = [c for c in facts["constraints"] if "FOREIGN KEY" not in c[1]]
+    assert got["constraints"] == own and len(own) < len(facts["constraints"])
+    assert {k: v for k, v in got.items() if k != "constraints"} == {
+        k: v for k, v in facts.items() if k != "constraints"
+    }
+    with pg15.connect(alone) as conn:
+        assert conn.execute("SELECT to_regprocedure('public.touch()') IS NOT NULL").fetchone()[0]
+    # With the table its foreign key points to: identical.
     other = unique_name("other")
-    failed = run_job("restore", "--table", TABLE, "--target-db", other, "--force", env=env)
-    assert failed.returncode == 3, failed.output
-    assert "public.touch() does not exist" in failed.stderr
-    assert other not in pg15.databases()
-    pg15.create_database(other)
-    pg15.execute(
-        other,
-        "CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RETURN NEW; END $$",
-    )
     result = run_job(
         "restore",
         "--table",
@@ -261,7 +269,7 @@ def test_into_another_database_created_fresh(pg15, backed_up):
     )
     assert result.returncode == 0, result.output
     # The schema was created with its comment and grants, and nothing else of it came.
-    assert table_facts(pg15, other) == table_facts(pg15, database)
+    assert table_facts(pg15, other) == facts
     with pg15.connect(other) as conn:
         assert conn.execute("""SELECT to_regclass('"Odd Schema".unrelated_seq')""").fetchone() == (
             None,
@@ -274,7 +282,7 @@ def test_into_another_database_created_fresh(pg15, backed_up):
 
 def test_an_unknown_name_is_refused_with_close_names(pg15, backed_up):
     database, env, facts = backed_up
-    result = run_job("restore", "--table", "public.parnet", "--force", env=env)
+    result = run_job("restore", "--table", "public.parnet", "--in-place", "--force", env=env)
     assert result.returncode == 2, result.output
     assert "'public.parnet': the backup holds no such table" in result.stderr
     assert "public.parent" in result.stderr  # the hint's close name
@@ -296,7 +304,8 @@ def test_a_damaged_object_is_exit_5_and_commits_nothing(pg15, backed_up, backup_
         # alone does not matter; once every data file is, the table's is too.
         files = sorted(record["files"], key=lambda f: f["size_bytes"])
         _damage(backup_dir / files[-1]["key"])
-        assert run_job("restore", "--table", TABLE, "--dry-run", env=env).returncode == 0
+        dry = run_job("restore", "--table", TABLE, "--in-place", "--dry-run", env=env)
+        assert dry.returncode == 0, dry.output
         for entry in files:
             if entry["name"] not in ("toc.dat", files[-1]["name"]) and entry["size_bytes"] > 100:
                 _damage(backup_dir / entry["key"])
@@ -304,7 +313,7 @@ def test_a_damaged_object_is_exit_5_and_commits_nothing(pg15, backed_up, backup_
         # A byte near the end, in the filler's rows, after everything the table needs:
         # pg_restore has finished before the checksum can say anything.
         _damage(backup_dir / record["object_key"])
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 5, result.output
     assert "sha256 mismatch" in result.stderr
     assert not relation_exists(pg15, database)
@@ -317,12 +326,12 @@ def test_dry_run_and_list_tables(pg15, backed_up):
     assert f"  {TABLE}  500 rows\n" in listing.stdout
     assert "  public.zz_filler  20000 rows\n" in listing.stdout
     pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
-    dry = run_job("restore", "--table", 'Mixed "Case". Table', "--dry-run", env=env)
+    dry = run_job("restore", "--table", 'Mixed "Case". Table', "--in-place", "--dry-run", env=env)
     assert dry.returncode == 0, dry.output
     assert f"Tables:   {TABLE}" in dry.stdout and "TABLE DATA Odd Schema" in dry.stdout
     assert "dry run: nothing was changed" in dry.stdout
     assert not relation_exists(pg15, database)
-    unconfirmed = run_job("restore", "--table", TABLE, env=env)
+    unconfirmed = run_job("restore", "--table", TABLE, "--in-place", env=env)
     assert unconfirmed.returncode == 2 and "--force" in unconfirmed.stderr
     assert not relation_exists(pg15, database)
 
@@ -343,7 +352,7 @@ def test_newer_majors_list_and_restore_the_same_way(major, request, backup_dir, 
     assert run_job("backup", env=env).returncode == 0
     facts = table_facts(cluster, database)
     cluster.execute(database, f"DROP TABLE {TABLE} CASCADE")
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(cluster, database) == facts
 
@@ -369,7 +378,7 @@ def test_an_encrypted_compressed_backup(fmt, pg15, backup_dir, tmp_path, keys): 
     assert run_job("backup", env=env).returncode == 0
     facts = table_facts(pg15, database)
     pg15.execute(database, f"DROP TABLE {TABLE} CASCADE")
-    result = run_job("restore", "--table", TABLE, "--force", env=env)
+    result = run_job("restore", "--table", TABLE, "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(pg15, database) == facts
 
@@ -378,8 +387,11 @@ def test_an_encrypted_compressed_backup(fmt, pg15, backup_dir, tmp_path, keys): 
     ("args", "message"),
     [
         (["--table", " "], "--table ' ': a table name cannot be empty or blank"),
-        (["--table", "t", "--in-place"], "--table and --schema cannot be combined with --in-place"),
-        (["--table", "t", "--drop-old"], "--table and --schema cannot be combined with --drop-old"),
+        (["--table", "t"], "--table and --schema need --target-db DB, or --in-place"),
+        (["--schema", "s"], "--table and --schema need --target-db DB, or --in-place"),
+        (["--table", "t", "--target-db", "x", "--clean"], "--clean needs --in-place"),
+        (["--clean", "--in-place"], "--clean goes with --table or --schema"),
+        (["--table", "t", "--target-db", "x", "--drop-old"], "cannot be combined with --drop-old"),
         (["--table", "t", "--globals"], "cannot be combined with --globals"),
         (["--list-tables", "--globals"], "cannot be combined with --globals"),
         (["--schema", ""], "--schema '': a schema name cannot be empty or blank"),
@@ -397,7 +409,7 @@ def test_usage_errors_before_anything_is_read(args, message, pg15, backup_dir, t
 def test_a_dropped_schema_comes_back_with_its_tables(pg15, backed_up):
     database, env, facts = backed_up
     pg15.execute(database, 'DROP SCHEMA "Odd Schema" CASCADE')
-    result = run_job("restore", "--schema", "Odd Schema", "--force", env=env)
+    result = run_job("restore", "--schema", "Odd Schema", "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     assert table_facts(pg15, database) == facts  # the schema's comment and grants included
     with pg15.connect(database) as conn:
@@ -420,10 +432,10 @@ def test_a_table_whose_rows_were_left_out_is_said_to_come_back_empty(pg15, backu
     listing = run_job("restore", "--list-tables", env=env)
     assert "  public.zz_filler  definition only (its rows were not dumped)\n" in listing.stdout
     pg15.execute(database, "DROP TABLE public.zz_filler")
-    dry = run_job("restore", "--table", "zz_filler", "--dry-run", env=env)
+    dry = run_job("restore", "--table", "zz_filler", "--in-place", "--dry-run", env=env)
     assert dry.returncode == 0, dry.output
     assert "Rows:     none in this backup for public.zz_filler" in dry.stdout
-    result = run_job("restore", "--table", "zz_filler", "--force", env=env)
+    result = run_job("restore", "--table", "zz_filler", "--in-place", "--force", env=env)
     assert result.returncode == 0, result.output
     with pg15.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM public.zz_filler").fetchone() == (0,)

@@ -261,3 +261,104 @@ def test_a_schema_brings_every_table_of_it():
     with pytest.raises(ConfigError, match="--schema 'publik': the backup holds no table") as caught:
         toc.resolve([], tables, ["publik"])
     assert "public" in caught.value.hint
+
+
+# What pg_restore 15 printed for a table using an enum, a domain, two functions (a default and
+# a check), a sequence it does not own (a default's nextval) and a foreign key to "parent".
+NEEDS_LISTING = """\
+3382; 0 0 ENCODING - ENCODING
+6; 2615 16384 SCHEMA - s1 postgres
+845; 1247 16386 TYPE s1 mood postgres
+;\tdepends on: 6
+848; 1247 16392 DOMAIN s1 pos postgres
+;\tdepends on: 6
+222; 1255 16395 FUNCTION s1 chk(integer) postgres
+;\tdepends on: 6
+221; 1255 16394 FUNCTION s1 def() postgres
+;\tdepends on: 6
+216; 1259 16397 TABLE public parent postgres
+215; 1259 16396 SEQUENCE public shared_seq postgres
+218; 1259 16403 TABLE s1 T x postgres
+;\tdepends on: 221 215 222 6 845 848
+3387; 0 0 COMMENT s1 TABLE "T x" postgres
+;\tdepends on: 218
+3392; 0 0 COMMENT s1 TYPE mood postgres
+;\tdepends on: 845
+217; 1259 16402 SEQUENCE s1 T x_id_seq postgres
+;\tdepends on: 218 6
+3374; 0 16397 TABLE DATA public parent postgres
+;\tdepends on: 216
+3376; 0 16403 TABLE DATA s1 T x postgres
+;\tdepends on: 218
+3390; 0 0 SEQUENCE SET public shared_seq postgres
+;\tdepends on: 215
+3391; 0 0 SEQUENCE SET s1 T x_id_seq postgres
+;\tdepends on: 217
+3225; 2606 16401 CONSTRAINT public parent parent_pkey postgres
+;\tdepends on: 216
+3228; 2606 16412 FK CONSTRAINT s1 T x T x_pid_fkey postgres
+;\tdepends on: 218 216 3225
+"""
+NEEDS_TABLES = {218: toc.TableName("s1", "T x"), 216: toc.TableName("public", "parent")}
+
+
+def test_what_a_table_uses_is_found_through_the_dependencies():
+    entries = toc.parse_listing(NEEDS_LISTING)
+    own = toc.select(entries, NEEDS_TABLES, [218])
+    assert toc.dependencies(entries, own) == [6, 845, 848, 222, 221, 215]
+
+
+def test_what_the_target_lacks_comes_with_its_comment_and_value():
+    entries = toc.parse_listing(NEEDS_LISTING)
+    chosen = toc.select(entries, NEEDS_TABLES, [218], create=[845, 215], missing_tables=[216])
+    ids = [e.dump_id for e in chosen.entries]
+    # The type with its comment, the sequence with its value; not the parent's rows.
+    assert {845, 3392, 215, 3390} <= set(ids) and 3374 not in ids and 6 not in ids
+    assert [e.dump_id for e in chosen.created] == [845, 215]
+    # The foreign key to a table neither chosen nor in the target is left out, on its own list.
+    assert 3228 not in ids and [e.dump_id for e in chosen.dangling] == [3228]
+    kept = toc.select(entries, NEEDS_TABLES, [218])
+    assert 3228 in [e.dump_id for e in kept.entries] and not kept.dangling
+
+
+def test_exact_names_of_objects_from_the_script():
+    script = '''\
+--
+-- TOC entry 6 (class 2615 OID 16384)
+-- Name: Sché ma; Type: SCHEMA; Schema: -; Owner: postgres
+--
+
+CREATE SCHEMA "Sché ma";
+
+--
+-- TOC entry 222 (class 1255 OID 16395)
+-- Name: chk(integer, "Sché ma".mood); Type: FUNCTION; Schema: Sché ma; Owner: postgres
+--
+
+CREATE FUNCTION "Sché ma".chk(a integer, b "Sché ma".mood) RETURNS boolean
+    LANGUAGE sql
+
+--
+-- TOC entry 845 (class 1247 OID 16386)
+-- Name: mood; Type: TYPE; Schema: Sché ma; Owner: postgres
+--
+
+CREATE TYPE "Sché ma".mood AS ENUM (
+
+--
+-- TOC entry 218 (class 1259 OID 16403)
+-- Name: T. "x"; Type: TABLE; Schema: Sché ma; Owner: postgres
+--
+
+CREATE TABLE "Sché ma"."T. ""x""" (
+'''
+    from backup.postgres import toc_names
+
+    names = toc_names.object_names(script)
+    assert {i: str(n) for i, n in names.items()} == {
+        6: '"Sché ma"',
+        222: '"Sché ma".chk(integer, "Sché ma".mood)',
+        845: '"Sché ma".mood',
+        218: '"Sché ma"."T. ""x"""',
+    }
+    assert names[218].kind == "TABLE" and names[218].name == 'T. "x"'
