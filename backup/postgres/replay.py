@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 
 from backup.config import Config, PostgresConfig
-from backup.errors import BackupError, ConfigError, DatabaseError
+from backup.errors import ConfigError, DatabaseError
 from backup.postgres import server as pg_server
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,10 @@ class ReplayPause:
                 log.info("replay resumed on the standby after the dump of %s", self.database)
             else:
                 log.info("replay stays paused on the standby for another run's dump")
-        except (BackupError, psycopg.Error) as err:
-            message = err.message if isinstance(err, BackupError) else str(err).strip()
+        except (DatabaseError, psycopg.Error) as err:
+            if isinstance(err, DatabaseError) and type(err) is not DatabaseError:
+                raise  # BACKUP_TIMEOUT's alarm meanwhile: the marker stays for the next run
+            message = err.message if isinstance(err, DatabaseError) else str(err).strip()
             log.error(
                 "could not resume replay on the standby after the dump of %s: %s; the next "
                 "run resumes it, or by hand: %s",
@@ -253,9 +255,9 @@ def resume_left_over(config: Config) -> None:
     if not markers:
         return
     try:
-        with _coordination(config.postgres, None, "resume") as conn:
+        with _coordination(config.postgres, _first_database(config), "resume") as conn:
             _resume_if_ours(conn, [record for _, record in markers])
-    except BackupError as err:
+    except DatabaseError as err:
         log.warning("could not look at replay left paused by an earlier run: %s", err.message)
         return
     for path, _ in markers:
