@@ -31,7 +31,7 @@ from backup.job import lock
 from backup.job.outcome import RunReport
 from backup.manifest import Scope
 from backup.notify import Delivery, NotificationFailed
-from backup.postgres import contents, standby
+from backup.postgres import contents, replay, standby
 from backup.storage import Storage
 
 HELP = "config, database, pg_dump/server versions, destinations"
@@ -98,6 +98,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         results.attempt("notify", lambda: send_test_notifications(config))
     plans: list[Server] = []
     results.attempt("database", lambda: _database(config, plans))
+    if plans and plans[0].replay.standby:
+        results.attempt("standby", lambda: replay.check_standby(config))
     if config.dump.format == "directory" and plans:
         results.attempt("spool", lambda: _spool(config, plans[0]))
     for store in storages:

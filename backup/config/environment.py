@@ -342,6 +342,7 @@ def _read(r: Reader) -> Config:
         timeout_s=timeout_s,
         lock_wait_timeout_s=lock_wait_timeout_s,
         standby_max_lag_s=standby_max_lag_s,
+        standby_pause_replay=r.bool("BACKUP_STANDBY_PAUSE_REPLAY", False),
         pg_bin_dirs=tuple(
             d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
         ),

@@ -289,6 +289,8 @@ class Config:
     """BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout for each table lock."""
     standby_max_lag_s: float = DEFAULT_STANDBY_MAX_LAG_S
     """BACKUP_STANDBY_MAX_LAG: on a hot standby, the most its data may lag (0: no limit)."""
+    standby_pause_replay: bool = False
+    """BACKUP_STANDBY_PAUSE_REPLAY: on a hot standby, WAL replay paused for each dump."""
     dump: DumpConfig = field(default_factory=DumpConfig)
     strict_env: bool = True
     """BACKUP_STRICT_ENV: ``check`` fails on ``unknown_variables`` (else it only warns)."""

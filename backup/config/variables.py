@@ -246,6 +246,9 @@ VARIABLES: tuple[Variable, ...] = (
        frozenset({BACKUP})),
     _v("BACKUP_STANDBY_MAX_LAG", "1h", "on a hot standby, the most its data may lag behind "
        "the primary before a run fails (0: no limit)", _RUN, frozenset({BACKUP, CHECK})),
+    _v("BACKUP_STANDBY_PAUSE_REPLAY", "false", "on a hot standby, pause WAL replay for each "
+       "dump (no recovery conflict can cancel it), resumed when the dump ends", _RUN,
+       frozenset({BACKUP, CHECK})),
     _v("BACKUP_LOCK_DIR", "/tmp", "where the per-job lock file lives (a second run exits 7)",
        _RUN, frozenset({BACKUP, CHECK})),
     _v("BACKUP_STRICT_ENV", "true", "an unknown BACKUP_*, B2_*... variable fails check "

@@ -35,6 +35,7 @@ from backup.errors import (
 from backup.job.outcome import DatabaseResult, DestinationResult
 from backup.manifest.catalog import unused_moment
 from backup.postgres import contents, dump_failure, standby
+from backup.postgres import replay as replay_pause
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.inspection import Server, inspect_server
@@ -107,7 +108,14 @@ def backup_database(
                     with connect(database) as conn:
                         conflicts = standby.Conflicts(conn, database)
                         replay = standby.replay_state(conn)
+                pause = (  # entered first: replay resumes after the snapshot is released
+                    stack.enter_context(replay_pause.ReplayPause(config, database))
+                    if server.replay.standby and config.standby_pause_replay
+                    else None
+                )
                 snapshot_conn, snapshot = contents.open_snapshot(config, stack, database)
+                if pause is not None:  # pg_dump imports the snapshot taken before the pause
+                    snapshot = pause.pause(snapshot)
                 catalog = contents.server_tables(config, database, snapshot_conn)
                 argv = pg_tools.pg_dump_argv(
                     server.tools,
@@ -280,8 +288,11 @@ def _encryption_record(config: Config) -> dict[str, object] | None:
 
 def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     """Back up every configured database; one failing does not stop the others."""
+    replay_pause.resume_left_over(config)  # a pause a killed run left, before the lag check
     server = inspect_server(config)
-    refusal = standby.refusal(config, server.replay)
+    refusal = standby.refusal(config, server.replay) or replay_pause.refusal(
+        config, server.replay.standby
+    )
     if refusal is not None:
         raise refusal
     _cleanup_incomplete(config, storages, server.databases)

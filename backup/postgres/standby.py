@@ -31,9 +31,11 @@ CONFLICT_SETTLE_S = 2.0
 
 CONFLICT_HINT = (
     "the standby cancelled the dump to keep replaying the primary's WAL (conflict with "
-    "recovery: {kinds}). On the standby, set max_standby_streaming_delay (and "
-    "max_standby_archive_delay) to -1 or longer than a dump, and hot_standby_feedback=on so "
-    "the primary keeps the rows the dump still reads; or back up from the primary"
+    "recovery: {kinds}). Either set BACKUP_STANDBY_PAUSE_REPLAY=true (the job pauses replay "
+    "for each dump; its role needs EXECUTE on pg_wal_replay_pause/resume), or on the standby "
+    "set max_standby_streaming_delay (and max_standby_archive_delay) to -1 or longer than a "
+    "dump, and hot_standby_feedback=on so the primary keeps the rows the dump still reads; or "
+    "back up from the primary"
 )
 REPLAY_LOCK_HINT = (
     "pg_dump waited for a lock on table {table} held by the standby's WAL replay: a "
