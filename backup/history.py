@@ -14,7 +14,8 @@ Run-level counters follow the report: a success resets ``consecutive_failures`` 
 or a partial run adds one. Per-database counters are this destination's view: a database whose
 backup reached this destination counts as a success here even when another destination failed.
 
-The file is never read as a backup: ``list``, ``restore`` and retention read only
+A sharded job (``BACKUP_SHARDS``) keeps one file per shard (``state_key``): its pods run at
+once. The file is never read as a backup: ``list``, ``restore`` and retention read only
 ``<database>/*.manifest.json``.
 """
 
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from backup.config import ScaleConfig
 from backup.errors import ObjectNotFound
 from backup.outcome import DatabaseResult, RunReport
 from backup.storage import Storage
@@ -75,6 +77,8 @@ class State:
     """Oldest first; at most ``MAX_RUNS``."""
     read_failed: bool = field(default=False, compare=False)
     """The file exists but could not be read; ``record`` will not overwrite it."""
+    key: str = field(default=STATE_KEY, compare=False)
+    """The file it was read from, where ``record`` writes it back (``state_key``)."""
 
     def to_json(self) -> bytes:
         document = {
@@ -139,26 +143,46 @@ class State:
             raise ValueError(f"not a status file: {type(err).__name__}: {err}") from err
 
 
-def load(storage: Storage) -> State:
+def state_key(scale: ScaleConfig) -> str:
+    """The history's file: one per shard of a sharded job (``BACKUP_SHARDS``), which runs at
+    the same time as the others and must not overwrite their runs."""
+    if not scale.sharded or scale.shard_index is None:
+        return STATE_KEY
+    return f"_state/status-shard-{scale.shard_index}-of-{scale.shards}.json"
+
+
+def load_job(storage: Storage, scale: ScaleConfig) -> State:
+    """The history of the job as ``scale`` sees it: its shard's, or with ``BACKUP_SHARDS`` and
+    no index, every shard's databases together (status of the whole job)."""
+    if not scale.sharded or scale.shard_index is not None:
+        return load(storage, state_key(scale))
+    databases: dict[str, DatabaseState] = {}
+    for index in range(scale.shards):
+        shard = load(storage, state_key(replace(scale, shard_index=index)))
+        databases.update(shard.databases)
+    return State(databases=databases)
+
+
+def load(storage: Storage, key: str = STATE_KEY) -> State:
     """The state stored in ``storage``; an empty one when missing, corrupt or unreadable."""
     try:
-        stream = storage.open(STATE_KEY)
+        stream = storage.open(key)
         try:
             data = stream.read()
         finally:
             stream.close()
     except ObjectNotFound:
-        return State()
+        return State(key=key)
     except Exception as err:  # the backup must run even when the history cannot be read
-        log.warning("state: cannot read %s in %s: %s", STATE_KEY, storage.url, err)
-        return State(read_failed=True)
+        log.warning("state: cannot read %s in %s: %s", key, storage.url, err)
+        return State(read_failed=True, key=key)
     try:
-        return State.from_json(data)
+        return replace(State.from_json(data), key=key)
     except ValueError as err:
         log.warning(
-            "state: %s in %s is corrupt (%s); starting a new history", STATE_KEY, storage.url, err
+            "state: %s in %s is corrupt (%s); starting a new history", key, storage.url, err
         )
-        return State()
+        return State(key=key)
 
 
 def apply(state: State, report: RunReport, destination_url: str) -> State:
@@ -208,16 +232,16 @@ def record(storage: Storage, report: RunReport, previous: State | None = None) -
     """
     if previous is None:
         previous = load(storage)
-    state = apply(previous, report, storage.url)
+    state = replace(apply(previous, report, storage.url), key=previous.key)
     if previous.read_failed:
-        log.warning("state: %s in %s left as it was: it could not be read", STATE_KEY, storage.url)
+        log.warning("state: %s in %s left as it was: it could not be read", state.key, storage.url)
         return state
     try:
-        storage.put(STATE_KEY, io.BytesIO(state.to_json()))
+        storage.put(state.key, io.BytesIO(state.to_json()))
     except Exception as err:  # a history write must not turn a good backup into a failure
-        log.warning("state: cannot write %s to %s: %s", STATE_KEY, storage.url, err)
+        log.warning("state: cannot write %s to %s: %s", state.key, storage.url, err)
     else:
-        log.debug("state: %s written to %s", STATE_KEY, storage.url)
+        log.debug("state: %s written to %s", state.key, storage.url)
     return state
 
 
