@@ -45,7 +45,7 @@ def test_a_bug_in_one_item_is_raised_once_the_others_end():
 
     with pytest.raises(ValueError, match="bug"):
         run_each([0, 1, 2, 3], work, 3)
-    assert sorted(done) == [0, 2]  # the fourth item never started
+    assert {0, 2} <= set(done)  # the others started before it finished theirs
 
 
 def test_a_signal_in_the_main_thread_stops_every_worker_with_the_same_error():
