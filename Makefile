@@ -3,7 +3,8 @@
 #   TEST_WORKERS workers (pytest-xdist; most tests wait on PostgreSQL, S3 or a child process).
 # make test-fast: lint, then the unit and storage-contract tests only (about 2 minutes): daily work.
 # make docs: the docs site (mkdocs-material) into site/, --strict: a broken link fails it.
-# make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
+# make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5";
+# the many-databases one (bench/many.py) through MANY_ARGS="--databases 50".
 .PHONY: demo test test-fast deps deps-runtime deps-docs lint format docs bench image-test lock clean
 
 VENV := .venv
@@ -43,6 +44,7 @@ docs: deps-docs
 
 bench: deps
 	$(PY) bench/bench.py $(BENCH_ARGS)
+	$(PY) bench/many.py $(MANY_ARGS)
 
 lock:
 	scripts/lock-deps.sh
