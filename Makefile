@@ -3,7 +3,8 @@
 #   TEST_WORKERS workers (pytest-xdist; most tests wait on PostgreSQL, S3 or a child process).
 # make test-fast: lint, then the unit and storage-contract tests only (about 2 minutes): daily work.
 # make docs: the docs site (mkdocs-material) into site/, --strict: a broken link fails it.
-# make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5".
+# make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5";
+# the many-databases one (bench/many.py) through MANY_ARGS="--databases 50".
 # make sandbox: the demo, then its PostgreSQL and ./backups stay, with the exports to use them.
 # make help: every target, one line each (the text after "## " on its line).
 .PHONY: demo test test-fast deps deps-runtime deps-docs lint format docs bench image-test lock clean
@@ -47,6 +48,7 @@ docs: deps-docs ## the docs site into site/ (mkdocs --strict)
 
 bench: deps ## the benchmark (bench/README.md; options: BENCH_ARGS=...)
 	$(PY) bench/bench.py $(BENCH_ARGS)
+	$(PY) bench/many.py $(MANY_ARGS)
 
 bench-tables: deps ## one table out of a large backup against a full restore (bench/selective.py)
 	$(PY) bench/selective.py $(BENCH_ARGS)

@@ -643,6 +643,59 @@ def test_k8s_tmp_is_sized_for_restore_tests():
     assert tmp_limit("pgbackup") == "256Mi"
 
 
+SHARDED = REPO / "k8s" / "cronjob-backup-sharded.yaml"
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(_tool("kubernetes-validate")), "--strict", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_k8s_sharded_cronjob_validates_strictly(tmp_path):
+    """The Indexed Job beside the plain CronJob (not in the kustomization: one or the other)
+    passes kubernetes-validate --strict, and a misspelt field in a copy of it does not."""
+    _require("kubernetes-validate")
+    result = _validate(SHARDED)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed for resource cronjob/pgbackup-sharded" in result.stdout
+    broken = tmp_path / SHARDED.name
+    broken.write_text(SHARDED.read_text().replace("completionMode:", "completionMod:"))
+    assert _validate(broken).returncode != 0
+
+
+def test_k8s_sharded_cronjob_is_the_backup_job_over_k_indexed_pods():
+    (cronjob,) = _load_all(SHARDED)
+    plain = _k8s_resources()[("CronJob", "pgbackup")]
+    assert (
+        SHARDED.name
+        not in yaml.safe_load((REPO / "k8s" / "kustomization.yaml").read_text())["resources"]
+    )
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    pod = _pod(cronjob)
+    (container,) = pod["containers"]
+    shards = {e["name"]: e["value"] for e in container["env"]}["BACKUP_SHARDS"]
+    assert job["completions"] == job["parallelism"] == int(shards) > 1
+    # Everything else is the plain backup job's: schedule, lock policy, pod and container.
+    for key in ("schedule", "timeZone", "concurrencyPolicy", "startingDeadlineSeconds"):
+        assert cronjob["spec"][key] == plain["spec"][key]
+    assert container["args"] == ["backup"]
+    plain_pod = _pod(plain)
+    (plain_container,) = plain_pod["containers"]
+    assert {k: v for k, v in container.items() if k != "env"} == plain_container
+    assert {
+        k: v for k, v in pod.items() if k not in ("topologySpreadConstraints", "containers")
+    } == {k: v for k, v in plain_pod.items() if k != "containers"}
+    # Exit 2 fails the whole Job; exit 7 (that shard's lock is held) ends that index alone.
+    rules = {r["action"]: r["onExitCodes"]["values"] for r in job["podFailurePolicy"]["rules"]}
+    assert rules == {"FailJob": [2], "FailIndex": [7]}
+    assert job["backoffLimitPerIndex"] == 1
+
+
 # --------------------------------------------------------------------------- Railway, workflows
 
 

@@ -52,15 +52,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    config.scale.require_index()  # a shard backs up its own databases only: which are they?
     storages = storage.open_all(config.storage)
     notifiers = notify.build_notifiers(config.notify)
     with job_lock(config):
         started_at = datetime.now(UTC)
         notify.start_all(notifiers)
-        previous = {s.url: history.load(s, config.postgres) for s in storages}
+        previous = {s.url: history.load(s, config.postgres, config.scale) for s in storages}
         log.info(
-            "starting database backup: %s to %s (%s)",
+            "starting database backup: %s%s to %s (%s)",
             ", ".join(config.postgres.databases) or "all databases",
+            f" ({config.scale.describe()})" if config.scale.sharded else "",
             ", ".join(s.url for s in storages),
             _compression_settings(config),
             extra={"stage": "start", "compression_threads": config.codec.threads},

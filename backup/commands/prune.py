@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    config.scale.require_index()  # a shard prunes its own databases only: which are they?
     storages = storage.open_all(config.storage)
     scope = engine.job_scope(config)
     planned = engine.plan(

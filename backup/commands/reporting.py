@@ -111,7 +111,10 @@ def tell_backup(
         alert_after_failures=config.notify.alert_after_failures,
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
     )
-    states = {s.url: history.record(s, report, previous[s.url], config.postgres) for s in storages}
+    states = {
+        s.url: history.record(s, report, previous[s.url], config.postgres, config.scale)
+        for s in storages
+    }
     metrics.publish(config.metrics, report, states)
     _send(config.notify, notifiers, report)
     if error is not None:

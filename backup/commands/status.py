@@ -2,7 +2,8 @@
 exit 1 when one is older than ``--max-age`` or missing (a monitoring check).
 
 Only the databases this job is configured for are looked at (with ``BACKUP_DATABASES=all``:
-every database the server has now, and the globals). A backup dated more than a day in the
+every database the server has now, and the globals); a shard's with ``BACKUP_SHARDS`` and an
+index, every shard's without one (the whole job's status). A backup dated more than a day in the
 future never counts as fresh, and it, like a manifest that is not believed, is flagged and
 makes the check fail: both need a person to look."""
 
@@ -86,7 +87,8 @@ def job_scope(config: Config, storages: list[Storage]) -> Scope:
             err.message,
         )
     seen = {m.database for s in storages for m in manifest.read_all(s) if m.database}
-    return Scope(frozenset(seen - set(config.dump.exclude_databases)), globals=True)
+    kept = config.scale.share(sorted(seen - set(config.dump.exclude_databases)))
+    return Scope(frozenset(kept), globals=config.scale.owns_globals)
 
 
 def freshness(
@@ -107,7 +109,7 @@ def freshness(
         targets.append(("globals", None))
     for store in storages:
         found = manifest.scan(store, scope=scope)
-        runs = history.load(store, config.postgres)
+        runs = history.load_job(store, config.postgres, config.scale)
         for kind, database in targets or [("database", "(any)")]:
             label = database if kind == "database" else "globals"
             mine = [m for m in found.trusted if m.kind == kind and m.database == database]

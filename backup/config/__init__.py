@@ -50,6 +50,7 @@ from backup.config.model import (
     RetentionPolicy,
     RetryConfig,
     S3Config,
+    ScaleConfig,
     Secret,
     StorageConfig,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "RetentionPolicy",
     "RetryConfig",
     "S3Config",
+    "ScaleConfig",
     "Secret",
     "StorageConfig",
     "load",

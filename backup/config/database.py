@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, unquote
 from backup.config import syntax
 from backup.config.model import PostgresConfig, Secret
 from backup.config.reader import Reader
+from backup.config.scale import MAX_PARALLEL_DATABASES, MAX_SHARDS, ScaleConfig
 
 LIBPQ_PASSTHROUGH = (
     "PGSSLMODE",
@@ -166,3 +167,33 @@ URL_PARAMETERS = {
     "options": "PGOPTIONS",
 }
 """DATABASE_URL's parameters that become libpq variables; the others are ignored."""
+
+
+def read_scale(r: Reader) -> ScaleConfig:
+    """BACKUP_PARALLEL_DATABASES, BACKUP_SHARDS and the pod's shard index: BACKUP_SHARD_INDEX,
+    else JOB_COMPLETION_INDEX (read only when BACKUP_SHARDS is set: a plain Indexed Job is
+    not a sharded one). An index out of 0..BACKUP_SHARDS-1 is refused here; a missing one by
+    the commands that need it (``ScaleConfig.require_index``)."""
+    parallel = r.int("BACKUP_PARALLEL_DATABASES", 1, 1, MAX_PARALLEL_DATABASES) or 1
+    shards = r.int("BACKUP_SHARDS", None, 1, MAX_SHARDS)
+    own = r.int("BACKUP_SHARD_INDEX", None, 0, MAX_SHARDS - 1)
+    # Always asked for (the registry of known variables is what is read), parsed only here.
+    given = None
+    if r.str("JOB_COMPLETION_INDEX") is not None and shards is not None:
+        given = r.int("JOB_COMPLETION_INDEX", None, 0, 1_000_000)
+    if shards is None:
+        if own is not None:
+            r.problems.append("BACKUP_SHARD_INDEX is set without BACKUP_SHARDS")
+        return ScaleConfig(parallel_databases=parallel)
+    if own is not None:
+        index, named = own, "BACKUP_SHARD_INDEX"
+    else:
+        index, named = given, "JOB_COMPLETION_INDEX"
+    if index is not None and index >= shards:
+        r.problems.append(
+            f"{named}={index} is not a shard of BACKUP_SHARDS={shards}: it must be between 0 "
+            f"and {shards - 1}"
+        )
+        r.hints.append("the Indexed Job's completions and parallelism must equal BACKUP_SHARDS")
+        index = None
+    return ScaleConfig(parallel_databases=parallel, shards=shards, shard_index=index)

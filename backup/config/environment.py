@@ -18,7 +18,7 @@ from pathlib import Path
 
 from backup.config import clouds, syntax
 from backup.config.codec import read_codec
-from backup.config.database import read_postgres, read_url
+from backup.config.database import read_postgres, read_scale, read_url
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
 from backup.config.model import (
@@ -347,4 +347,5 @@ def _read(r: Reader) -> Config:
             d for d in (r.str("BACKUP_PG_BIN_DIRS") or "").replace(",", ":").split(":") if d
         ),
         strict_env=r.bool("BACKUP_STRICT_ENV", True),
+        scale=read_scale(r),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from backup.config import notify_urls
+from backup.config.scale import ScaleConfig
 from backup.errors import ConfigError
 
 MIB = 1024 * 1024
@@ -297,6 +298,8 @@ class Config:
     unknown_variables: tuple[tuple[str, str | None], ...] = ()
     """(name, closest known name or None) for each variable with the job's prefixes that the
     job does not read: a typo whose value is ignored (``environment.unknown_variables``)."""
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    """BACKUP_PARALLEL_DATABASES and the shards (BACKUP_SHARDS)."""
 
     @property
     def orphan_min_age_s(self) -> float:

@@ -253,6 +253,15 @@ VARIABLES: tuple[Variable, ...] = (
        _RUN, frozenset({BACKUP, CHECK})),
     _v("BACKUP_STRICT_ENV", "true", "an unknown BACKUP_*, B2_*... variable fails check "
        "(false: a warning)", _RUN, frozenset({CHECK})),
+    _v("BACKUP_PARALLEL_DATABASES", "1", "1-32: databases dumped and uploaded at once "
+       "(memory: N x one stream)", _RUN, frozenset({BACKUP})),
+    _v("BACKUP_SHARDS", "", "split the job's databases over K pods (a Kubernetes Indexed "
+       "Job): each backs up, prunes and cleans only its own share", _RUN,
+       frozenset({BACKUP, PRUNE, STATUS, CHECK})),
+    _v("BACKUP_SHARD_INDEX", "", "this pod's shard, 0 to BACKUP_SHARDS-1 (default: "
+       "JOB_COMPLETION_INDEX)", _RUN, frozenset({BACKUP, PRUNE, STATUS, CHECK})),
+    _v("JOB_COMPLETION_INDEX", "", "set by Kubernetes in an Indexed Job: the shard index "
+       "when BACKUP_SHARDS is set", _RUN, frozenset({BACKUP, PRUNE, STATUS, CHECK})),
 )
 # fmt: on
 

@@ -8,6 +8,9 @@ stop the others; each returns a ``DatabaseResult``. ``outcome_error`` turns the 
 error that sets the exit code. The manifest is written here, after ``stream_dump`` returned:
 that is the commit. What each archive holds (row counts, exclusions) comes from its own table
 of contents (``postgres/contents.py``).
+
+``BACKUP_PARALLEL_DATABASES`` databases are dumped at once (``stream/concurrent.py``); with
+``BACKUP_SHARDS`` only this shard's databases are (``ScaleConfig.share``), the globals on shard 0.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from backup.postgres.inspection import Server, inspect_server
 from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
 from backup.storage import Storage
+from backup.stream import concurrent
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import StreamResult, stream_dump
 from backup.stream.progress import Progress
@@ -295,27 +299,46 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     )
     if refusal is not None:
         raise refusal
-    _cleanup_incomplete(config, storages, server.databases)
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
+    databases = config.scale.share(server.databases)
+    if config.scale.sharded:
+        log.info(
+            "%s: %d of the job's %d databases: %s",
+            config.scale.describe(),
+            len(databases),
+            len(server.databases),
+            ", ".join(databases) or "none",
+        )
+    _cleanup_incomplete(config, storages, databases)
     options = config.dump.pg_dump_options()
     if options:
         log.info("pg_dump options of every database dump: %s", shlex.join(options))
-    if config.dump.format == "directory":
+    parallel = config.scale.parallel_databases
+    if config.dump.format == "directory" and databases:
         # Before any dump: a spool too small for the largest table is refused (exit 2).
-        largest = max(contents.largest_table_bytes(config, db) for db in server.databases)
-        directory.check_spool_space(tempfile.gettempdir(), largest, config.dump.jobs)
-    results = [backup_database(config, server, storages, db) for db in server.databases]
-    if config.postgres.all_databases:
-        results.append(backup_database(config, server, storages, None))
-    return results
+        largest = max(contents.largest_table_bytes(config, db) for db in databases)
+        directory.check_spool_space(
+            tempfile.gettempdir(), largest, config.dump.jobs * min(parallel, len(databases))
+        )
+    targets: list[str | None] = list(databases)
+    if config.postgres.all_databases and config.scale.owns_globals:
+        targets.append(None)
+    if parallel > 1 and len(targets) > 1:
+        log.info("dumping up to %d databases at once", parallel, extra={"stage": "dump"})
+    # The results in the order of the databases (the globals last), however many at once.
+    return concurrent.run_each(
+        targets, functools.partial(backup_database, config, server, storages), parallel, "dump"
+    )
 
 
 def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list[str]) -> None:
     """Remove what crashed runs of this job left unfinished: only in the folders of the
     databases it backs up (another job may share the bucket), and only uploads older than any
     run may last (another copy of this job may be uploading right now)."""
-    scope = manifest.Scope(frozenset(databases), globals=config.postgres.all_databases)
+    scope = manifest.Scope(
+        frozenset(databases), globals=config.postgres.all_databases and config.scale.owns_globals
+    )
     folders = [f"{folder}/" for folder in scope.folders()]
     for storage in storages:
         removed = 0

@@ -4,7 +4,9 @@ Several jobs may share a prefix (one per database, one per server): each keeps i
 named after what the job is (``state_key``: a digest of its databases and its server), so one
 job's failures never count in another's streak. A job without its own file yet starts from the
 history every job shared before (``<prefix>/_state/status.json``, ``LEGACY_KEY``), narrowed to its
-own databases; that file is read, never written again.
+own databases; that file is read, never written again. A sharded job (``BACKUP_SHARDS``) keeps
+one file per shard (``...-shard-<i>-of-<K>.json``): its pods run at the same time and must not
+overwrite each other's runs; ``load_job`` without a shard index reads them all (``status``).
 
 It remembers what one run cannot know alone: how many runs in a row failed (to escalate the
 notification after ALERT_AFTER_FAILURES) and when each database last reached this destination
@@ -35,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from backup.config import PostgresConfig
+from backup.config import PostgresConfig, ScaleConfig
 from backup.errors import ObjectNotFound
 from backup.job.outcome import DatabaseResult, RunReport
 from backup.storage import Storage
@@ -150,21 +152,40 @@ class State:
             raise ValueError(f"not a status file: {type(err).__name__}: {err}") from err
 
 
-def state_key(job: PostgresConfig | None) -> str:
+def state_key(job: PostgresConfig | None, scale: ScaleConfig | None = None) -> str:
     """Where ``job``'s history lives: ``_state/status-<16 hex>.json``, a digest of its databases
-    (or all of them) and its server; ``LEGACY_KEY`` without a job."""
+    (or all of them) and its server, with ``-shard-<i>-of-<K>`` for one shard of a sharded job;
+    ``LEGACY_KEY`` without a job."""
     if job is None:
         return LEGACY_KEY
     databases = ["*all*"] if job.all_databases else sorted(job.databases)
     identity = "|".join((job.display_host, "--", *databases))
-    return f"_state/status-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    shard = ""
+    if scale is not None and scale.sharded and scale.shard_index is not None:
+        shard = f"-shard-{scale.shard_index}-of-{scale.shards}"
+    return f"_state/status-{digest}{shard}.json"
 
 
-def load(storage: Storage, job: PostgresConfig | None = None) -> State:
+def load_job(storage: Storage, job: PostgresConfig, scale: ScaleConfig) -> State:
+    """The history of the job as ``scale`` sees it: its shard's, or with ``BACKUP_SHARDS`` and
+    no index, every shard's databases together (status of the whole job)."""
+    if not scale.sharded or scale.shard_index is not None:
+        return load(storage, job, scale)
+    databases: dict[str, DatabaseState] = {}
+    for index in range(scale.shards):
+        shard = load(storage, job, replace(scale, shard_index=index))
+        databases.update(shard.databases)
+    return State(databases=databases)
+
+
+def load(
+    storage: Storage, job: PostgresConfig | None = None, scale: ScaleConfig | None = None
+) -> State:
     """``job``'s state stored in ``storage``; an empty one when missing, corrupt or unreadable.
     A job with no file of its own yet starts from the shared ``LEGACY_KEY``, narrowed to its
     databases."""
-    key = state_key(job)
+    key = state_key(job, scale)
     state = _load(storage, key)
     if state is not None:
         return state
@@ -266,15 +287,16 @@ def record(
     report: RunReport,
     previous: State | None = None,
     job: PostgresConfig | None = None,
+    scale: ScaleConfig | None = None,
 ) -> State:
     """Add ``report``'s run to ``job``'s state in ``storage`` and write it back; never raises.
 
     ``previous`` is the state ``load`` returned at the start of the run (read again if None).
     Returns the new state, also when it could not be written.
     """
-    key = state_key(job)
+    key = state_key(job, scale)
     if previous is None:
-        previous = load(storage, job)
+        previous = load(storage, job, scale)
     state = apply(previous, report, storage.url)
     if previous.read_failed:
         log.warning("state: %s in %s left as it was: it could not be read", key, storage.url)

@@ -45,9 +45,16 @@ MAX_UPSTREAM_HOPS = 3
 
 
 def lock_identity(config: Config) -> str:
-    """What one job is: its destinations and its databases (order does not matter)."""
+    """What one job is: its destinations and its databases (order does not matter); one shard
+    of a sharded job (``BACKUP_SHARDS``) is a job of its own: the shards run at once, each on
+    its own databases."""
     databases = ["*all*"] if config.postgres.all_databases else sorted(config.postgres.databases)
-    return "|".join((*sorted(config.storage.destinations), "--", *databases))
+    shard = (
+        [f"--shard {config.scale.shard_index}/{config.scale.shards}"]
+        if config.scale.sharded
+        else []
+    )
+    return "|".join((*sorted(config.storage.destinations), "--", *databases, *shard))
 
 
 def advisory_key(config: Config) -> int:

@@ -20,6 +20,7 @@ import queue
 import signal
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Protocol
 
@@ -38,6 +39,26 @@ _READ_AHEAD_POLL_S = 0.2
 # A child's stdin and stdout pipes are widened to this (Linux: F_SETPIPE_SZ; 1 MiB is the
 # unprivileged maximum by default), so 1 MiB passes in one wake-up of the reader, not sixteen.
 PIPE_BYTES = 1024 * 1024
+
+
+# Every child still running, whatever thread started it: a stop of several dumps at once
+# (stream/concurrent.py) reaches a worker blocked reading a child's pipe by ending the child.
+_running: weakref.WeakSet[Child] = weakref.WeakSet()
+_running_lock = threading.Lock()
+
+
+def terminate_running() -> int:
+    """Send SIGTERM to every child of this process that is still running; return how many.
+    Their own ``ChildGroup`` still reaps them (and kills any that ignores it)."""
+    with _running_lock:
+        children = list(_running)
+    sent = 0
+    for child in children:
+        if child.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                child.popen.send_signal(signal.SIGTERM)
+                sent += 1
+    return sent
 
 
 class Readable(Protocol):
@@ -95,6 +116,8 @@ class Child:
                 hint=f"is {self.argv[0]} installed? The image ships it; elsewhere install "
                 "the PostgreSQL client tools",
             ) from err
+        with _running_lock:
+            _running.add(self)
         for end, kind in ((self.popen.stdin, stdin), (self.popen.stdout, stdout)):
             if kind == subprocess.PIPE and end is not None:
                 _widen_pipe(end.fileno())

@@ -50,14 +50,16 @@ def job_scope(config: Config) -> Scope:
     """The databases this job answers for: ``BACKUP_DATABASES`` (or ``PGDATABASE``); with
     ``BACKUP_DATABASES=all``, every database the server has now but those of
     ``BACKUP_EXCLUDE_DATABASES`` (outside the job, like a database dropped from a list), and
-    the globals."""
+    the globals. With ``BACKUP_SHARDS`` and this pod's index, only this shard's share (the
+    globals on shard 0): the shards never plan, clean or collect each other's databases."""
     pg = config.postgres
     if not pg.all_databases:
-        return Scope(frozenset(pg.databases))
+        return Scope(frozenset(config.scale.share(list(pg.databases))))
     with pg_server.connect(pg, pg.database or "postgres") as conn:
         databases = pg_server.list_databases(conn)
     excluded = set(config.dump.exclude_databases)
-    return Scope(frozenset(d for d in databases if d not in excluded), globals=True)
+    kept = config.scale.share([d for d in databases if d not in excluded])
+    return Scope(frozenset(kept), globals=config.scale.owns_globals)
 
 
 def plan(

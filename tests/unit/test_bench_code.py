@@ -58,3 +58,13 @@ def test_dedup_sizes_the_partitions_and_counts_every_file(tmp_path):
     (tmp_path / "shop" / "_objects" / "ab" / "x.zst").write_bytes(b"1234")
     (tmp_path / "shop" / "shop-1.manifest.json").write_bytes(b"{}")
     assert dedup.tree_bytes(tmp_path) == 6
+
+
+def test_the_many_databases_benchmark_starts():
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "many.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--databases" in out and "--parallel" in out
