@@ -151,7 +151,7 @@ def test_unreachable_endpoint_is_retried_then_names_the_variable(tmp_path: Path)
     config = StorageConfig(
         destinations=(url,),
         retry=FAST_RETRY,
-        gcs=GCSConfig(endpoint_url=f"http://127.0.0.1:{port}"),
+        gcs=GCSConfig(endpoint_url=f"http://127.0.0.1:{port}", emulator=True),
     )
     storage = GCSStorage.from_destination(Destination.parse(url), config)
     wire = Wire(storage)
