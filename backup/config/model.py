@@ -210,8 +210,18 @@ class StorageConfig:
     gcs: GCSConfig = field(default_factory=GCSConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     price_per_gb_month: float = B2_PRICE_PER_GB_MONTH
-    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, the same for every
-    destination; ``list`` estimates the monthly cost with it (0: no estimate)."""
+    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, for every
+    destination (or those whose scheme ``price_by_scheme`` does not name: its ``default``);
+    ``list`` estimates the monthly cost with it (0: no estimate)."""
+    price_by_scheme: tuple[tuple[str, float], ...] = ()
+    """STORAGE_PRICE_PER_GB_MONTH's scheme=price pairs (``config/prices.py``): ``az`` for
+    ``azure://`` and ``az://``."""
+
+    def price_for(self, url: str) -> float:
+        """The price of the destination ``url`` (0: no estimate)."""
+        scheme = url.partition("://")[0].lower()
+        scheme = "az" if scheme == "azure" else scheme
+        return dict(self.price_by_scheme).get(scheme, self.price_per_gb_month)
 
 
 @dataclass(frozen=True)

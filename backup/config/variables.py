@@ -173,7 +173,8 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BACKUP_RETRY_BACKOFF_SECONDS", "1", "the first wait between tries (then longer)",
        _DEST, EVERY),
     _v("STORAGE_PRICE_PER_GB_MONTH", "0.006", "US$ per GB (10^9 bytes) and month for list's "
-       "cost estimate, every destination; default B2's price; 0: no estimate", _DEST,
+       "cost estimate: one number, or per scheme (gs=0.020,az=0.018,default=0.006); default "
+       "B2's price; 0: no estimate", _DEST,
        frozenset({LIST})),
     # compression and encryption
     _v("BACKUP_COMPRESSION", "zstd", "zstd, gzip or none", _CODEC, frozenset({BACKUP})),
