@@ -141,3 +141,27 @@ def test_a_key_json_in_the_variable_itself(
     assert result.returncode == 0, result.output
     assert recording_server.requests_to("/token")
     assert private_line not in result.output
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("gs://", "has no bucket name"),
+        ("gs:///pg", "has no bucket name"),
+        ("az://Backups/pg", "invalid container name 'Backups'"),
+        ("az://ab/pg", "invalid container name 'ab'"),
+        ("azure://db--backups/pg", "invalid container name"),
+    ],
+)
+def test_a_cloud_url_the_cloud_would_refuse_is_exit_2(job_env, destination, expected):
+    """Refused before anything runs: no server is asked, no credential looked for."""
+    env = {
+        **job_env,
+        "BACKUP_DESTINATIONS": destination,
+        "AZURE_STORAGE_ACCOUNT": "acmebackups",
+        "PGPORT": str(_closed_port()),  # a run that went further would fail with exit 3
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 2, result.output
+    assert "BACKUP_DESTINATIONS" in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.output
