@@ -12,7 +12,13 @@ import pytest
 
 from tests.conftest import run_job, unique_name
 from tests.contract.test_gcs import key_file
-from tests.fixtures.clouds import FakeMetadataServer, GCSServer
+from tests.fixtures.clouds import (
+    FakeManagedIdentity,
+    FakeMetadataServer,
+    GCSServer,
+    running_azurite,
+    self_signed_certificate,
+)
 from tests.fixtures.compare import fingerprint_db
 from tests.fixtures.http import RecordingServer
 from tests.fixtures.http import recording_server as recording_server
@@ -165,3 +171,36 @@ def test_a_cloud_url_the_cloud_would_refuse_is_exit_2(job_env, destination, expe
     assert result.returncode == 2, result.output
     assert "BACKUP_DESTINATIONS" in result.stderr and expected in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_azure_managed_identity_backs_up_and_restores(pg15, sample_db, job_env, tmp_path):
+    """AZURE_STORAGE_ACCOUNT alone: DefaultAzureCredential gets a token from the managed
+    identity endpoint, and Azurite (over TLS, checking bearer tokens) takes the backup."""
+    from azure.storage.blob import BlobServiceClient
+
+    cert, key = self_signed_certificate(tmp_path)
+    identity = FakeManagedIdentity()
+    with running_azurite(tmp_path, tls=(cert, key)) as azurite:
+        try:
+            container = unique_name("wi").replace("_", "-").lower()
+            BlobServiceClient.from_connection_string(
+                azurite.connection_string, connection_verify=str(cert)
+            ).create_container(container)
+            env = {
+                **job_env,
+                **identity.env,
+                "HOME": str(tmp_path),
+                "REQUESTS_CA_BUNDLE": str(cert),  # trust the local server's certificate
+                "BACKUP_DESTINATIONS": f"az://{container}/pg",
+                "AZURE_STORAGE_ACCOUNT": azurite.account,
+                "AZURE_STORAGE_ENDPOINT": azurite.endpoint_url,
+            }
+            result = run_job("backup", env=env)
+            assert result.returncode == 0, result.output
+            assert identity.tokens >= 1
+            target = unique_name("from_mi")
+            restored = run_job("restore", "--target-db", target, "--force", env=env)
+            assert restored.returncode == 0, restored.output
+            assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+        finally:
+            identity.close()
