@@ -204,3 +204,38 @@ def test_an_azure_managed_identity_backs_up_and_restores(pg15, sample_db, job_en
             assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
         finally:
             identity.close()
+
+
+IDENTITY_PROBE = """
+import atexit, runpy, sys
+atexit.register(lambda: print("IDENTITY", "azure.identity" in sys.modules, "msal" in sys.modules,
+                              file=sys.stderr))
+sys.argv = ["entrypoint.py", "list"]
+runpy.run_path("entrypoint.py", run_name="__main__")
+"""
+
+
+def test_azure_identity_is_imported_only_for_an_identity(job_env, azurite):
+    """A key, a SAS or a connection string never loads azure-identity (nor msal)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, clean_environ
+
+    env = {
+        **clean_environ(),
+        **job_env,
+        "BACKUP_DESTINATIONS": f"az://{azurite.create_container()}/pg",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", IDENTITY_PROBE],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "IDENTITY False False" in result.stderr, result.stderr
