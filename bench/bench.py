@@ -1,5 +1,6 @@
 """The one benchmark of pgbackup-job (issue 12): the job's backup and restore against bare
-pg_dump / pg_restore and the compression floor, on a throwaway PostgreSQL 15 and SeaweedFS.
+pg_dump / pg_restore and the compression floor, on a throwaway PostgreSQL 15 and SeaweedFS (and
+the GCS emulator and Azurite for gs:// and az://).
 
     .venv/bin/python bench/bench.py [--gb 0.4] [--rounds 3] [--ways a,b] [--json PATH|-]
     .venv/bin/python bench/bench.py --list-ways
@@ -27,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import clouds  # noqa: E402
 import data  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
@@ -74,6 +76,9 @@ def selected(args: argparse.Namespace) -> list[Way]:
         available.add("s3")
     else:
         print(f"skipped: the s3 rows; {WEED_HINT}", file=sys.stderr)
+    available |= clouds.available()
+    for kind in set(clouds.KINDS) - available:
+        print(f"skipped: the {kind} rows; {clouds.HINT}", file=sys.stderr)
     return [w for w in chosen if w.needs <= available]
 
 
@@ -186,6 +191,8 @@ def prepare(args, chosen, cluster, bindir, work, stack, out) -> tuple[Setup, dic
 
         setup.s3 = stack.enter_context(running_seaweed(work / "weed"))
         setup.s3_bucket = setup.s3.create_bucket("bench-bucket")
+    if needs & set(clouds.KINDS):
+        setup.clouds = clouds.Clouds.start(needs & set(clouds.KINDS), work, stack)
     if "b2" in needs:
         import b2_child
 

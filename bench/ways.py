@@ -36,6 +36,7 @@ class Setup:
     s3: Any = None  # tests.fixtures.seaweed.S3Server, when a way needs it
     s3_bucket: str = ""
     b2_key: tuple[str, str] = ("", "")
+    clouds: Any = None  # clouds.Clouds: gs:// and az://, when a way needs them
     seeded: dict[str, str] = field(default_factory=dict)  # restore source -> destination URL
 
     def job_env(self, destinations: str, **extra: str) -> dict[str, str]:
@@ -57,6 +58,8 @@ class Setup:
                 AWS_REGION=self.s3.region,
                 S3_ENDPOINT_URL=self.s3.endpoint_url,
             )
+        if self.clouds is not None:
+            env.update(self.clouds.env())
         if self.b2_key[0]:
             env.update(B2_KEY_ID=self.b2_key[0], B2_APPLICATION_KEY=self.b2_key[1])
             env["BENCH_B2_DIR"] = str(self.work / "b2")
@@ -78,6 +81,8 @@ class Setup:
             return f"file://{self.work / 'dest' / prefix}"
         if kind == "s3":
             return f"s3://{self.s3_bucket}/{prefix}"
+        if kind in ("gs", "az"):
+            return self.clouds.destination(kind, prefix)
         return f"b2://{B2_BUCKET}/{prefix}"
 
     def stored_bytes(self, url: str) -> int:
@@ -98,6 +103,8 @@ class Setup:
             client, (bucket, prefix) = self.s3.client(), _split(url)
             for key in list(_s3_listing(client, bucket, prefix)):
                 client.delete_object(Bucket=bucket, Key=key)
+        elif url.startswith(("gs://", "az://")):
+            self.clouds.remove(url)
         else:
             import b2_child
 
@@ -107,6 +114,8 @@ class Setup:
         if url.startswith("file://"):
             root = Path(url.removeprefix("file://"))
             return {str(p): p.stat().st_size for p in root.rglob("*") if _is_data(p.name)}
+        if url.startswith(("gs://", "az://")):
+            return {k: size for k, size in self.clouds.listing(url).items() if _is_data(k)}
         bucket, prefix = _split(url)
         if url.startswith("s3://"):
             listing = _s3_listing(self.s3.client(), bucket, prefix)
@@ -315,6 +324,7 @@ def drop_database(cluster: Cluster, name: str) -> None:
 
 
 S3, B2, ZSTD = frozenset({"s3"}), frozenset({"b2"}), frozenset({"zstd"})
+GS, AZ = frozenset({"gs"}), frozenset({"az"})
 AGE = "generated"
 WAYS = [
     Way("pg_dump", "backup", "bare pg_dump -Fc -Z0 > /dev/null", _pg_dump),
@@ -323,6 +333,10 @@ WAYS = [
     Way("backup-file", "backup", "job backup -> file://", _job_backup("backup-file", "file")),
     Way("backup-s3", "backup", "job backup -> s3://", _job_backup("backup-s3", "s3"), S3),
     Way("backup-b2", "backup", "job backup -> b2:// (sim)", _job_backup("backup-b2", "b2"), B2),
+    Way(
+        "backup-gs", "backup", "job backup -> gs:// (emulator)", _job_backup("backup-gs", "gs"), GS
+    ),
+    Way("backup-az", "backup", "job backup -> az:// (Azurite)", _job_backup("backup-az", "az"), AZ),
     Way(
         "backup-file-age",
         "backup",

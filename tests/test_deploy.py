@@ -881,3 +881,46 @@ def test_deployment_docs_show_the_commands():
         "0 3 * * *",
     ):
         assert command in text, command
+
+
+@pytest.mark.parametrize(
+    ("name", "annotation", "pod_lines"),
+    [
+        (
+            "gke-workload-identity.example.yaml",
+            "iam.gke.io/gcp-service-account",
+            ["serviceAccountName: pgbackup", "roles/iam.workloadIdentityUser"],
+        ),
+        (
+            "aks-workload-identity.example.yaml",
+            "azure.workload.identity/client-id",
+            [
+                "serviceAccountName: pgbackup",
+                'azure.workload.identity/use: "true"',
+                "Storage Blob Data Contributor",
+            ],
+        ),
+    ],
+)
+def test_k8s_workload_identity_examples(name, annotation, pod_lines):
+    """The commented examples of a key-less cloud identity: a valid ServiceAccount with the
+    annotation its cloud reads, the CronJob changes and the grant spelled out in comments, and
+    never applied by the kustomization (an example with placeholders)."""
+    path = REPO / "k8s" / name
+    [account] = _load_all(path)
+    assert account["kind"] == "ServiceAccount" and account["metadata"]["name"] == "pgbackup"
+    assert annotation in account["metadata"]["annotations"]
+    text = path.read_text()
+    for line in pod_lines:
+        assert line in text, f"{name}: {line}"
+    kustomization = yaml.safe_load((REPO / "k8s" / "kustomization.yaml").read_text())
+    assert name not in kustomization["resources"]
+    if _tool("kubernetes-validate"):
+        result = subprocess.run(
+            [_tool("kubernetes-validate"), "--strict", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "passed for resource serviceaccount/pgbackup" in result.stdout.lower()

@@ -4,14 +4,15 @@ Manifests that are not believed (invalid, or naming an object that is not their 
 flagged, never hidden and never a crash; so are backups dated more than a day in the future.
 
 The table ends, as the runbook's cost table did, with what each destination holds and an
-estimate of its monthly cost (``STORAGE_PRICE_PER_GB_MONTH``). ``--json`` prints the array
-alone (a contract) and lists nothing more."""
+estimate of its monthly cost (``STORAGE_PRICE_PER_GB_MONTH``: one price, or one per scheme).
+``--json`` prints the array alone (a contract) and lists nothing more."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from backup import retention, storage
@@ -26,7 +27,8 @@ DESCRIPTION = (
     "destination that answers: name, size, date, encryption, destination. Manifests that "
     "cannot be believed are shown and marked, never hidden. The table ends with what each "
     "destination holds under its prefix and an estimate of its monthly cost at "
-    "STORAGE_PRICE_PER_GB_MONTH; --json prints the array alone."
+    "STORAGE_PRICE_PER_GB_MONTH (one price, or one per scheme: gs=0.020,az=0.018,default=0.006); "
+    "--json prints the array alone."
 )
 
 
@@ -58,7 +60,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
         # Every destination's: the one listed above costs no request more, each other one
         # costs one listing of its prefix (no manifest is read).
         usages = [listing.usage.get(s.url) or catalog.usage(s) for s in storages]
-        print(format_usage(usages, config.storage.price_per_gb_month))
+        prices = config.storage
+        print(
+            format_usage(
+                usages, prices.price_for if prices.price_by_scheme else prices.price_per_gb_month
+            )
+        )
     return 0
 
 
@@ -131,10 +138,14 @@ def format_table(
     return "\n".join(lines)
 
 
-def format_usage(usages: list[Usage], price_per_gb_month: float) -> str:
+def format_usage(usages: list[Usage], price: float | Callable[[str], float]) -> str:
     """What each destination holds under its prefix and, with a price, its monthly cost:
 
-    ``b2://bucket/backups/postgresql  12 backups     1234.57 MB   ≈ $0.01/month``"""
+    ``b2://bucket/backups/postgresql  12 backups     1234.57 MB   ≈ $0.01/month``
+
+    ``price``: one for every destination, or the price of each destination's URL
+    (``StorageConfig.price_for``: STORAGE_PRICE_PER_GB_MONTH by scheme); 0 is no estimate."""
+    price_of: Callable[[str], float] = price if callable(price) else (lambda _url: price)
     lines = ["Storage (everything under each destination's prefix):"]
     width = max(len(u.destination) for u in usages) + 2 if usages else 0
     for u in usages:
@@ -145,20 +156,34 @@ def format_usage(usages: list[Usage], price_per_gb_month: float) -> str:
         if u.globals_backups:
             backups += f" ({u.globals_backups} of roles)"
         line = f"  {u.destination:<{width}}{backups:<24}{u.stored_bytes / 1e6:>12.2f} MB"
-        if price_per_gb_month > 0:
-            line += f"   {per_month(monthly_cost(u.stored_bytes, price_per_gb_month))}"
+        if price_of(u.destination) > 0:
+            line += f"   {per_month(monthly_cost(u.stored_bytes, price_of(u.destination)))}"
         lines.append(line)
     measured = [u for u in usages if u.error is None]
+    priced = [u for u in measured if price_of(u.destination) > 0]
     if len(measured) > 1:
         total = sum(u.stored_bytes for u in measured)
         line = f"  {'all destinations':<{width}}{'':<24}{total / 1e6:>12.2f} MB"
-        if price_per_gb_month > 0:
-            line += f"   {per_month(monthly_cost(total, price_per_gb_month))}"
+        if priced:
+            cost = sum(monthly_cost(u.stored_bytes, price_of(u.destination)) for u in priced)
+            line += f"   {per_month(cost)}"
         lines.append(line)
-    if price_per_gb_month > 0:
+    if not callable(price):
+        if price > 0:
+            lines.append(
+                f"Estimated at ${price:g} per GB-month for every destination "
+                "(STORAGE_PRICE_PER_GB_MONTH; GB = 10^9 bytes)"
+            )
+        return "\n".join(lines)
+    rates: dict[str, float] = {}
+    for u in usages:
+        rates.setdefault(u.destination.partition("://")[0].lower() + "://", price_of(u.destination))
+    shown = [f"${rate:g} for {scheme}" for scheme, rate in rates.items() if rate > 0]
+    unpriced = [scheme for scheme, rate in rates.items() if rate <= 0]
+    if shown:
         lines.append(
-            f"Estimated at ${price_per_gb_month:g} per GB-month for every destination "
-            "(STORAGE_PRICE_PER_GB_MONTH; GB = 10^9 bytes)"
+            f"Estimated per GB-month at {', '.join(shown)} (STORAGE_PRICE_PER_GB_MONTH; "
+            "GB = 10^9 bytes)" + (f"; no estimate for {', '.join(unpriced)}" if unpriced else "")
         )
     return "\n".join(lines)
 

@@ -1,15 +1,20 @@
 """The credentials of gs:// and azure:// destinations, read and checked before anything runs.
 
-Google Cloud Storage: ``GOOGLE_APPLICATION_CREDENTIALS`` names a service-account key file; it
-must be a readable JSON object of ``"type": "service_account"`` with its ``client_email``,
-``private_key`` and ``token_uri``. ``GCS_ENDPOINT_URL`` points at an emulator or a private
-endpoint; with it and no key file, requests go unauthenticated (an emulator). Nothing else is
-looked for: no metadata server, no gcloud user login, no ``STORAGE_EMULATOR_HOST``.
+Google Cloud Storage: ``GOOGLE_APPLICATION_CREDENTIALS`` names a service-account key file (or
+holds its JSON; ``GOOGLE_APPLICATION_CREDENTIALS_FILE`` names the file too, as every secret's
+``_FILE``); it must be a JSON object of ``"type": "service_account"`` with its ``client_email``,
+``private_key`` and ``token_uri``. Without a key, Application Default Credentials
+(``google.auth.default``: GKE Workload Identity through the metadata server, a VM's service
+account, gcloud's login), found when the backend opens (``storage/gcs``: none found is exit 2).
+``GCS_ENDPOINT_URL`` is a private endpoint (same credentials); ``STORAGE_EMULATOR_HOST``
+(Google's own variable) an emulator, unauthenticated.
 
 Azure Blob Storage: ``AZURE_STORAGE_CONNECTION_STRING``, or ``AZURE_STORAGE_ACCOUNT`` with
-``AZURE_STORAGE_KEY`` or ``AZURE_STORAGE_SAS_TOKEN`` (exactly one way), and
-``AZURE_STORAGE_ENDPOINT`` for Azurite, a sovereign cloud or a private endpoint. No managed
-identity or other ambient credential is used.
+``AZURE_STORAGE_KEY`` or ``AZURE_STORAGE_SAS_TOKEN``, or ``AZURE_STORAGE_ACCOUNT`` alone: the
+pod's workload identity or the machine's managed identity through azure-identity's
+``DefaultAzureCredential`` (exactly one way); ``AZURE_STORAGE_ENDPOINT`` for Azurite, a
+sovereign cloud or a private endpoint. The account is always named by a variable, never by the
+URL: ``az://container/prefix``.
 
 The checks read the values only when a destination of that kind is configured (the variables
 may be set for other programs); a problem names the variable and never quotes a secret.
@@ -31,33 +36,59 @@ AZURE_SCHEMES = frozenset({"azure", "az"})
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 # https://learn.microsoft.com/azure/storage/common/storage-account-overview#storage-account-name
 AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
-AZURE_WAYS = "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or "
-AZURE_WAYS += "AZURE_STORAGE_SAS_TOKEN"
+AZURE_WAYS = "AZURE_STORAGE_ACCOUNT (alone: the workload or managed identity; or with "
+AZURE_WAYS += "AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or AZURE_STORAGE_CONNECTION_STRING"
 
 
 def read_gcs(r: Reader, schemes: set[str]) -> GCSConfig:
-    """GCS settings; with a gs:// destination, a key file or an endpoint is required."""
-    path = r.str("GOOGLE_APPLICATION_CREDENTIALS")
+    """GCS settings. The key: GOOGLE_APPLICATION_CREDENTIALS (a key file's path, or the JSON
+    itself) or GOOGLE_APPLICATION_CREDENTIALS_FILE (the file holding it); without one,
+    Application Default Credentials. STORAGE_EMULATOR_HOST: an emulator, unauthenticated."""
+    key = r.secret("GOOGLE_APPLICATION_CREDENTIALS")
     endpoint = _endpoint(r, "GCS_ENDPOINT_URL", r.str("GCS_ENDPOINT_URL"))
+    emulator = _emulator(r, r.str("STORAGE_EMULATOR_HOST"))
     if not GCS_SCHEMES & schemes:
-        return GCSConfig(credentials_file=path, endpoint_url=endpoint)
-    if path:
-        problem = service_account_problem(path)
+        return GCSConfig(endpoint_url=endpoint)
+    if endpoint and emulator:
+        r.problems.append(
+            "GCS_ENDPOINT_URL and STORAGE_EMULATOR_HOST are both set: keep one (the emulator's "
+            "is unauthenticated, GCS_ENDPOINT_URL's uses the credentials)"
+        )
+    path: str | None = None
+    inline: Secret | None = None
+    if key:
+        value = key.reveal()
+        from_file = value != r.env.get("GOOGLE_APPLICATION_CREDENTIALS", "").strip()
+        name = "GOOGLE_APPLICATION_CREDENTIALS" + ("_FILE" if from_file else "")
+        if from_file or value.lstrip().startswith("{"):
+            problem = service_account_json_problem(value, "the key")
+            inline = key
+        else:
+            problem = service_account_problem(value)
+            path = value
         if problem:
-            r.problems.append(f"GOOGLE_APPLICATION_CREDENTIALS: {problem}")
+            r.problems.append(f"{name}: {problem}")
             r.hints.append(
                 "GOOGLE_APPLICATION_CREDENTIALS names a service-account key file (JSON, "
-                "created under IAM > Service accounts > Keys)"
+                "created under IAM > Service accounts > Keys), or holds that JSON; leave it "
+                "unset to use the pod's Workload Identity"
             )
-            path = None
-        else:
-            return GCSConfig(path, endpoint, private_key=_private_key(path))
-    elif not endpoint and not any(p.startswith("GCS_ENDPOINT_URL") for p in r.problems):
-        r.problems.append(
-            "GOOGLE_APPLICATION_CREDENTIALS is required for gs:// destinations (the path of a "
-            "service-account key file)"
-        )
-    return GCSConfig(credentials_file=path, endpoint_url=endpoint)
+            path, inline = None, None
+    return GCSConfig(
+        credentials_file=path,
+        private_key=_private_key(path) if path else None,
+        credentials_json=inline,
+        endpoint_url=emulator or endpoint,
+        emulator=bool(emulator),
+    )
+
+
+def _emulator(r: Reader, value: str | None) -> str | None:
+    """STORAGE_EMULATOR_HOST as Google's libraries read it: ``host:port`` or a URL."""
+    if not value:
+        return None
+    url = value if "://" in value else f"http://{value}"
+    return _endpoint(r, "STORAGE_EMULATOR_HOST", url)
 
 
 def service_account_problem(path: str) -> str | None:
@@ -66,6 +97,12 @@ def service_account_problem(path: str) -> str | None:
         text = files.read_small_text(path)
     except files.FileProblem as err:
         return str(err)
+    return service_account_json_problem(text, path)
+
+
+def service_account_json_problem(text: str, path: str) -> str | None:
+    """Why ``text`` (named ``path`` in the problem) is not a service-account key; never
+    quotes it."""
     try:
         info = json.loads(text)
     except ValueError:
@@ -77,7 +114,7 @@ def service_account_problem(path: str) -> str | None:
         shown = syntax.shown(kind) if isinstance(kind, str) else "missing"
         return (
             f"{path} is not a service-account key (its type is {shown}, not service_account; "
-            "user logins and workload identity are not used)"
+            "for Workload Identity, leave GOOGLE_APPLICATION_CREDENTIALS unset)"
         )
     missing = [f for f in SERVICE_ACCOUNT_FIELDS if not isinstance(info.get(f), str)]
     if missing:
@@ -95,7 +132,8 @@ def _private_key(path: str) -> Secret | None:
 
 
 def read_azure(r: Reader, schemes: set[str]) -> AzureConfig:
-    """Azure settings; with an azure:// destination, exactly one way to authenticate."""
+    """Azure settings; with an azure:// destination, exactly one way to authenticate: a
+    connection string, an account with its key or SAS, or an account alone (its identity)."""
     config = AzureConfig(
         connection_string=r.secret("AZURE_STORAGE_CONNECTION_STRING"),
         account_name=r.check("AZURE_STORAGE_ACCOUNT", r.str("AZURE_STORAGE_ACCOUNT"), _account),
@@ -125,24 +163,30 @@ def read_azure(r: Reader, schemes: set[str]) -> AzureConfig:
         problem = connection_string_problem(config.connection_string.reveal())
         if problem:
             r.problems.append(f"AZURE_STORAGE_CONNECTION_STRING {problem}")
-    elif config.account_name or config.account_key or config.sas_token:
+    elif config.account_key or config.sas_token:
         if not config.account_name:
             if not any(p.startswith("AZURE_STORAGE_ACCOUNT") for p in r.problems):
                 r.problems.append("AZURE_STORAGE_ACCOUNT is required with AZURE_STORAGE_KEY/SAS")
         elif config.account_key and config.sas_token:
             r.problems.append("AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN are both set")
-        elif not config.account_key and not config.sas_token:
-            r.problems.append(
-                "AZURE_STORAGE_ACCOUNT needs AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN"
-            )
         if config.account_key and not _is_base64(config.account_key.reveal()):
             r.problems.append("AZURE_STORAGE_KEY is not an account key (base64, from Access keys)")
         if config.sas_token and "sig=" not in config.sas_token.reveal():
             r.problems.append("AZURE_STORAGE_SAS_TOKEN is not a SAS token (it has no sig=)")
+    elif config.account_name:
+        if config.endpoint_url and not config.endpoint_url.startswith("https://"):
+            r.problems.append(
+                "AZURE_STORAGE_ENDPOINT must be https:// with the workload or managed identity "
+                "(Azure sends its tokens over TLS only)"
+            )
     elif not any(p.startswith("AZURE_STORAGE") for p in r.problems):
-        r.problems.append(f"azure:// destinations need {AZURE_WAYS}")
+        r.problems.append(
+            "AZURE_STORAGE_ACCOUNT is required for azure:// destinations (the storage account "
+            "of the container; with no key, SAS nor connection string, the pod's workload or "
+            "managed identity is used)"
+        )
     if len(r.problems) > before:
-        r.hints.append(f"Azure: set {AZURE_WAYS} (from the storage account's Access keys or SAS)")
+        r.hints.append(f"Azure: set {AZURE_WAYS}")
     return config
 
 

@@ -22,14 +22,12 @@ from backup.config.database import read_postgres, read_scale, read_url
 from backup.config.destination import Destination
 from backup.config.dump_options import read_dump
 from backup.config.model import (
-    B2_PRICE_PER_GB_MONTH,
     DEFAULT_LOCK_WAIT_TIMEOUT_S,
     DEFAULT_PART_SIZE_MB,
     DEFAULT_STANDBY_MAX_LAG_S,
     DEFAULT_TIMEOUT_S,
     MAX_COUNT,
     MAX_PART_SIZE_MB,
-    MAX_PRICE_PER_GB_MONTH,
     MIB,
     MIN_PART_SIZE_MB,
     B2Config,
@@ -43,6 +41,7 @@ from backup.config.model import (
     StorageConfig,
 )
 from backup.config.notify_settings import read_notify
+from backup.config.prices import read_prices
 from backup.config.reader import Reader
 from backup.errors import ConfigError
 
@@ -119,6 +118,7 @@ def _storage(r: Reader) -> StorageConfig:
     if "s3" in schemes:
         _s3_credentials_problems(r, s3)
     part_mb = r.int("BACKUP_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB)
+    prices = read_prices(r)
     retry = RetryConfig(
         attempts=r.int("BACKUP_RETRY_ATTEMPTS", 5, 1, 100) or 5,
         max_seconds=r.float("BACKUP_RETRY_MAX_SECONDS", 120.0, 0.0, 86_400.0),
@@ -132,9 +132,8 @@ def _storage(r: Reader) -> StorageConfig:
         s3=s3,
         gcs=clouds.read_gcs(r, schemes),
         azure=clouds.read_azure(r, schemes),
-        price_per_gb_month=r.float(
-            "STORAGE_PRICE_PER_GB_MONTH", B2_PRICE_PER_GB_MONTH, 0.0, MAX_PRICE_PER_GB_MONTH
-        ),
+        price_per_gb_month=prices[0],
+        price_by_scheme=prices[1],
     )
 
 

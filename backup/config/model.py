@@ -6,6 +6,7 @@ clients, ``StorageConfig`` for the backends, ...). ``environment.py`` fills them
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -149,17 +150,47 @@ class GCSConfig:
     credentials_file: str | None = None
     """GOOGLE_APPLICATION_CREDENTIALS: a service-account key file, checked to be one."""
     endpoint_url: str | None = None
-    """GCS_ENDPOINT_URL: an emulator or a private endpoint; without a key file, requests to
-    it go unauthenticated (an emulator)."""
+    """GCS_ENDPOINT_URL (a private endpoint) or STORAGE_EMULATOR_HOST (an emulator)."""
     private_key: Secret | None = None
     """The key file's ``private_key``: never used from here (google-auth reads the file), only
     known so the log redaction masks it."""
+    credentials_json: Secret | None = None
+    """The service-account key itself: GOOGLE_APPLICATION_CREDENTIALS holding the JSON, or
+    the file named by GOOGLE_APPLICATION_CREDENTIALS_FILE; checked like a key file."""
+    emulator: bool = False
+    """STORAGE_EMULATOR_HOST named the endpoint: requests go unauthenticated."""
+
+    @property
+    def auth(self) -> str:
+        """How requests are authenticated: ``key_file``, ``key_json``, ``anonymous`` (an
+        emulator) or ``default`` (Application Default Credentials: GKE Workload Identity, a
+        VM's service account, gcloud's login)."""
+        if self.emulator:
+            return "anonymous"
+        if self.credentials_json:
+            return "key_json"
+        return "key_file" if self.credentials_file else "default"
+
+    def key_secrets(self) -> list[str]:
+        """The private key inside ``credentials_json`` (its lines too), for the redaction
+        filter: a log line may quote the key without the JSON around it."""
+        if not self.credentials_json:
+            return []
+        try:
+            key = json.loads(self.credentials_json.reveal()).get("private_key")
+        except (ValueError, AttributeError):
+            return []
+        if not isinstance(key, str):
+            return []
+        lines = [line.strip() for line in key.splitlines()]
+        return [key, *(line for line in lines if len(line) >= 8 and not line.startswith("-"))]
 
 
 @dataclass(frozen=True)
 class AzureConfig:
     """azure:// (and az://) destinations (``config/clouds.py`` reads and checks them): a
-    connection string, or an account name with its key or a SAS token."""
+    connection string, or an account name with its key, a SAS token, or alone (the pod's or
+    machine's identity through azure-identity's ``DefaultAzureCredential``)."""
 
     connection_string: Secret | None = None
     account_name: str | None = None
@@ -168,6 +199,11 @@ class AzureConfig:
     endpoint_url: str | None = None
     """AZURE_STORAGE_ENDPOINT: the Blob service URL (Azurite, a sovereign cloud, a private
     endpoint); default https://<account>.blob.core.windows.net."""
+
+    @property
+    def uses_identity(self) -> bool:
+        """No connection string, key nor SAS: azure-identity's ``DefaultAzureCredential``."""
+        return not (self.connection_string or self.account_key or self.sas_token)
 
 
 @dataclass(frozen=True)
@@ -181,8 +217,18 @@ class StorageConfig:
     gcs: GCSConfig = field(default_factory=GCSConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     price_per_gb_month: float = B2_PRICE_PER_GB_MONTH
-    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, the same for every
-    destination; ``list`` estimates the monthly cost with it (0: no estimate)."""
+    """STORAGE_PRICE_PER_GB_MONTH: US dollars per GB (10^9 bytes) and month, for every
+    destination (or those whose scheme ``price_by_scheme`` does not name: its ``default``);
+    ``list`` estimates the monthly cost with it (0: no estimate)."""
+    price_by_scheme: tuple[tuple[str, float], ...] = ()
+    """STORAGE_PRICE_PER_GB_MONTH's scheme=price pairs (``config/prices.py``): ``az`` for
+    ``azure://`` and ``az://``."""
+
+    def price_for(self, url: str) -> float:
+        """The price of the destination ``url`` (0: no estimate)."""
+        scheme = url.partition("://")[0].lower()
+        scheme = "az" if scheme == "azure" else scheme
+        return dict(self.price_by_scheme).get(scheme, self.price_per_gb_month)
 
 
 @dataclass(frozen=True)
@@ -318,6 +364,7 @@ class Config:
             self.storage.azure.account_key,
             self.storage.azure.sas_token,
             self.storage.gcs.private_key,
+            self.storage.gcs.credentials_json,
             self.codec.age_passphrase,
             self.codec.age_identity,
             self.notify.telegram_bot_token,
@@ -328,6 +375,7 @@ class Config:
             *self.notify.apprise_urls,
         ]
         revealed = [v.reveal() for v in values if v]
+        revealed += self.storage.gcs.key_secrets()
         for url in self.notify.apprise_urls:
             revealed += notify_urls.secret_parts(url.reveal())
         # A webhook or ping URL's path is its secret (hooks.slack.com/services/T/B/XXXX); HTTP

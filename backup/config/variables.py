@@ -150,14 +150,16 @@ VARIABLES: tuple[Variable, ...] = (
     _v("S3_SSE", "", "server-side encryption of each upload: AES256, aws:kms, aws:kms:dsse",
        _DEST, frozenset({BACKUP, CHECK})),
     _v("GOOGLE_APPLICATION_CREDENTIALS", "", "gs:// destinations: the path of a "
-       "service-account key file (JSON; no other Google credential is looked for)", _DEST,
-       EVERY),
-    _v("GCS_ENDPOINT_URL", "", "http(s) endpoint of an emulator or private GCS endpoint "
-       "(unauthenticated without GOOGLE_APPLICATION_CREDENTIALS)", _DEST, EVERY),
+       "service-account key file, or its JSON; unset: Application Default Credentials "
+       "(GKE Workload Identity)", _DEST, EVERY, secret=True),
+    _v("GCS_ENDPOINT_URL", "", "http(s) endpoint of a private GCS endpoint (same "
+       "credentials)", _DEST, EVERY),
+    _v("STORAGE_EMULATOR_HOST", "", "host:port or URL of a GCS emulator (requests "
+       "unauthenticated)", _DEST, EVERY),
     _v("AZURE_STORAGE_CONNECTION_STRING", "", "azure:// destinations: the storage account's "
        "connection string (or the three below)", _DEST, EVERY, secret=True),
     _v("AZURE_STORAGE_ACCOUNT", "", "the storage account name (with AZURE_STORAGE_KEY or "
-       "AZURE_STORAGE_SAS_TOKEN)", _DEST, EVERY),
+       "AZURE_STORAGE_SAS_TOKEN; alone: the workload or managed identity)", _DEST, EVERY),
     _v("AZURE_STORAGE_KEY", "", "an access key of that account", _DEST, EVERY, secret=True),
     _v("AZURE_STORAGE_SAS_TOKEN", "", "a SAS token instead of the key", _DEST, EVERY,
        secret=True),
@@ -174,7 +176,8 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BACKUP_RETRY_BACKOFF_SECONDS", "1", "the first wait between tries (then longer)",
        _DEST, EVERY),
     _v("STORAGE_PRICE_PER_GB_MONTH", "0.006", "US$ per GB (10^9 bytes) and month for list's "
-       "cost estimate, every destination; default B2's price; 0: no estimate", _DEST,
+       "cost estimate: one number, or per scheme (gs=0.020,az=0.018,default=0.006); default "
+       "B2's price; 0: no estimate", _DEST,
        frozenset({LIST})),
     # compression and encryption
     _v("BACKUP_COMPRESSION", "zstd", "zstd, gzip or none", _CODEC, frozenset({BACKUP})),

@@ -37,7 +37,14 @@ MAX_ERROR_CHARS = 500
 MAX_DATABASE_LINES = 30
 BYTES_PER_MB = 1_000_000
 
-PROVIDERS = {"b2": "Backblaze B2", "s3": "S3"}  # "file" is a word of each language
+# "file" is a word of each language; the others are the services' own names.
+PROVIDERS = {
+    "b2": "Backblaze B2",
+    "s3": "S3",
+    "gs": "Google Cloud Storage",
+    "az": "Azure Blob Storage",
+    "azure": "Azure Blob Storage",
+}
 DATABASE_ICONS = {"success": "✅", "partial": "⚠️", "failure": "❌"}
 COMMANDS_WITH_TITLES = ("backup", "verify", "prune", "status")
 

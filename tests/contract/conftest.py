@@ -188,7 +188,7 @@ def gcs_config(server: GCSServer, bucket: str, prefix: str, **kwargs: Any) -> St
     options.update(kwargs)
     return StorageConfig(
         destinations=(f"gs://{bucket}/{prefix}",),
-        gcs=GCSConfig(endpoint_url=server.endpoint_url),
+        gcs=GCSConfig(endpoint_url=server.endpoint_url, emulator=True),
         **options,
     )
 

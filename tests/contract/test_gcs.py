@@ -151,7 +151,7 @@ def test_unreachable_endpoint_is_retried_then_names_the_variable(tmp_path: Path)
     config = StorageConfig(
         destinations=(url,),
         retry=FAST_RETRY,
-        gcs=GCSConfig(endpoint_url=f"http://127.0.0.1:{port}"),
+        gcs=GCSConfig(endpoint_url=f"http://127.0.0.1:{port}", emulator=True),
     )
     storage = GCSStorage.from_destination(Destination.parse(url), config)
     wire = Wire(storage)
@@ -213,7 +213,8 @@ def test_a_failed_stream_cancels_its_session(gcs_server: GCSServer) -> None:
 def test_the_environment_changes_nothing(
     gcs_server: GCSServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """STORAGE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT, set for other tools, are not used."""
+    """The backend uses what its configuration says: STORAGE_EMULATOR_HOST (read by
+    config/clouds.py alone) and API_ENDPOINT_OVERRIDE in its environment change nothing."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
     monkeypatch.setenv("API_ENDPOINT_OVERRIDE", "http://127.0.0.1:9")
     bucket = gcs_server.create_bucket()
@@ -250,3 +251,36 @@ def test_memory_stays_within_two_chunks(gcs_server: GCSServer) -> None:
     assert harness.storage.put("db/big.dump", Watched(data)) == len(data)
     assert held["worst"] <= 2 * GCS_PART_SIZE
     assert harness.storage.open("db/big.dump").read() == data
+
+
+def test_a_key_given_as_json_is_used_end_to_end(
+    gcs_server: GCSServer, recording_server: RecordingServer, tmp_path: Path
+) -> None:
+    """GOOGLE_APPLICATION_CREDENTIALS holding the key's JSON (GCSConfig.credentials_json):
+    the key signs the token request, the token goes with every request."""
+    from backup.config import Secret
+
+    recording_server.respond(TOKEN_PATH, body={"access_token": "ya29.json", "expires_in": 3600})
+    text = key_file(tmp_path, recording_server.url + TOKEN_PATH).read_text()
+    bucket = gcs_server.create_bucket()
+    url = f"gs://{bucket}/{PREFIX}"
+    config = StorageConfig(
+        destinations=(url,),
+        part_size_bytes=GCS_PART_SIZE,
+        retry=FAST_RETRY,
+        gcs=GCSConfig(credentials_json=Secret(text), endpoint_url=gcs_server.endpoint_url),
+    )
+    storage = GCSStorage.from_destination(Destination.parse(url), config)
+    headers: list[str] = []
+    original = storage.session.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = original(method, url, *args, **kwargs)
+        headers.append(response.request.headers.get("Authorization", ""))
+        return response
+
+    storage.session.request = request
+    storage.put("db/x.dump", io.BytesIO(b"data"))
+    assert storage.open("db/x.dump").read() == b"data"
+    assert recording_server.requests_to(TOKEN_PATH)
+    assert headers and all(h == "Bearer ya29.json" for h in headers)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.conftest import REPO, clean_environ
 
 HEAVY = ("boto3", "botocore", "b2sdk", "requests", "prometheus_client", "pyrage", "apprise")
+HEAVY += ("google", "azure", "msal")  # gs:// and az:// libraries, azure-identity's too
 
 PROBE = """
 import atexit, runpy, sys

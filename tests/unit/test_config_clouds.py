@@ -45,10 +45,72 @@ def test_gcs_with_a_key_file(tmp_path: Path) -> None:
 
 
 def test_gcs_emulator_without_a_key() -> None:
+    """STORAGE_EMULATOR_HOST, as Google's libraries read it (host:port or a URL): an emulator,
+    unauthenticated."""
+    for value in ("127.0.0.1:9", "http://127.0.0.1:9/"):
+        config = load({**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "STORAGE_EMULATOR_HOST": value})
+        assert config.storage.gcs.endpoint_url == "http://127.0.0.1:9"
+        assert config.storage.gcs.auth == "anonymous"
+
+
+def test_gcs_endpoint_without_a_key_uses_default_credentials() -> None:
     config = load(
-        {**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "GCS_ENDPOINT_URL": "http://127.0.0.1:9/"}
+        {**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "GCS_ENDPOINT_URL": "https://gcs.corp:9/"}
     )
-    assert config.storage.gcs.endpoint_url == "http://127.0.0.1:9"
+    assert config.storage.gcs.endpoint_url == "https://gcs.corp:9"
+    assert config.storage.gcs.auth == "default"
+
+
+def test_gcs_two_endpoints_refused() -> None:
+    message = refused(
+        {
+            "BACKUP_DESTINATIONS": "gs://bkt/p",
+            "GCS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "STORAGE_EMULATOR_HOST": "127.0.0.1:9",
+        }
+    )
+    assert "GCS_ENDPOINT_URL and STORAGE_EMULATOR_HOST are both set" in message
+
+
+def test_gcs_key_json_inline_and_from_a_file(tmp_path: Path) -> None:
+    """The key's JSON in GOOGLE_APPLICATION_CREDENTIALS itself, or in the file
+    GOOGLE_APPLICATION_CREDENTIALS_FILE names (every secret's _FILE): a secret, its private key
+    redacted from every log line."""
+    text = Path(key_file(tmp_path)).read_text()
+    inline = load(
+        {**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": text}
+    )
+    from_file = load(
+        {
+            **BASE,
+            "BACKUP_DESTINATIONS": "gs://bkt/p",
+            "GOOGLE_APPLICATION_CREDENTIALS_FILE": key_file(tmp_path),
+        }
+    )
+    for config in (inline, from_file):
+        assert config.storage.gcs.auth == "key_json"
+        assert config.storage.gcs.credentials_file is None
+        assert "secret-body" in config.secrets()
+        assert "secret-body" not in repr(config)
+
+
+def test_gcs_key_json_refused_names_the_variable(tmp_path: Path) -> None:
+    path = key_file(tmp_path, type="authorized_user")
+    message = refused(
+        {"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS_FILE": path}
+    )
+    assert "GOOGLE_APPLICATION_CREDENTIALS_FILE: the key is not a service-account key" in message
+    assert "secret-body" not in message
+    both = refused(
+        {
+            "BACKUP_DESTINATIONS": "gs://bkt/p",
+            "GOOGLE_APPLICATION_CREDENTIALS": path,
+            "GOOGLE_APPLICATION_CREDENTIALS_FILE": path,
+        }
+    )
+    assert "GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_APPLICATION_CREDENTIALS_FILE" in both
+    bad = refused({"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": "{x"})
+    assert "GOOGLE_APPLICATION_CREDENTIALS: the key is not JSON" in bad
 
 
 @pytest.mark.parametrize(
@@ -78,10 +140,12 @@ def test_gcs_key_file_unreadable_or_not_json(tmp_path: Path) -> None:
     )
 
 
-def test_gcs_needs_a_key_or_an_endpoint() -> None:
-    assert "GOOGLE_APPLICATION_CREDENTIALS is required" in refused(
-        {"BACKUP_DESTINATIONS": "gs://bkt/p"}
-    )
+def test_gcs_without_a_key_uses_default_credentials() -> None:
+    """No key and no emulator: Application Default Credentials (GKE Workload Identity), found
+    when the backend opens (tests/e2e/test_cloud_identity.py)."""
+    config = load({**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p"})
+    assert config.storage.gcs.auth == "default"
+    assert config.storage.gcs.endpoint_url is None
 
 
 def test_a_key_file_is_not_read_without_a_gs_destination() -> None:
@@ -105,13 +169,28 @@ def test_azure_ways() -> None:
         }
     )
     assert config.storage.azure.sas_token is not None
+    assert not config.storage.azure.uses_identity
+
+
+def test_azure_account_alone_uses_the_identity() -> None:
+    config = load({**BASE, "BACKUP_DESTINATIONS": "az://cont/p", "AZURE_STORAGE_ACCOUNT": "acct"})
+    assert config.storage.azure.uses_identity
+    assert config.storage.azure.account_name == "acct"
+    message = refused(
+        {
+            "BACKUP_DESTINATIONS": "az://cont/p",
+            "AZURE_STORAGE_ACCOUNT": "acct",
+            "AZURE_STORAGE_ENDPOINT": "http://127.0.0.1:10000/acct",
+        }
+    )
+    assert "AZURE_STORAGE_ENDPOINT must be https://" in message
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "azure:// destinations need AZURE_STORAGE_CONNECTION_STRING"),
-        ({"AZURE_STORAGE_ACCOUNT": "acct"}, "AZURE_STORAGE_ACCOUNT needs AZURE_STORAGE_KEY"),
+        ({}, "AZURE_STORAGE_ACCOUNT is required for azure:// destinations"),
+        ({"AZURE_STORAGE_ENDPOINT": "https://x.example"}, "AZURE_STORAGE_ACCOUNT is required"),
         ({"AZURE_STORAGE_KEY": KEY}, "AZURE_STORAGE_ACCOUNT is required"),
         ({"AZURE_STORAGE_ACCOUNT": "Bad_Name", "AZURE_STORAGE_KEY": KEY}, "AZURE_STORAGE_ACCOUNT"),
         ({"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_KEY": "not base64!"}, "not an account"),

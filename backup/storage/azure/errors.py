@@ -15,7 +15,15 @@ from backup.log import redact
 # https://learn.microsoft.com/azure/storage/blobs/storage-retry-policy
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 CREDENTIALS = "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY "
-CREDENTIALS += "or AZURE_STORAGE_SAS_TOKEN"
+CREDENTIALS += "or AZURE_STORAGE_SAS_TOKEN (or alone, with the pod's identity)"
+# The built-in role that reads, writes, lists and deletes blobs, for an identity:
+# https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage#storage-blob-data-contributor
+DATA_ROLE = "Storage Blob Data Contributor"
+IDENTITY_HINT = (
+    'no identity gave a token: on AKS, label the pod azure.workload.identity/use: "true" and '
+    "annotate its service account with azure.workload.identity/client-id (docs/azure.md); or "
+    "give the machine a managed identity; or set AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN"
+)
 
 
 def error_code(err: BaseException | None) -> str:
@@ -57,7 +65,12 @@ def storage_error(
     status = status_of(err)
     if action == "download" and code == "BlobNotFound":
         return ObjectNotFound(f"{url}: no object {key}")
-    if isinstance(err, azexc.HttpResponseError):
+    if isinstance(err, azexc.ClientAuthenticationError) and not status:
+        # azure-identity's: no credential of DefaultAzureCredential's chain gave a token.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        detail = f"no token: {type(err).__name__}: {first}"
+        hint = IDENTITY_HINT
+    elif isinstance(err, azexc.HttpResponseError):
         message = str(getattr(err, "reason", "") or "") or code
         detail = f"{status} {code or message}"
         hint = hint_for_code(code, status, container)
@@ -90,7 +103,8 @@ def hint_for_code(code: str, status: int, container: str) -> str:
         )
     if code.startswith("AuthorizationPermission") or code in ("AuthorizationResourceTypeMismatch",):
         return (
-            f"the credentials may not do this on container {container!r}: a SAS needs read, "
+            f"the credentials may not do this on container {container!r}: an identity needs "
+            f"the {DATA_ROLE} role on the container (or its account); a SAS needs read, "
             "add, create, write, delete and list permissions on the container (sr=c or an "
             "account SAS with srt=co)"
         )

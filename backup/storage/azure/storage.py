@@ -1,9 +1,11 @@
 """An ``azure://container/prefix`` (or ``az://``) destination: Azure Blob Storage through
 azure-storage-blob.
 
-Credentials are exactly what the configuration names (``config/clouds.py``): a connection
-string, or an account with its key or a SAS token. azure-identity is not used, so no managed
-identity, Azure CLI login or ``AZURE_*`` variable is looked for. The SDK's own retries are off
+Credentials are what the configuration names (``config/clouds.py``): a connection string, or
+an account with its key or a SAS token, or an account alone: azure-identity's
+``DefaultAzureCredential`` (AKS workload identity from ``AZURE_CLIENT_ID``, ``AZURE_TENANT_ID``
+and ``AZURE_FEDERATED_TOKEN_FILE``, which the webhook injects; a managed identity; the Azure
+CLI's login), imported only then. The SDK's own retries are off
 (``retry_total=0``): ``retry.py`` retries each request; its per-request log lines (INFO) are
 kept out of the job's log below DEBUG (``backup.log``).
 """
@@ -92,6 +94,8 @@ class AzureStorage:
             if az.account_key:
                 credential = AzureNamedKeyCredential(account, az.account_key.reveal())
                 secrets.append(az.account_key.reveal())
+            elif az.uses_identity:
+                credential = _identity()
             else:
                 sas = az.sas_token.reveal().lstrip("?") if az.sas_token else ""
                 credential = AzureSasCredential(sas)
@@ -299,6 +303,16 @@ class AzureStorage:
                 extra={"stage": "cleanup", "destination": self.url},
             )
         return removed
+
+
+def _identity() -> Any:
+    """azure-identity's ``DefaultAzureCredential``, imported only for a destination that uses
+    it (its import costs memory and time a key never needs); no token is asked for yet."""
+    from azure.identity import DefaultAzureCredential
+
+    # The SDK's own retries of the token request stay on: they are its network, not Blob
+    # Storage's; a token that cannot be had is a ClientAuthenticationError (exit 4, a hint).
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
 class _Download:

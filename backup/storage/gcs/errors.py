@@ -21,6 +21,13 @@ ROLE_HINT = (
     "the service account needs roles/storage.objectAdmin on bucket {bucket!r} (or "
     "storage.objects.create, .get, .list and .delete)"
 )
+# The IAM permission each action needs: https://cloud.google.com/storage/docs/access-control/iam-json
+PERMISSIONS = {
+    "upload": "storage.objects.create (and storage.objects.delete to replace an object)",
+    "download": "storage.objects.get",
+    "list": "storage.objects.list",
+    "delete": "storage.objects.delete",
+}
 
 
 def status_of(err: BaseException) -> int:
@@ -60,23 +67,29 @@ def storage_error(
     if action == "download" and status == 404:
         return ObjectNotFound(f"{url}: no object {key}")
     if isinstance(err, authexc.RefreshError):
-        detail = "the service-account key was refused"
+        detail = f"no access token: {redact(str(err)[:200], secrets)}"
         hint = (
             "check GOOGLE_APPLICATION_CREDENTIALS: the key may be deleted, disabled or of "
-            "another project (IAM > Service accounts > Keys)"
+            "another project (IAM > Service accounts > Keys); with Workload Identity (no key), "
+            "the Kubernetes service account's iam.gke.io/gcp-service-account annotation and "
+            "the Google service account's roles/iam.workloadIdentityUser binding (docs/gcs.md)"
         )
-    elif status in (401, 403):
+    elif status == 403:
         detail = f"{status}: {_message(err)}"
+        needed = PERMISSIONS.get(action)
         hint = (
-            f"check GOOGLE_APPLICATION_CREDENTIALS; {ROLE_HINT.format(bucket=bucket)}"
-            if status == 403
-            else "check GOOGLE_APPLICATION_CREDENTIALS: the key was not accepted"
-        )
+            f"the credentials lack {needed} on bucket {bucket!r}; "
+            if needed
+            else "check GOOGLE_APPLICATION_CREDENTIALS; "
+        ) + ROLE_HINT.format(bucket=bucket)
+    elif status == 401:
+        detail = f"{status}: {_message(err)}"
+        hint = "check GOOGLE_APPLICATION_CREDENTIALS: the credentials were not accepted"
     elif status == 404:
         detail = f"404: {_message(err)}"
         hint = (
             f"bucket {bucket!r} does not exist at this endpoint: check the bucket name in "
-            "BACKUP_DESTINATIONS (and GCS_ENDPOINT_URL)"
+            "BACKUP_DESTINATIONS (and GCS_ENDPOINT_URL or STORAGE_EMULATOR_HOST)"
         )
     elif status:
         detail = f"{status}: {_message(err)}"
@@ -86,7 +99,10 @@ def storage_error(
         requests.RequestException | authexc.TransportError | urllib3.exceptions.HTTPError | OSError,
     ):
         detail = f"{type(err).__name__}: {err}"
-        hint = "the endpoint was unreachable after retries: check GCS_ENDPOINT_URL and network"
+        hint = (
+            "the endpoint was unreachable after retries: check GCS_ENDPOINT_URL (or "
+            "STORAGE_EMULATOR_HOST) and the network"
+        )
     else:
         detail = f"{type(err).__name__}: {err}"
         hint = "check GOOGLE_APPLICATION_CREDENTIALS, GCS_ENDPOINT_URL and BACKUP_DESTINATIONS"

@@ -1,29 +1,35 @@
 """A ``gs://bucket/prefix`` destination: Google Cloud Storage through google-cloud-storage.
 
-Credentials are exactly what the configuration names (``config/clouds.py``): the service-account
-key file of ``GOOGLE_APPLICATION_CREDENTIALS``, or none at all for an emulator at
-``GCS_ENDPOINT_URL``. google-auth's own search (``google.auth.default``: the metadata server,
-gcloud's user login) is never called, the project is never looked up, and the endpoint is always
-given, so ``STORAGE_EMULATOR_HOST`` and ``API_ENDPOINT_OVERRIDE`` in the environment change
-nothing. The library's own retries are off (``retry=None``): ``retry.py`` retries each request.
+Credentials are what the configuration chose (``config/clouds.py``, ``GCSConfig.auth``): the
+service-account key of ``GOOGLE_APPLICATION_CREDENTIALS`` (a file or its JSON), none for an
+emulator (``STORAGE_EMULATOR_HOST``), or else Application Default Credentials
+(``google.auth.default``: GKE Workload Identity through the metadata server, a VM's service
+account, gcloud's login), looked up when the backend opens; none found is exit 2. The project is
+never looked up for the client and the endpoint is always given, so ``API_ENDPOINT_OVERRIDE``
+changes nothing. The library's own retries are off (``retry=None``): ``retry.py`` retries each
+request.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
 
+import google.auth
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as authexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage as gcs
 from google.oauth2 import service_account
 
-from backup.config import MIB, RetryConfig
+from backup.config import MIB, GCSConfig, RetryConfig
+from backup.errors import ConfigError
 from backup.storage.base import ObjectInfo, Readable, check_key, join_key
 from backup.storage.gcs.errors import is_permanent, storage_error
 from backup.storage.gcs.resumable import CONTENT_TYPE, TIMEOUT_S, ResumableUploader, read_part
@@ -77,13 +83,7 @@ class GCSStorage:
     def from_destination(cls, destination: Destination, config: StorageConfig) -> GCSStorage:
         """Reads the key file (no network: tokens are fetched on the first request)."""
         settings = config.gcs
-        credentials: Any
-        if settings.credentials_file:
-            credentials = service_account.Credentials.from_service_account_file(
-                settings.credentials_file, scopes=[SCOPE]
-            )
-        else:
-            credentials = AnonymousCredentials()
+        credentials = _credentials(settings)
         endpoint = settings.endpoint_url or DEFAULT_ENDPOINT
         session = AuthorizedSession(credentials)
         client = gcs.Client(
@@ -242,6 +242,31 @@ class GCSStorage:
         ``put`` that fails while the job runs cancels its own session.
         """
         return 0
+
+
+def _credentials(settings: GCSConfig) -> Any:
+    """The credentials ``settings.auth`` names; Application Default Credentials are looked
+    up here (the metadata server answers on GKE and GCE), and none found is a ConfigError."""
+    if settings.auth == "anonymous":
+        return AnonymousCredentials()
+    if settings.auth == "key_json" and settings.credentials_json:
+        info = json.loads(settings.credentials_json.reveal())
+        return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+    if settings.auth == "key_file" and settings.credentials_file:
+        return service_account.Credentials.from_service_account_file(
+            settings.credentials_file, scopes=[SCOPE]
+        )
+    try:
+        credentials, _project = google.auth.default(scopes=[SCOPE])
+    except authexc.DefaultCredentialsError as err:
+        raise ConfigError(
+            "gs:// destinations: no Google credentials were found (GOOGLE_APPLICATION_CREDENTIALS "
+            "is unset and no metadata server answered)",
+            hint="set GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_APPLICATION_CREDENTIALS_FILE) to "
+            "a service-account key, or run on GKE with Workload Identity (docs/gcs.md)",
+        ) from err
+    logger.debug("gs://: Application Default Credentials: %s", type(credentials).__name__)
+    return credentials
 
 
 class _Body:
