@@ -144,7 +144,7 @@ def _hold_table(pg15, database: str):
 
 
 def _history(backup_dir: Path) -> dict:
-    [state] = list(backup_dir.rglob("status.json"))
+    [state] = list(backup_dir.rglob("status-*.json"))  # the job's own history (issue 19 item 13)
     return json.loads(state.read_text())
 
 

@@ -75,7 +75,7 @@ def test_a_failing_verify_is_told_everywhere_with_its_name(
     env = {**job_env, **_channels(recording_server), "METRICS_FILE": str(metrics_file)}
     assert run_job("backup", env=env).returncode == 0
     backup_metrics = metrics_file.read_text()
-    [state] = list(backup_dir.rglob("status.json"))
+    [state] = list(backup_dir.rglob("status-*.json"))  # the job's own history (issue 19 item 13)
     history_before = state.read_bytes()
     ok = run_job("verify", env=env)
     assert ok.returncode == 0, ok.output
