@@ -10,7 +10,7 @@ that is the commit. What each archive holds (row counts, exclusions) comes from 
 of contents (``postgres/contents.py``).
 
 ``BACKUP_PARALLEL_DATABASES`` databases are dumped at once (``stream/concurrent.py``); with
-``BACKUP_SHARDS`` only this shard's databases are (``ScaleConfig.share``), the globals on shard 0.
+``BACKUP_SHARDS`` only this shard's databases are (``job/scope.py``), the globals on shard 0.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from backup.errors import (
     Interrupted,
     PartialError,
 )
+from backup.job import scope as job_scope
 from backup.job.outcome import DatabaseResult, DestinationResult
 from backup.manifest.catalog import unused_moment
 from backup.postgres import contents, dump_failure, standby
@@ -301,7 +302,7 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
         raise refusal
     if not server.databases:
         raise ConfigError("BACKUP_DATABASES: no database to back up on the server")
-    databases = config.scale.share(server.databases)
+    databases = job_scope.share_of(config, server.databases)
     if config.scale.sharded:
         log.info(
             "%s: %d of the job's %d databases: %s",
@@ -310,7 +311,7 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
             len(server.databases),
             ", ".join(databases) or "none",
         )
-    _cleanup_incomplete(config, storages, databases)
+    _clean_unfinished_uploads(config, storages, job_scope.scope_of(config, databases))
     options = config.dump.pg_dump_options()
     if options:
         log.info("pg_dump options of every database dump: %s", shlex.join(options))
@@ -322,7 +323,7 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
             tempfile.gettempdir(), largest, config.dump.jobs * min(parallel, len(databases))
         )
     targets: list[str | None] = list(databases)
-    if config.postgres.all_databases and config.scale.owns_globals:
+    if job_scope.owns_globals(config):
         targets.append(None)
     if parallel > 1 and len(targets) > 1:
         log.info("dumping up to %d databases at once", parallel, extra={"stage": "dump"})
@@ -332,13 +333,12 @@ def run_backup(config: Config, storages: list[Storage]) -> list[DatabaseResult]:
     )
 
 
-def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list[str]) -> None:
+def _clean_unfinished_uploads(
+    config: Config, storages: list[Storage], scope: manifest.Scope
+) -> None:
     """Remove what crashed runs of this job left unfinished: only in the folders of the
     databases it backs up (another job may share the bucket), and only uploads older than any
     run may last (another copy of this job may be uploading right now)."""
-    scope = manifest.Scope(
-        frozenset(databases), globals=config.postgres.all_databases and config.scale.owns_globals
-    )
     folders = [f"{folder}/" for folder in scope.folders()]
     for storage in storages:
         removed = 0
