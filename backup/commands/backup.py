@@ -25,6 +25,7 @@ from backup.config import Config
 from backup.dirformat import spool
 from backup.errors import BackupError, IntegrityError, Interrupted
 from backup.job import history
+from backup.job import scope as job_scope
 from backup.job.lock import job_lock
 from backup.job.outcome import DatabaseResult, VerifyOutcome
 from backup.manifest import catalog
@@ -197,7 +198,9 @@ def _collect_orphans(config: Config, storages: list[Storage], now: datetime) -> 
 
 
 def _retention(config: Config, storages: list[Storage]) -> None:
-    planned = prune.plan(storages, config.retention, datetime.now(UTC), prune.job_scope(config))
+    planned = prune.plan(
+        storages, config.retention, datetime.now(UTC), job_scope.configured_scope(config)
+    )
     deleted = prune.apply(storages, planned, dry_run=False)
     if config.dump.format == "directory" or any(
         m.manifest.format == "directory" for m in planned.items
@@ -205,7 +208,7 @@ def _retention(config: Config, storages: list[Storage]) -> None:
         # Under this run's lock: no backup of this job is running meanwhile.
         prune.collect_garbage(
             storages,
-            prune.job_scope(config),
+            job_scope.configured_scope(config),
             datetime.now(UTC),
             config.orphan_min_age_s,
             dry_run=False,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from backup import storage
 from backup.config import Config
 from backup.errors import BackupError, LockedError
+from backup.job import scope as job_scope
 from backup.job.lock import job_lock
 from backup.manifest import Scope
 from backup.retention import prune as engine
@@ -32,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     config.scale.require_index()  # a shard prunes its own databases only: which are they?
     storages = storage.open_all(config.storage)
-    scope = engine.job_scope(config)
+    scope = job_scope.configured_scope(config)
     planned = engine.plan(
         storages,
         config.retention,

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backup import manifest, retention, storage
 from backup.config import Config
-from backup.errors import DatabaseError, StaleError
+from backup.errors import StaleError
 from backup.job import history
+from backup.job import scope as job_scope
 from backup.manifest import Scope
-from backup.retention import prune as engine
 from backup.storage import Storage
-
-log = logging.getLogger(__name__)
 
 HELP = "age of the newest complete backup; exit 1 when too old"
 NEEDS_DATABASES = True
@@ -75,22 +72,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def job_scope(config: Config, storages: list[Storage]) -> Scope:
-    """The job's databases; with ``all`` and the server unreachable, those that have backups
-    but the excluded ones (status answers about freshness even while the database is down)."""
-    try:
-        return engine.job_scope(config)
-    except DatabaseError as err:
-        log.warning(
-            "cannot list the server's databases (%s): status covers the databases that have "
-            "backups",
-            err.message,
-        )
-    seen = {m.database for s in storages for m in manifest.read_all(s) if m.database}
-    kept = config.scale.share(sorted(seen - set(config.dump.exclude_databases)))
-    return Scope(frozenset(kept), globals=config.scale.owns_globals)
-
-
 def freshness(
     config: Config,
     storages: list[Storage],
@@ -100,7 +81,7 @@ def freshness(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Newest complete backup per database of the job and destination; the problems (stale,
     missing, dated in the future, or a manifest that is not believed)."""
-    scope = scope or job_scope(config, storages)
+    scope = scope or job_scope.scope_or_backed_up(config, storages)
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     limit = timedelta(hours=max_age_hours)

@@ -1,4 +1,5 @@
-"""The credentials of gs:// and azure:// destinations, read and checked before anything runs.
+"""The settings of the cloud destinations (s3://, b2://, gs://, azure://): their credentials, read
+and checked before anything runs (the dataclasses are in ``model.py``).
 
 Google Cloud Storage: ``GOOGLE_APPLICATION_CREDENTIALS`` names a service-account key file (or
 holds its JSON; ``GOOGLE_APPLICATION_CREDENTIALS_FILE`` names the file too, as every secret's
@@ -28,7 +29,7 @@ import json
 import re
 
 from backup.config import files, syntax
-from backup.config.model import AzureConfig, GCSConfig, Secret
+from backup.config.model import AzureConfig, B2Config, GCSConfig, S3Config, Secret
 from backup.config.reader import Reader
 
 GCS_SCHEMES = frozenset({"gs"})
@@ -36,6 +37,8 @@ AZURE_SCHEMES = frozenset({"azure", "az"})
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 # https://learn.microsoft.com/azure/storage/common/storage-account-overview#storage-account-name
 AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 AZURE_WAYS = "AZURE_STORAGE_ACCOUNT (alone: the workload or managed identity; or with "
 AZURE_WAYS += "AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or AZURE_STORAGE_CONNECTION_STRING"
 
@@ -235,3 +238,76 @@ def _is_base64(value: str) -> bool:
         return bool(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
         return False
+
+
+def read_b2(r: Reader, schemes: set[str], bucket: str | None) -> B2Config:
+    """b2:// destinations: B2_KEY_ID and B2_APPLICATION_KEY, both required when one is
+    configured; B2_SSE."""
+    b2 = B2Config(
+        key_id=r.check("B2_KEY_ID", r.str("B2_KEY_ID"), _b2_key_id_problem),
+        application_key=r.secret("B2_APPLICATION_KEY"),
+        bucket_name=bucket,
+        sse_b2=r.bool("B2_SSE", False),
+    )
+    if "b2" in schemes:
+        for name, value in (("B2_KEY_ID", b2.key_id), ("B2_APPLICATION_KEY", b2.application_key)):
+            if not value and not any(p.startswith(name) for p in r.problems):
+                r.problems.append(f"{name} is required for b2:// destinations")
+    return b2
+
+
+def read_s3(r: Reader, schemes: set[str]) -> S3Config:
+    """s3:// destinations: the AWS keys (in pairs, or none: the instance's own credentials),
+    the region, S3_ENDPOINT_URL, S3_SSE."""
+    endpoint = r.str("S3_ENDPOINT_URL")
+    if endpoint:
+        _, problem = syntax.url_problem(endpoint, ("http", "https"))
+        if problem:
+            r.problems.append(f"S3_ENDPOINT_URL {problem}")
+            endpoint = None
+    region = r.str("AWS_REGION")
+    default_region = r.str("AWS_DEFAULT_REGION")
+    s3 = S3Config(
+        access_key_id=r.str("AWS_ACCESS_KEY_ID"),
+        secret_access_key=r.secret("AWS_SECRET_ACCESS_KEY"),
+        session_token=r.secret("AWS_SESSION_TOKEN"),
+        region=r.check("AWS_REGION", region, syntax.region_problem)
+        or r.check("AWS_DEFAULT_REGION", None if region else default_region, syntax.region_problem),
+        endpoint_url=endpoint,
+        sse=_s3_sse(r),
+    )
+    if "s3" in schemes:
+        _s3_credentials_problems(r, s3)
+    return s3
+
+
+def _s3_credentials_problems(r: Reader, s3: S3Config) -> None:
+    """Keys come in pairs: one without the other would be refused by botocore only once the
+    first request is made (exit 1, PartialCredentialsError). Neither means the instance's own
+    credentials (a role, web identity)."""
+    if any(p.startswith(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")) for p in r.problems):
+        return
+    key_id, secret = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE)"
+    if s3.secret_access_key and not s3.access_key_id:
+        r.problems.append(f"{secret} is set but {key_id} is not: set both, or neither")
+    elif s3.access_key_id and not s3.secret_access_key:
+        r.problems.append(f"{key_id} is set but {secret} is not: set both, or neither")
+    elif s3.session_token and not s3.access_key_id:
+        r.problems.append(
+            "AWS_SESSION_TOKEN (or AWS_SESSION_TOKEN_FILE) is set without AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY: temporary credentials are the three together"
+        )
+
+
+def _b2_key_id_problem(value: str) -> str | None:
+    if B2_KEY_ID.fullmatch(value):
+        return None
+    return "is not a B2 key ID (letters and digits, like 0012ab34cd56ef7000000001)"
+
+
+def _s3_sse(r: Reader) -> str | None:
+    raw = r.str("S3_SSE")
+    if raw is None or raw in S3_SSE_CHOICES:
+        return raw
+    r.problems.append(f"S3_SSE={syntax.shown(raw)} must be one of: {', '.join(S3_SSE_CHOICES)}")
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,14 +29,12 @@ from backup.config.model import (
     MAX_PART_SIZE_MB,
     MIB,
     MIN_PART_SIZE_MB,
-    B2Config,
     Config,
     LogConfig,
     MetricsConfig,
     NotifyConfig,
     RetentionPolicy,
     RetryConfig,
-    S3Config,
     StorageConfig,
 )
 from backup.config.notify_settings import read_notify
@@ -69,9 +66,6 @@ PREFIXES = (
 )
 """The job's own prefixes: a variable with one of them that the job does not read is a typo."""
 
-S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
-B2_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
-
 
 def _storage(r: Reader) -> StorageConfig:
     bucket = r.check("B2_BUCKET_NAME", r.str("B2_BUCKET_NAME"), syntax.bucket_problem)
@@ -88,35 +82,8 @@ def _storage(r: Reader) -> StorageConfig:
                 r.hints.append(err.hint)
     if len(set(destinations)) != len(destinations):
         r.problems.append("BACKUP_DESTINATIONS lists the same destination twice")
-    b2 = B2Config(
-        key_id=r.check("B2_KEY_ID", r.str("B2_KEY_ID"), _b2_key_id_problem),
-        application_key=r.secret("B2_APPLICATION_KEY"),
-        bucket_name=bucket,
-        sse_b2=r.bool("B2_SSE", False),
-    )
-    if "b2" in schemes:
-        for name, value in (("B2_KEY_ID", b2.key_id), ("B2_APPLICATION_KEY", b2.application_key)):
-            if not value and not any(p.startswith(name) for p in r.problems):
-                r.problems.append(f"{name} is required for b2:// destinations")
-    endpoint = r.str("S3_ENDPOINT_URL")
-    if endpoint:
-        _, problem = syntax.url_problem(endpoint, ("http", "https"))
-        if problem:
-            r.problems.append(f"S3_ENDPOINT_URL {problem}")
-            endpoint = None
-    region = r.str("AWS_REGION")
-    default_region = r.str("AWS_DEFAULT_REGION")
-    s3 = S3Config(
-        access_key_id=r.str("AWS_ACCESS_KEY_ID"),
-        secret_access_key=r.secret("AWS_SECRET_ACCESS_KEY"),
-        session_token=r.secret("AWS_SESSION_TOKEN"),
-        region=r.check("AWS_REGION", region, syntax.region_problem)
-        or r.check("AWS_DEFAULT_REGION", None if region else default_region, syntax.region_problem),
-        endpoint_url=endpoint,
-        sse=_s3_sse(r),
-    )
-    if "s3" in schemes:
-        _s3_credentials_problems(r, s3)
+    b2 = clouds.read_b2(r, schemes, bucket)
+    s3 = clouds.read_s3(r, schemes)
     part_mb = r.int("BACKUP_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB)
     prices = read_prices(r)
     retry = RetryConfig(
@@ -135,38 +102,6 @@ def _storage(r: Reader) -> StorageConfig:
         price_per_gb_month=prices[0],
         price_by_scheme=prices[1],
     )
-
-
-def _s3_credentials_problems(r: Reader, s3: S3Config) -> None:
-    """Keys come in pairs: one without the other would be refused by botocore only once the
-    first request is made (exit 1, PartialCredentialsError). Neither means the instance's own
-    credentials (a role, web identity)."""
-    if any(p.startswith(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")) for p in r.problems):
-        return
-    key_id, secret = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE)"
-    if s3.secret_access_key and not s3.access_key_id:
-        r.problems.append(f"{secret} is set but {key_id} is not: set both, or neither")
-    elif s3.access_key_id and not s3.secret_access_key:
-        r.problems.append(f"{key_id} is set but {secret} is not: set both, or neither")
-    elif s3.session_token and not s3.access_key_id:
-        r.problems.append(
-            "AWS_SESSION_TOKEN (or AWS_SESSION_TOKEN_FILE) is set without AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY: temporary credentials are the three together"
-        )
-
-
-def _b2_key_id_problem(value: str) -> str | None:
-    if B2_KEY_ID.fullmatch(value):
-        return None
-    return "is not a B2 key ID (letters and digits, like 0012ab34cd56ef7000000001)"
-
-
-def _s3_sse(r: Reader) -> str | None:
-    raw = r.str("S3_SSE")
-    if raw is None or raw in S3_SSE_CHOICES:
-        return raw
-    r.problems.append(f"S3_SSE={syntax.shown(raw)} must be one of: {', '.join(S3_SSE_CHOICES)}")
-    return None
 
 
 def _retention(r: Reader) -> RetentionPolicy:

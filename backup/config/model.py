@@ -7,7 +7,8 @@ clients, ``StorageConfig`` for the backends, ...). ``environment.py`` fills them
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from urllib.parse import urlsplit
 
 from backup.config import notify_urls
@@ -70,6 +71,22 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+def secret_values(node: object) -> Iterator[Secret]:
+    """Every ``Secret`` in ``node``, walked down its dataclasses' fields and its tuples', lists'
+    and dicts' items (``Config.secrets``; tests/unit/test_secret_fields.py holds it complete)."""
+    if isinstance(node, Secret):
+        yield node
+    elif is_dataclass(node) and not isinstance(node, type):
+        for item in fields(node):
+            yield from secret_values(getattr(node, item.name))
+    elif isinstance(node, tuple | list | set | frozenset):
+        for value in node:
+            yield from secret_values(value)
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from secret_values(value)
 
 
 @dataclass(frozen=True)
@@ -354,27 +371,10 @@ class Config:
         return self.timeout_s + ORPHAN_MARGIN_S
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log redaction filter."""
-        values: list[Secret | None] = [
-            self.postgres.password,
-            self.storage.b2.application_key,
-            self.storage.s3.secret_access_key,
-            self.storage.s3.session_token,
-            self.storage.azure.connection_string,
-            self.storage.azure.account_key,
-            self.storage.azure.sas_token,
-            self.storage.gcs.private_key,
-            self.storage.gcs.credentials_json,
-            self.codec.age_passphrase,
-            self.codec.age_identity,
-            self.notify.telegram_bot_token,
-            self.notify.healthcheck_url,
-            self.verify_database_url,
-            self.dump.dedup_key,
-            *self.notify.webhook_urls,
-            *self.notify.apprise_urls,
-        ]
-        revealed = [v.reveal() for v in values if v]
+        """Every secret value, for the log redaction filter: every ``Secret`` of the tree
+        (``secret_values``: nothing to list by hand, so none is forgotten), and the parts of
+        some that a log line may quote alone."""
+        revealed = [v.reveal() for v in secret_values(self) if v]
         revealed += self.storage.gcs.key_secrets()
         for url in self.notify.apprise_urls:
             revealed += notify_urls.secret_parts(url.reveal())

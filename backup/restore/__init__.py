@@ -23,18 +23,16 @@ from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
 from backup.manifest.catalog import Entry
-from backup.postgres import pooler
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import HeadRecorder, read_database_properties, run_pg_restore
 from backup.postgres.pg_restore_dir import folder_properties, restore_folder
 from backup.postgres.processes import ChildGroup, pump
 from backup.postgres.properties import DatabaseProperties
+from backup.restore import database_target
 from backup.restore.steps import (
     RestoreOptions,
     confirm,
-    describe_sessions,
-    kept_name,
     restore_fresh,
     restore_in_place,
 )
@@ -52,24 +50,11 @@ def restore_database(
     confirm_fn: Callable[[list[str], bool], None] = confirm,
 ) -> str:
     """Restore the backup in ``entries`` (one per destination, tried in order)."""
-    pg = config.postgres
     first = entries[0].manifest
-    target = options.target_db if options.target_db is not None else first.database
-    if not target or not target.strip():
-        raise ConfigError(
-            f"--target-db {target!r}: a database name cannot be empty or blank",
-            hint="name the database to restore into, or leave --target-db out to restore "
-            "into the backed-up database's name",
-        )
-    pg_server.check_identifier(target, "--target-db")
-    admin_db = pg_server.maintenance_db(pg, target)
-    with pg_server.connect(pg, admin_db) as conn:
-        # pg_restore's session settings would land on server sessions others share
-        pooler.require_sessions(pg, admin_db, conn)
-        server = pg_server.server_info(conn)
-        exists = pg_server.database_exists(conn, target)
-        owner = pg_server.database_owner(conn, target) if exists else None
-        sessions = pg_server.database_sessions(conn, target) if exists else []
+    target = database_target.inspect_target(
+        config, database_target.target_name(options, first.database)
+    )
+    server = target.server
     tools = pg_tools.choose_restore_tools(server, first.pg_dump_version, config.pg_bin_dirs)
     dump_major = pg_tools.major_of(first.server_version)
     if dump_major and dump_major > server.major:
@@ -81,42 +66,40 @@ def restore_database(
         )
     # one stamp for the run: the name the confirmation shows is the name the swap gives
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    mode = (
-        "in place (--clean)"
-        if options.in_place
-        else ("into a new database, then swap names" if exists else "create the database")
-    )
-    lines = [
-        "⚠️  WARNING: DATABASE RESTORE",
-        f"Server:   {pg.display_host} (PostgreSQL {server.version})",
-        f"Database: {target}" + (" (exists: its content will be REPLACED)" if exists else " (new)"),
-        f"Backup:   {first.name} ({first.size_bytes / 1e6:.2f} MB, "
-        f"{first.created_at:%Y-%m-%d %H:%M:%S} UTC) from {entries[0].destination}",
-        f"Mode:     {mode}",
-    ]
-    if exists and not options.in_place:
-        lines.append(
-            "The current database is dropped."
-            if options.drop_old
-            else f"The current database is kept, renamed {kept_name(target, stamp)}."
-        )
-    if options.in_place:
-        lines.append("This will OVERWRITE the current database! Its data will be LOST.")
-    if not options.database_properties:
-        lines.append(
-            "The backup's owner, settings, comment and grants of the database are NOT restored "
-            "(--no-database-properties)."
-        )
-    if exists:
-        lines.append(describe_sessions(target, sessions, options.in_place))
+    lines = database_target.confirmation(config, target, entries[0], options, stamp)
     if options.dry_run:
         for line in lines:
             print(line)
         print("dry run: nothing was changed")
-        return target
+        return target.name
     confirm_fn(lines, options.force)
-    if options.in_place and not exists:
-        raise ConfigError(f"--in-place: database {target!r} does not exist")
+    if options.in_place and not target.exists:
+        raise ConfigError(f"--in-place: database {target.name!r} does not exist")
+    try:
+        _restore_first_readable(config, storages, entries, tools, target, options, stamp)
+    except DatabaseError as err:
+        if dump_major and dump_major > server.major:
+            raise DatabaseError(
+                err.message,
+                hint=f"this backup comes from PostgreSQL {first.server_version} and the "
+                f"server runs {server.version}: restore into a server of major {dump_major} "
+                "or newer, or edit a script made with 'pg_restore -f -' by hand",
+            ) from err
+        raise
+    return target.name
+
+
+def _restore_first_readable(
+    config: Config,
+    storages: dict[str, Storage],
+    entries: list[Entry],
+    tools: pg_tools.Tools,
+    target: database_target.Target,
+    options: RestoreOptions,
+    stamp: str,
+) -> None:
+    """The backup from its first destination; a destination that cannot be read falls back to
+    the next (a database error does not: the next copy would fail the same way)."""
     last_error: BackupError | None = None
     for index, entry in enumerate(entries):
         if index:
@@ -132,23 +115,14 @@ def restore_database(
                 storages[entry.destination],
                 entry,
                 tools,
-                target,
-                exists,
-                owner,
-                admin_db,
+                target.name,
+                target.exists,
+                target.owner,
+                target.admin_db,
                 options,
                 stamp,
             )
-            return target
-        except DatabaseError as err:
-            if dump_major and dump_major > server.major:
-                raise DatabaseError(
-                    err.message,
-                    hint=f"this backup comes from PostgreSQL {first.server_version} and the "
-                    f"server runs {server.version}: restore into a server of major {dump_major} "
-                    "or newer, or edit a script made with 'pg_restore -f -' by hand",
-                ) from err
-            raise
+            return
         except StorageError as err:
             last_error = err
             continue

@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from backup.config import Config
 from backup.dirformat.fetch import fetch_folder
@@ -136,7 +136,7 @@ def restore_tables(
         if index:
             log.warning("falling back to %s after: %s", entry.destination, last_error)
         try:
-            _restore_from(
+            _restore_tables_from(
                 config,
                 storages[entry.destination],
                 entry,
@@ -154,7 +154,7 @@ def restore_tables(
     raise last_error
 
 
-def _restore_from(
+def _restore_tables_from(
     config: Config,
     storage: Storage,
     entry: Entry,
@@ -165,7 +165,7 @@ def _restore_from(
     options: RestoreOptions,
     confirm_fn: Callable[[list[str], bool], None],
 ) -> None:
-    pg = config.postgres
+    """The chosen tables of ``entry``'s backup on ``storage``, after the confirmation."""
     m = entry.manifest
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgbackup-restore-") as spool:
@@ -189,59 +189,22 @@ def _restore_from(
         )
         lines = _plan(config, target, entry, chosen, state.replaced, selection, found.names)
         if options.dry_run:
-            print("\n".join(lines))
-            print("Entries of the archive that would be restored:")
-            for item in selection.entries:
-                if item.kind not in ("ENCODING", "STDSTRINGS", "SEARCHPATH"):
-                    print(f"  {item.kind} {item.names}")
-            print("dry run: nothing was changed")
+            _print_dry_run(lines, selection)
             return
         confirm_fn(lines, options.force)
-        if not target.exists:
-            with pg_server.connect(pg, target.admin_db) as conn:
-                pg_server.create_database(conn, target.database)
-        try:
-            if m.format == "directory":
-                folder = os.path.join(spool, "dump")
-                wanted = {f"{e.dump_id}.dat" for e in selection.entries if e.kind == "TABLE DATA"}
-                fetch_folder(
-                    config.codec,
-                    storage,
-                    m,
-                    folder,
-                    options.jobs or config.dump.jobs,
-                    progress_s=config.log.progress_interval_s,
-                    purpose="restore",
-                    only=wanted.__contains__,
-                )
-                pg_restore_table.restore_folder_tables(
-                    tools, pg, target.database, folder, selection, clean=bool(state.replaced)
-                )
-            else:
-                verifying, archive = open_archive(
-                    config.codec, storage, m, config.log.progress_interval_s, "restore"
-                )
-                pg_restore_table.restore_stream(
-                    tools,
-                    pg,
-                    target.database,
-                    archive,
-                    verifying,
-                    found,
-                    selection,
-                    clean=bool(state.replaced),
-                )
-        except BaseException:
-            if not target.exists:
-                log.error("restore failed: dropping %s, which it created", target.database)
-                with (
-                    contextlib.suppress(BackupError),
-                    pg_server.connect(pg, target.admin_db) as conn,
-                ):
-                    pg_server.drop_database(conn, target.database)
-            else:
-                log.error("restore failed: nothing was committed; %s is unchanged", target.database)
-            raise
+        with _dropped_on_failure(config, target):
+            _load_tables(
+                config,
+                storage,
+                entry,
+                tools,
+                target,
+                spool,
+                found,
+                selection,
+                options,
+                clean=bool(state.replaced),
+            )
     log.info(
         "restored %s of %s into %s in %.1f s (sha256 ok)",
         ", ".join(str(t) for t in chosen.values()),
@@ -250,6 +213,83 @@ def _restore_from(
         time.monotonic() - started,
         extra={"stage": "restore", "seconds": round(time.monotonic() - started, 3)},
     )
+    _warn_left_out(target, selection)
+
+
+def _print_dry_run(lines: list[str], selection: toc.Selection) -> None:
+    print("\n".join(lines))
+    print("Entries of the archive that would be restored:")
+    for item in selection.entries:
+        if item.kind not in ("ENCODING", "STDSTRINGS", "SEARCHPATH"):
+            print(f"  {item.kind} {item.names}")
+    print("dry run: nothing was changed")
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(config: Config, target: _Target) -> Iterator[None]:
+    """A target database missing is created first, and dropped again if the restore fails; an
+    existing one is left as it was (the restore is one transaction)."""
+    pg = config.postgres
+    if not target.exists:
+        with pg_server.connect(pg, target.admin_db) as conn:
+            pg_server.create_database(conn, target.database)
+    try:
+        yield
+    except BaseException:
+        if not target.exists:
+            log.error("restore failed: dropping %s, which it created", target.database)
+            with (
+                contextlib.suppress(BackupError),
+                pg_server.connect(pg, target.admin_db) as conn,
+            ):
+                pg_server.drop_database(conn, target.database)
+        else:
+            log.error("restore failed: nothing was committed; %s is unchanged", target.database)
+        raise
+
+
+def _load_tables(
+    config: Config,
+    storage: Storage,
+    entry: Entry,
+    tools: pg_tools.Tools,
+    target: _Target,
+    spool: str,
+    found: pg_restore_table.ArchiveToc,
+    selection: toc.Selection,
+    options: RestoreOptions,
+    clean: bool,
+) -> None:
+    """pg_restore of the selection: from the chosen files of a directory backup, fetched into
+    the spool, or from the stored object streamed and checked."""
+    pg, m = config.postgres, entry.manifest
+    if m.format == "directory":
+        folder = os.path.join(spool, "dump")
+        wanted = {f"{e.dump_id}.dat" for e in selection.entries if e.kind == "TABLE DATA"}
+        fetch_folder(
+            config.codec,
+            storage,
+            m,
+            folder,
+            options.jobs or config.dump.jobs,
+            progress_s=config.log.progress_interval_s,
+            purpose="restore",
+            only=wanted.__contains__,
+        )
+        pg_restore_table.restore_folder_tables(
+            tools, pg, target.database, folder, selection, clean=clean
+        )
+        return
+    verifying, archive = open_archive(
+        config.codec, storage, m, config.log.progress_interval_s, "restore"
+    )
+    pg_restore_table.restore_stream(
+        tools, pg, target.database, archive, verifying, found, selection, clean=clean
+    )
+
+
+def _warn_left_out(target: _Target, selection: toc.Selection) -> None:
+    """What the selection names but could not restore (entries of other objects)."""
     if selection.left_out:
         log.warning(
             "not restored, they belong to other objects: %s",

@@ -5,7 +5,7 @@ collection of orphan data objects.
 what it says, manifest first, so a half-done delete never leaves something that looks like a
 backup. It runs only after a fully successful backup run, and on ``prune``.
 
-Everything here stays inside the job's ``Scope`` (``job_scope``): the folders of the databases
+Everything here stays inside the job's ``Scope`` (``job/scope.py``): the folders of the databases
 this job is configured for, so two jobs sharing a prefix never delete each other's backups. A
 manifest that cannot be believed (``manifest.Rejected``) is never planned: it and the object it
 names are left alone, with a warning. A backup is deleted only through its own manifest, and
@@ -22,8 +22,8 @@ from datetime import datetime
 from backup import manifest, retention
 from backup.config import Config, RetentionPolicy
 from backup.errors import BackupError, StorageError
+from backup.job import scope as job_scope
 from backup.manifest import Manifest, Rejected, Scope
-from backup.postgres import server as pg_server
 from backup.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -44,22 +44,6 @@ class Plan:
     items: list[PruneItem] = field(default_factory=list)
     rejected: list[tuple[str, Rejected]] = field(default_factory=list)
     orphans: list[tuple[str, ObjectInfo]] = field(default_factory=list)
-
-
-def job_scope(config: Config) -> Scope:
-    """The databases this job answers for: ``BACKUP_DATABASES`` (or ``PGDATABASE``); with
-    ``BACKUP_DATABASES=all``, every database the server has now but those of
-    ``BACKUP_EXCLUDE_DATABASES`` (outside the job, like a database dropped from a list), and
-    the globals. With ``BACKUP_SHARDS`` and this pod's index, only this shard's share (the
-    globals on shard 0): the shards never plan, clean or collect each other's databases."""
-    pg = config.postgres
-    if not pg.all_databases:
-        return Scope(frozenset(config.scale.share(list(pg.databases))))
-    with pg_server.connect(pg, pg.database or "postgres") as conn:
-        databases = pg_server.list_databases(conn)
-    excluded = set(config.dump.exclude_databases)
-    kept = config.scale.share([d for d in databases if d not in excluded])
-    return Scope(frozenset(kept), globals=config.scale.owns_globals)
 
 
 def plan(
@@ -222,7 +206,7 @@ def collect_orphans(
 ) -> int:
     """The start-up cleanup of a backup run: orphan data objects of the job's databases older
     than ``config.orphan_min_age_s`` are deleted. Returns how many."""
-    scope = job_scope(config)
+    scope = job_scope.configured_scope(config)
     removed = 0
     for storage in storages:
         # One destination that cannot be listed or cleaned does not stop the others.

@@ -65,7 +65,7 @@ class RestoreTest:
     """Properties not applied because a role they name does not exist there (warnings)."""
 
 
-def toc_tables(listing: str) -> list[int]:
+def created_table_oids(listing: str) -> list[int]:
     """The tables (ordinary, unlogged, partitioned) an archive creates, by OID: the kinds
     the test restore counts in the scratch database, so both say the same number."""
     return sorted(pg_restore.toc_tables(listing).tables)
@@ -84,7 +84,7 @@ def toc_matviews(listing: str) -> int:
 
 def in_the_archive(listing: str) -> str:
     """``8 tables`` or ``8 tables and 1 materialized view``: what verify says it found."""
-    tables = len(toc_tables(listing))
+    tables = len(created_table_oids(listing))
     said = f"{tables} table{'' if tables == 1 else 's'}"
     views = toc_matviews(listing)
     if views:
@@ -123,7 +123,7 @@ def verify(
             while archive.read(CHUNK_BYTES):
                 pass
             verifying.drain()
-    tables = toc_tables(listing)
+    tables = created_table_oids(listing)
     log.info(
         "verified %s on %s: %d bytes, sha256 ok, %s in the archive, %.1f s",
         m.name,
@@ -160,7 +160,7 @@ def _verify_directory(
             damage.record(storage, m, err)  # the next backup stores that object anew
             raise
         listing = list_folder(tools, folder)
-    tables = toc_tables(listing)
+    tables = created_table_oids(listing)
     log.info(
         "verified %s on %s: %d files, %d bytes, sha256 ok, %s in the archive, %.1f s",
         m.name,
