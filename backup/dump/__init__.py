@@ -44,7 +44,7 @@ from backup.postgres import tools as pg_tools
 from backup.postgres.inspection import Server, inspect_server
 from backup.postgres.lockwatch import LockWatcher
 from backup.postgres.pg_restore import HEAD_LIMIT_BYTES
-from backup.storage import Storage
+from backup.storage import Storage, retry
 from backup.stream import concurrent
 from backup.stream.codec import object_suffix
 from backup.stream.pipeline import StreamResult, stream_dump
@@ -343,8 +343,11 @@ def _cleanup_incomplete(config: Config, storages: list[Storage], databases: list
     for storage in storages:
         removed = 0
         try:
-            for folder in folders:
-                removed += storage.cleanup_incomplete(folder, config.orphan_min_age_s)
+            # A few folders at once: one listing each, hundreds with BACKUP_DATABASES=all.
+            clean = functools.partial(
+                storage.cleanup_incomplete, older_than_s=config.orphan_min_age_s
+            )
+            removed = sum(retry.each(folders, clean))
         except (Interrupted, RunTimedOut):
             raise
         except BackupError as err:
