@@ -23,7 +23,7 @@ from botocore.loaders import JSONFileLoader
 from backup.config import RetryConfig
 from backup.errors import StorageError
 from backup.storage.base import check_key, join_key
-from backup.storage.retry import retrying
+from backup.storage.retry import REQUESTS_IN_FLIGHT, retrying
 from backup.storage.s3.errors import is_permanent, storage_error
 
 
@@ -37,8 +37,10 @@ def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoCon
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=120,
-        # Every part in flight holds a connection, plus one for list/complete/abort.
-        max_pool_connections=max(2, parts_in_flight + 1),
+        # Every part in flight holds a connection, plus one for list/complete/abort; and the
+        # listings and manifest reads of many folders go REQUESTS_IN_FLIGHT at once (a smaller
+        # pool would open and drop a connection each time, with a warning).
+        max_pool_connections=max(REQUESTS_IN_FLIGHT, parts_in_flight + 1),
         # Self-hosted stores (MinIO, SeaweedFS) rarely have wildcard DNS for virtual hosts.
         s3={"addressing_style": "path" if path_style else "auto"},
     )
