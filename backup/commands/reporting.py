@@ -110,6 +110,7 @@ def tell_backup(
         retention_days=config.retention.days,
         alert_after_failures=config.notify.alert_after_failures,
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
+        shard=shard_of_run(config),
     )
     states = {
         s.url: history.record(s, report, previous[s.url], config.postgres, config.scale)
@@ -145,6 +146,7 @@ def tell_outcome(
             retention_days=config.retention.days,
             alert_after_failures=config.notify.alert_after_failures,
             verify=verify,
+            shard=shard_of_run(config),
         )
         # A failure not told yet, or a verify's result either way: it is news people wait for.
         notify_now = (error is not None and not told(error)) or (
@@ -173,6 +175,7 @@ def publish_verify_metrics(
             retention_days=config.retention.days,
             alert_after_failures=config.notify.alert_after_failures,
             verify=outcome,
+            shard=shard_of_run(config),
         )
         metrics.publish_command(config.metrics, report)
     except Exception as err:  # telling never changes the exit code
@@ -214,6 +217,7 @@ def command_report(
     retention_days: int = 30,
     alert_after_failures: int = 2,
     verify: VerifyOutcome | None = None,
+    shard: str | None = None,
 ) -> RunReport:
     """The report of one run of ``command`` that ended with ``error`` (None: it succeeded)."""
     problems = getattr(error, "problems", None) or ([error.message] if error else [])
@@ -231,7 +235,17 @@ def command_report(
         log_tail=tuple(log_module.tail_lines(LOG_TAIL_LINES)),
         manual_command=log_module.redact(manual_command),
         verify=verify,
+        shard=shard,
     )
+
+
+def shard_of_run(config: Config) -> str | None:
+    """``<i>-of-<K>`` when this run is one shard's of a sharded job (BACKUP_SHARDS and an
+    index), else None: the shards' metrics go to Pushgateway groups of their own."""
+    scale = config.scale
+    if not scale.sharded or scale.shard_index is None:
+        return None
+    return f"{scale.shard_index}-of-{scale.shards}"
 
 
 def _tell(

@@ -41,7 +41,7 @@ from backup.postgres import replay as replay_pause
 from backup.postgres import server as pg_server
 from backup.postgres import tools as pg_tools
 from backup.postgres.inspection import Server, inspect_server
-from backup.storage import Storage
+from backup.storage import Storage, retry
 from backup.stream import concurrent
 from backup.stream.progress import Progress
 
@@ -215,8 +215,11 @@ def _clean_unfinished_uploads(
     for storage in storages:
         removed = 0
         try:
-            for folder in folders:
-                removed += storage.cleanup_incomplete(folder, config.orphan_min_age_s)
+            # A few folders at once: one listing each, hundreds with BACKUP_DATABASES=all.
+            clean = functools.partial(
+                storage.cleanup_incomplete, older_than_s=config.orphan_min_age_s
+            )
+            removed = sum(retry.each(folders, clean))
         except (Interrupted, RunTimedOut):
             raise
         except BackupError as err:

@@ -75,6 +75,8 @@ class RunReport:
     manual_command: str = "pgbackup backup"
     extra: dict[str, object] = field(default_factory=dict)
     verify: VerifyOutcome | None = None  # a verify run's findings (None for other commands)
+    # ``<i>-of-<K>``: the run of one shard of a sharded job (BACKUP_SHARDS), else None.
+    shard: str | None = None
 
     @property
     def duration_s(self) -> float:

@@ -28,6 +28,7 @@ from backup.manifest.scheme import (
     parse_timestamp,
 )
 from backup.storage import ObjectInfo, Storage
+from backup.storage.retry import each
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,10 @@ class Scope:
 
 
 def scoped_objects(storage: Storage, scope: Scope) -> list[ObjectInfo]:
-    """Every object in the scope's folders (one listing per folder, never the whole prefix)."""
-    found: list[ObjectInfo] = []
-    for folder in scope.folders():
-        found.extend(storage.list(f"{folder}/"))
-    return found
+    """Every object in the scope's folders (one listing per folder, never the whole prefix;
+    a few folders listed at once: ``retry.each``)."""
+    listings = each(scope.folders(), lambda folder: storage.list(f"{folder}/"))
+    return [info for listing in listings for info in listing]
 
 
 def manifest_keys_in(infos: Iterable[ObjectInfo], globals_only: bool | None = None) -> list[str]:
@@ -155,24 +155,32 @@ def scan_keys(storage: Storage, keys: Iterable[str]) -> Scan:
     the others: it is returned as ``Rejected`` with the reason."""
     trusted: list[Manifest] = []
     rejected: list[Rejected] = []
-    for key in keys:
-        try:
-            record = load(storage, key)
-        except ObjectNotFound:
-            continue  # deleted between list and read (a concurrent prune)
-        except IntegrityError as err:
-            rejected.append(Rejected(key, err.message.removeprefix(f"manifest {key} ")))
+    # A few manifests read at once (``retry.each``): a run over many databases reads hundreds.
+    keys = list(keys)
+    for key, read in zip(keys, each(keys, lambda key: _read(storage, key)), strict=True):
+        if read is None or isinstance(read, Rejected):
+            rejected.extend([read] if read else [])
             continue
-        except StorageError as err:
-            rejected.append(Rejected(key, f"cannot be read: {err.message}"))
-            continue
-        reason = record.problem(key)
+        reason = read.problem(key)
         if reason:
-            rejected.append(Rejected(key, reason, record))
+            rejected.append(Rejected(key, reason, read))
         else:
-            trusted.append(record)
+            trusted.append(read)
     trusted.sort(key=lambda m: m.created_at, reverse=True)
     return Scan(trusted, rejected)
+
+
+def _read(storage: Storage, key: str) -> Manifest | Rejected | None:
+    """The manifest at ``key``; Rejected when it cannot be read or believed; None when it is
+    gone (deleted between list and read: a concurrent prune)."""
+    try:
+        return load(storage, key)
+    except ObjectNotFound:
+        return None
+    except IntegrityError as err:
+        return Rejected(key, err.message.removeprefix(f"manifest {key} "))
+    except StorageError as err:
+        return Rejected(key, f"cannot be read: {err.message}")
 
 
 def scan(storage: Storage, globals_only: bool = False, scope: Scope | None = None) -> Scan:

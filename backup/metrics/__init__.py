@@ -142,6 +142,16 @@ def _values(
     }
 
 
+def _group(report: RunReport) -> dict[str, str]:
+    """The start of every Pushgateway grouping key: the server (``instance``), and the shard
+    (``shard="<i>-of-<K>"``) of a sharded job's run, so the shards' pushes never replace each
+    other's series."""
+    group = {"instance": report.host}
+    if report.shard:
+        group["shard"] = report.shard
+    return group
+
+
 class Metrics:
     """The job's metrics in a fresh registry; fill with ``from_report``, then publish."""
 
@@ -172,10 +182,11 @@ class Metrics:
         ``backup.job.history.record``. The series cover every database of the report or of the
         states (a database with no result this run counts as not backed up) and every
         destination.
-        The Pushgateway grouping key is ``instance=<report.host>``.
+        The Pushgateway grouping key is ``instance=<report.host>`` (and ``shard``: a shard's
+        run has a group of its own, or the last shard to push would replace the others').
         """
         states = states or {}
-        metrics = cls(grouping_key={"instance": report.host})
+        metrics = cls(grouping_key=_group(report))
         results = {r.database: r for r in report.results}
         databases = list(
             dict.fromkeys([*results, *(d for s in states.values() for d in s.databases)])
@@ -200,7 +211,7 @@ class Metrics:
         group and a ``verify`` never erases what ``backup`` pushed, nor the other way round.
         """
         metrics = cls(
-            grouping_key={"instance": report.host, "command": report.command},
+            grouping_key={**_group(report), "command": report.command},
             definitions=COMMAND_DEFINITIONS,
             labels=COMMAND_LABELS,
         )
@@ -243,7 +254,7 @@ class Metrics:
         names = {name for name, _, _ in values}
         metrics = cls(
             grouping_key={
-                "instance": report.host,
+                **_group(report),
                 "command": report.command,
                 "database": outcome.database,
                 "destination": outcome.destination,

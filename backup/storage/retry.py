@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import tenacity
 
@@ -87,6 +87,32 @@ def delete_each(keys: Iterable[str], delete_one: Callable[[str], object]) -> Non
         done = [pool.submit(delete_one, key) for key in unique]
         for future in done:
             future.result()
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Listings and small reads (one folder's listing, one manifest) sent at once by ``each``: the
+# serial start and end of a run over many databases are round trips, not work.
+REQUESTS_IN_FLIGHT = 8
+
+
+def each(
+    items: Iterable[Item], work: Callable[[Item], Result], in_flight: int = REQUESTS_IN_FLIGHT
+) -> list[Result]:
+    """``work(item)`` for every item, ``in_flight`` at once; the results in the items' order.
+    The first failure (in the items' order) is raised once the running ones have ended, and
+    no item is started after it; with one item it runs in the calling thread."""
+    todo = list(items)
+    if len(todo) <= 1 or in_flight <= 1:
+        return [work(item) for item in todo]
+    pool = ThreadPoolExecutor(min(in_flight, len(todo)))
+    try:
+        futures = [pool.submit(work, item) for item in todo]
+        return [future.result() for future in futures]
+    finally:
+        # On a failure (or Interrupted in this thread) nothing more starts; the running end.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RetryStopped(Exception):

@@ -323,3 +323,23 @@ def test_too_many_parts_aborts_with_a_hint(
     assert storage.list() == []
     uploads = storage.client.list_multipart_uploads(Bucket=s3_bucket, Prefix=storage.prefix)
     assert uploads.get("Uploads", []) == []
+
+
+def test_many_folders_listed_at_once_reuse_the_pooled_connections(
+    s3_server: S3Server, s3_bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start and end of a run over many databases list their folders and read their
+    manifests ``retry.REQUESTS_IN_FLIGHT`` at once: the client's pool holds that many
+    connections, so none is opened and dropped with urllib3's "pool is full" warning."""
+    from backup import manifest
+    from backup.manifest import Scope
+
+    storage = make_storage(s3_server, s3_bucket)
+    databases = [f"tenant_{n:02d}" for n in range(40)]
+    for database in databases:
+        storage.put(f"{database}/x.dump.zst", io.BytesIO(b"x"))
+    caplog.set_level("WARNING")
+    for _ in range(3):
+        found = manifest.scoped_objects(storage, Scope(frozenset(databases)))
+        assert len(found) == len(databases)
+    assert "pool is full" not in caplog.text

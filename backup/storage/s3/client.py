@@ -8,17 +8,22 @@ and turns any failure into the ``StorageError`` the rest of the job sees, with a
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.session
 from botocore.config import Config as BotoConfig
+from botocore.loaders import JSONFileLoader
 
 from backup.config import RetryConfig
 from backup.errors import StorageError
 from backup.storage.base import check_key, join_key
-from backup.storage.retry import retrying
+from backup.storage.retry import REQUESTS_IN_FLIGHT, retrying
 from backup.storage.s3.errors import is_permanent, storage_error
 
 
@@ -32,11 +37,34 @@ def client_config(parts_in_flight: int = 2, path_style: bool = False) -> BotoCon
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=120,
-        # Every part in flight holds a connection, plus one for list/complete/abort.
-        max_pool_connections=max(2, parts_in_flight + 1),
+        # Every part in flight holds a connection, plus one for list/complete/abort; and the
+        # listings and manifest reads of many folders go REQUESTS_IN_FLIGHT at once (a smaller
+        # pool would open and drop a connection each time, with a warning).
+        max_pool_connections=max(REQUESTS_IN_FLIGHT, parts_in_flight + 1),
         # Self-hosted stores (MinIO, SeaweedFS) rarely have wildcard DNS for virtual hosts.
         s3={"addressing_style": "path" if path_style else "auto"},
     )
+
+
+class _DictJSONFileLoader(JSONFileLoader):
+    """botocore's model files read into plain dicts (ordered too), not ``OrderedDict``s: the
+    S3 model, its endpoint rules and the partitions stay in memory for the client's life, and
+    plain dicts hold them in 4 MiB less (measured: 10 MiB against 14 MiB)."""
+
+    def load_file(self, file_path: str) -> Any:
+        for ext, opener in ((".json", open), (".json.gz", gzip.open)):
+            if os.path.isfile(file_path + ext):
+                with opener(file_path + ext, "rb") as fp:
+                    return json.loads(fp.read().decode("utf-8"))
+        return None
+
+
+def session() -> botocore.session.Session:
+    """A botocore session (botocore alone: boto3's resource layer costs 3 MiB and nothing here
+    uses it) whose model files are loaded as plain dicts (``_DictJSONFileLoader``)."""
+    made = botocore.session.Session()
+    made.get_component("data_loader").file_loader = _DictJSONFileLoader()
+    return made
 
 
 def add_content_md5(request: Any, **_: Any) -> None:

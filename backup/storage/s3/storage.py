@@ -28,12 +28,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-import botocore.session
-
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
 from backup.storage.base import ObjectInfo, Readable, age_s, join_key
 from backup.storage.retry import ResumingReader
+from backup.storage.s3 import client as s3_client
 from backup.storage.s3.client import BucketClient, client_config
 from backup.storage.s3.errors import hint_for_code, is_permanent
 from backup.storage.s3.multipart import (
@@ -101,9 +100,8 @@ class S3Storage:
         s3 = config.s3
         secret = s3.secret_access_key.reveal() if s3.secret_access_key else None
         token = s3.session_token.reveal() if s3.session_token else None
-        # botocore alone: boto3's resource layer costs memory (3 MiB) and nothing here uses it.
         # Without keys botocore falls back to its own chain (instance role, web identity, ...).
-        client = botocore.session.Session().create_client(
+        client = s3_client.session().create_client(
             "s3",
             region_name=s3.region,
             endpoint_url=s3.endpoint_url,
