@@ -40,7 +40,7 @@ test: lint ## lint, then every test (about 8 minutes on 2 cores)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-fast: lint ## lint, then the unit and storage-contract tests (about 2 minutes)
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal tests/unit tests/contract \
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal -m 'not slow' tests/unit tests/contract \
 		tests/test_architecture_doc.py tests/test_layers.py
 
 docs: deps-docs ## the docs site into site/ (mkdocs --strict)

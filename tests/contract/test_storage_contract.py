@@ -171,6 +171,7 @@ def test_list_prefix_and_relative_keys(backend: Harness) -> None:
     assert backend.storage.list("nothing/") == []
 
 
+@pytest.mark.slow  # 1,010 objects put, listed and deleted: up to a minute on an emulator
 def test_list_and_delete_past_1000_objects(backend: Harness) -> None:
     """list pages past 1,000 keys; delete handles more than one batch of 1,000."""
     keys = [f"db/obj-{i:05d}" for i in range(1010)]
