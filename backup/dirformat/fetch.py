@@ -196,7 +196,10 @@ def _read_one(
     tally: _Tally | None,
 ) -> int:
     name = entry["name"]
-    raw = storage.open(entry["key"])
+    if "offset" in entry:  # a file inside a pack: its range alone
+        raw = storage.open_range(entry["key"], entry["offset"], entry["size_bytes"])
+    else:
+        raw = storage.open(entry["key"])
     try:
         shared = tally.for_file() if tally is not None else None
         verifying = VerifyingReader(raw, expected, storage.url, shared)  # type: ignore[arg-type]
