@@ -197,6 +197,13 @@ def _read_one(
 ) -> int:
     name = entry["name"]
     if "offset" in entry:  # a file inside a pack: its range alone
+        log.debug(
+            "reading %s: %d bytes at %d of the pack %s",
+            name,
+            entry["size_bytes"],
+            entry["offset"],
+            entry["key"],
+        )
         raw = storage.open_range(entry["key"], entry["offset"], entry["size_bytes"])
     else:
         raw = storage.open(entry["key"])
