@@ -23,7 +23,9 @@ from tests.e2e.helpers import fake_pg_dump, manifests, processes_running, wait_f
 from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.compare import fingerprint_db
 
-DIR_ENV = {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2"}
+# One object per file (no packs: tests/e2e/test_directory_packs.py has them), so that each
+# table's object and its reuse can be seen.
+DIR_ENV = {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2", "BACKUP_PACK_BELOW_KB": "0"}
 DEDUP_KEY = "0123456789abcdef" * 4
 
 
@@ -249,6 +251,7 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
         "BACKUP_DESTINATIONS": f"s3://{bucket}/nightly",
         "BACKUP_AGE_RECIPIENTS": keys["public"],
         "BACKUP_DEDUP_KEY": DEDUP_KEY,
+        "BACKUP_PACK_BELOW_KB": "1024",  # the small tables in packs: the recipe reads ranges
     }
     assert run_job("backup", env=env).returncode == 0
     [entry] = json.loads(run_job("list", "--json", env=env).stdout)
@@ -275,6 +278,8 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
         "AWS_ENDPOINT_URL": s3_server.endpoint_url,
         "PATH": f"/usr/lib/postgresql/15/bin:{os.environ['PATH']}",
     }
+    files = json.loads((work / manifest_name).read_text())["files"]
+    assert any("offset" in f for f in files) and any("offset" not in f for f in files)
     done = subprocess.run(
         ["bash", "-c", script], cwd=work, env=shell_env, capture_output=True, text=True
     )

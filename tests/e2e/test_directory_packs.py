@@ -23,6 +23,7 @@ from backup.manifest import Scope
 from backup.retention import prune
 from backup.storage import open_all
 from tests.conftest import run_job, unique_name
+from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.compare import fingerprint_db
 
 TINY = 300
@@ -195,3 +196,22 @@ def test_garbage_collection_keeps_referenced_packs_and_removes_the_others(pg15, 
     verify = run_job("verify", env=env)
     assert verify.returncode == 0, verify.output
     assert json.loads(run_job("list", "--json", env=env).stdout)
+
+
+def test_encrypted_packs_restore_with_the_identity(
+    pg15,
+    packed_env,
+    keys,  # noqa: F811
+):
+    """Each file inside a pack is its own age file: the restore decrypts each range alone."""
+    database, env = packed_env
+    env = {**env, "BACKUP_AGE_RECIPIENTS": keys["public"], "BACKUP_DEDUP_KEY": "0123abcd" * 8}
+    assert run_job("backup", env=env).returncode == 0
+    _, [m], objects = _stored(env, database)
+    assert all(key.endswith(".zst.age") for key in objects)
+    assert len(objects) < len(m.files) / 50
+    target = unique_name("packs_age")
+    opened = {**env, "BACKUP_AGE_IDENTITY_FILE": str(keys["key"])}
+    restored = run_job("restore", "--target-db", target, "--force", env=opened)
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, database)
