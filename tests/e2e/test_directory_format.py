@@ -265,7 +265,7 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
     script = (
         _readme_recipe()
         .replace("shop-20251110T030000Z.manifest.json", manifest_name)
-        .replace("s3://bucket/prefix/", f"s3://{bucket}/nightly/")
+        .replace("BUCKET=bucket PREFIX=prefix", f"BUCKET={bucket} PREFIX=nightly")
         .replace("key.txt", str(keys["key"]))
         .replace("shop_restored", target)
     )
