@@ -56,16 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def create_database(cluster: Cluster, tables: int, large_mb: int) -> None:
     cluster.create_database(DATABASE)
-    cluster.execute(
-        DATABASE,
-        f"""DO $$ BEGIN
-          FOR i IN 1..{tables} LOOP
-            EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v text)', i);
-            EXECUTE format('INSERT INTO t_%s SELECT g, md5(g::text) FROM generate_series(1, %s) g',
-                           i, 1 + i % 40);
-          END LOOP;
-        END $$""",
-    )
+    for first in range(1, tables + 1, 500):  # one transaction's locks: 500 tables at a time
+        last = min(tables, first + 499)
+        cluster.execute(
+            DATABASE,
+            f"""DO $$ BEGIN
+              FOR i IN {first}..{last} LOOP
+                EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v text)', i);
+                EXECUTE format(
+                  'INSERT INTO t_%s SELECT g, md5(g || %L || %s) FROM generate_series(1, %s) g',
+                  i, '-', i, 1 + i % 40);
+              END LOOP;
+            END $$""",
+        )
     for name in ("large_a", "large_b"):
         cluster.execute(
             DATABASE,

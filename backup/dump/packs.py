@@ -26,20 +26,23 @@ import io
 import logging
 import os
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from typing import Any
+
+import zstandard
 
 from backup import manifest
 from backup.config import Config
 from backup.dump.reuse import Target
 from backup.errors import BackupError, Interrupted, StorageError
-from backup.stream.codec import open_encoder
+from backup.stream.codec import DEFAULT_LEVEL, open_encoder
 
 log = logging.getLogger(__name__)
 
 PACK_BYTES = 8 * 1024 * 1024
 """A pack is sealed and stored once it holds this many stored bytes."""
-READ_BYTES = 1024 * 1024
+_per_thread = threading.local()
 _PACK_DOMAIN = b"pgbackup-job directory-format pack v1\0"
 
 
@@ -72,6 +75,8 @@ class Packer:
         self, config: Config, targets: list[Target], database: str, suffix: str, tag: bytes
     ) -> None:
         self.config = config
+        # a small file is compressed in its upload thread: zstd workers would cost more than it
+        self.codec = replace(config.codec, threads=0)
         self.targets = targets
         self.database = database
         self.suffix = suffix
@@ -85,21 +90,12 @@ class Packer:
     def add(self, name: str, path: str, stop: threading.Event) -> int:
         """Encode the file at ``path`` into the open pack; store the pack if it is full.
         Returns the file's plain bytes."""
-        sink = _Sink()
-        encoder = open_encoder(self.config.codec, sink)
-        plain = 0
-        try:
-            with open(path, "rb") as source:
-                while chunk := source.read(READ_BYTES):
-                    if stop.is_set():
-                        raise Interrupted("the directory-format backup was stopped")
-                    plain += len(chunk)
-                    encoder.write(chunk)
-            encoder.close()
-        except BaseException:
-            encoder.abort()
-            raise
-        data = sink.getvalue()
+        if stop.is_set():
+            raise Interrupted("the directory-format backup was stopped")
+        with open(path, "rb") as source:
+            plain_data = source.read()
+        plain = len(plain_data)
+        data = self._encode(plain_data)
         sealed = None
         with self.lock:
             member = Member(
@@ -113,6 +109,35 @@ class Packer:
             self._store(*sealed)
         os.unlink(path)
         return plain
+
+    def _encode(self, plain: bytes) -> bytes:
+        """One file's stored bytes: compressed in one call (a compressor kept per thread: making
+        one per small file cost more than compressing it), then encrypted on its own."""
+        compression = self.codec.compression
+        level = self.codec.level or DEFAULT_LEVEL.get(compression, 0)
+        if compression == "zstd":
+            compressor = getattr(_per_thread, "zstd", None)
+            if compressor is None or _per_thread.level != level:
+                params = zstandard.ZstdCompressionParameters.from_level(level, write_checksum=1)
+                compressor = zstandard.ZstdCompressor(compression_params=params)
+                _per_thread.zstd, _per_thread.level = compressor, level
+            data = compressor.compress(plain)
+        elif compression == "gzip":
+            gzip = zlib.compressobj(level, zlib.DEFLATED, 31)
+            data = gzip.compress(plain) + gzip.flush()
+        else:
+            data = plain
+        if not self.codec.encrypted:
+            return data
+        sink = _Sink()
+        encoder = open_encoder(replace(self.codec, compression="none"), sink)
+        try:
+            encoder.write(data)
+            encoder.close()
+        except BaseException:
+            encoder.abort()
+            raise
+        return sink.getvalue()
 
     def flush(self) -> None:
         """Store the last pack (pg_dump is done, every file added)."""
