@@ -197,6 +197,8 @@ def test_a_failed_dump_leaves_no_backup_no_object_and_no_spool(
         ("BACKUP_JOBS", "0"),
         ("BACKUP_JOBS", "65"),
         ("BACKUP_DEDUP_KEY", "too-short"),
+        ("BACKUP_PACK_BELOW_KB", "8193"),
+        ("BACKUP_PACK_BELOW_KB", "1MB"),
     ],
 )
 def test_bad_settings_are_exit_2_naming_the_variable(job_env, backup_dir, name, value):
