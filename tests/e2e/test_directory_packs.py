@@ -108,9 +108,16 @@ def test_tiny_tables_go_into_packs_and_restore(pg15, packed_env, tmp_path):
         assert ranges[-1][0] + ranges[-1][1] == objects[key].size
 
     target = unique_name("packs_restored")
-    restored = run_job("restore", "--target-db", target, "--force", env=env)
+    restored = run_job(
+        "restore", "--target-db", target, "--force", env={**env, "LOG_LEVEL": "debug"}
+    )
     assert restored.returncode == 0, restored.output
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, database)
+    # a whole restore reads each pack whole, in one request, not file by file
+    whole = re.findall(r"reading the pack (\S+) whole: (\d+) files", restored.output)
+    assert sorted(k for k, _ in whole) == sorted(packs), whole
+    assert sum(int(n) for _, n in whole) == len(packed)
+    assert "of the pack" not in restored.output
 
     # restore --table of a tiny table: toc.dat, then that table's range alone
     chosen = unique_name("packs_table")
