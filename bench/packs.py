@@ -8,7 +8,8 @@ directory format with packs (the default, BACKUP_PACK_BELOW_KB=1024) and without
 Builds a throwaway PostgreSQL 15 cluster. Each way runs in its own bucket; rounds are
 interleaved. Columns: wall seconds (median), the ratio to the custom format's, the objects
 the backup left in the bucket, the peak RSS of the job's process tree (summed over the tree,
-every 20 ms: ``measure.py``) and of its largest process. The targets (issue 23): the directory
+every 20 ms: ``measure.py``) and of its largest process, and the wall seconds of a ``restore``
+of that backup into a new database. The targets (issue 23): the directory
 format within 1.5x of the custom format's wall time and under 100 MiB. Nothing is asserted:
 it is a report.
 """
@@ -134,6 +135,20 @@ def main(argv: list[str] | None = None) -> int:
                     REPO,
                     stderr_path=log,
                 )
+                restored = run_measured(
+                    [
+                        sys.executable,
+                        str(REPO / "entrypoint.py"),
+                        "restore",
+                        "--target-db",
+                        f"restored_{way.replace('-', '_')}_{round_no}",
+                        "--force",
+                    ],
+                    env,
+                    None,
+                    REPO,
+                    stderr_path=work / "logs" / f"restore-{way}-round{round_no}.log",
+                )
                 objects = sum(
                     page.get("KeyCount", 0)
                     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -145,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                     "objects": objects,
                     "peak_tree_rss_mib": round(measured.peak_tree_rss_mib, 1),
                     "max_process_rss_mib": round(measured.max_process_rss_mib, 1),
-                    "exit_code": measured.exit_code,
+                    "exit_code": measured.exit_code or restored.exit_code,
+                    "restore_wall_s": round(restored.wall_s, 2),
+                    "restore_peak_tree_rss_mib": round(restored.peak_tree_rss_mib, 1),
                 }
                 runs.append(row)
                 print(json.dumps(row), file=out, flush=True)
@@ -155,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     medians = {
         way: {
             key: statistics.median(r[key] for r in runs if r["way"] == way)
-            for key in ("wall_s", "objects", "peak_tree_rss_mib", "max_process_rss_mib")
+            for key in (
+                "wall_s",
+                "objects",
+                "peak_tree_rss_mib",
+                "max_process_rss_mib",
+                "restore_wall_s",
+            )
         }
         for way in ways
     }
@@ -163,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     print(file=out)
     print(
         f"{'way':<20} {'wall s':>8} {'x custom':>9} {'objects':>8} {'peak tree MiB':>14} "
-        f"{'max proc MiB':>13}",
+        f"{'max proc MiB':>13} {'restore s':>10}",
         file=out,
     )
     for way, m in medians.items():
         print(
             f"{way:<20} {m['wall_s']:>8.1f} {m['wall_s'] / base:>8.2f}x {m['objects']:>8.0f} "
-            f"{m['peak_tree_rss_mib']:>14.0f} {m['max_process_rss_mib']:>13.0f}",
+            f"{m['peak_tree_rss_mib']:>14.0f} {m['max_process_rss_mib']:>13.0f} "
+            f"{m['restore_wall_s']:>10.1f}",
             file=out,
         )
     print(
