@@ -53,6 +53,10 @@ bench: deps ## the benchmark (bench/README.md; options: BENCH_ARGS=...)
 bench-tables: deps ## one table out of a large backup against a full restore (bench/selective.py)
 	$(PY) bench/selective.py $(BENCH_ARGS)
 
+.PHONY: bench-packs
+bench-packs: deps ## 3,000 small tables: directory format (packs) against custom (bench/packs.py)
+	$(PY) bench/packs.py $(BENCH_ARGS)
+
 lock: ## requirements.lock from pyproject.toml, hash-pinned
 	scripts/lock-deps.sh
 

@@ -175,6 +175,10 @@ class ArgsProblem(ValueError):
     """One refused word of BACKUP_PG_DUMP_ARGS; its text follows the variable's name."""
 
 
+MAX_PACK_BELOW_KB = 8192
+"""BACKUP_PACK_BELOW_KB's ceiling: a file must fit in a pack (``dump/packs.PACK_BYTES``)."""
+
+
 def split_pg_dump_args(text: str) -> tuple[str, ...]:
     """The words of ``text``, each checked; ``ArgsProblem`` on the first refused one."""
     try:
@@ -288,6 +292,7 @@ def read_dump(r: Reader, listed_databases: tuple[str, ...]) -> DumpConfig:
     dump_format = r.choice("BACKUP_FORMAT", "custom", DUMP_FORMATS)
     jobs = r.int("BACKUP_JOBS", 1, 1, MAX_JOBS) or 1
     dedup_key = r.secret("BACKUP_DEDUP_KEY")
+    pack_below_kb = r.int("BACKUP_PACK_BELOW_KB", 1024, 0, MAX_PACK_BELOW_KB)
     if dedup_key is not None and len(dedup_key.reveal()) < MIN_DEDUP_KEY_CHARS:
         r.problems.append(
             f"BACKUP_DEDUP_KEY is shorter than {MIN_DEDUP_KEY_CHARS} characters: "
@@ -300,4 +305,5 @@ def read_dump(r: Reader, listed_databases: tuple[str, ...]) -> DumpConfig:
         format=dump_format,
         jobs=jobs,
         dedup_key=dedup_key,
+        pack_below_bytes=(1024 if pack_below_kb is None else pack_below_kb) * 1024,
     )

@@ -326,6 +326,8 @@ class DumpConfig:
     directory-format backup."""
     dedup_key: Secret | None = None
     """BACKUP_DEDUP_KEY: the key of the directory format's content addresses (a secret)."""
+    pack_below_bytes: int = 1024 * 1024
+    """BACKUP_PACK_BELOW_KB: directory format, files smaller than this go into packs (0: none)."""
 
     def pg_dump_options(self) -> tuple[str, ...]:
         """Everything added to a database's pg_dump argv."""

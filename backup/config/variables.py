@@ -115,6 +115,9 @@ VARIABLES: tuple[Variable, ...] = (
        "of a directory-format backup", _DB, frozenset({BACKUP, RESTORE, VERIFY, CHECK})),
     _v("BACKUP_DEDUP_KEY", "", "directory format: the key of the content addresses; required "
        "with BACKUP_AGE_RECIPIENTS", _DB, frozenset({BACKUP, CHECK}), secret=True),
+    _v("BACKUP_PACK_BELOW_KB", "1024", "0-8192: directory format, table files smaller than this "
+       "are stored several to a pack object (read back by range); 0: one object per file",
+       _DB, frozenset({BACKUP, CHECK})),
     _v("PGSSLMODE", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLROOTCERT", "", _LIBPQ, _DB, SERVER),
     _v("PGSSLCERT", "", _LIBPQ, _DB, SERVER),

@@ -117,10 +117,13 @@ def fetch_folder(
                 toc = _fetch_one(codec, storage, m, chosen[0], folder, keep, stop, tally)
             else:
                 toc = 0
+            whole, alone = _whole_packs(m, [e for e in chosen if e["name"] != "toc.dat"])
             futures = [
                 pool.submit(_fetch_one, codec, storage, m, entry, folder, keep, stop, tally)
-                for entry in chosen
-                if entry["name"] != "toc.dat"
+                for entry in alone
+            ] + [
+                pool.submit(_fetch_pack, codec, storage, m, members, folder, keep, stop, tally)
+                for members in whole
             ]
             total = toc + sum(f.result() for f in futures)
         except DamagedFile as err:
@@ -147,6 +150,88 @@ def fetch_folder(
     return total
 
 
+def _whole_packs(
+    m: Manifest, chosen: list[dict[str, Any]]
+) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The packs every file of which is chosen (read whole, in one request, each file in
+    turn), and the files read alone (an object of their own, or a range of a pack of which
+    only some files are chosen: ``restore --table``)."""
+    in_pack: dict[str, int] = {}
+    for entry in m.files:
+        if "offset" in entry:
+            in_pack[entry["key"]] = in_pack.get(entry["key"], 0) + 1
+    groups: dict[str, list[dict[str, Any]]] = {}
+    alone = []
+    for entry in chosen:
+        if "offset" in entry:
+            groups.setdefault(entry["key"], []).append(entry)
+        else:
+            alone.append(entry)
+    whole = []
+    for key, members in groups.items():
+        if len(members) == in_pack[key]:
+            whole.append(sorted(members, key=lambda e: e["offset"]))
+        else:
+            alone.extend(members)
+    return whole, alone
+
+
+class _Part:
+    """The next ``left`` bytes of a pack being read whole; closing it leaves the pack open."""
+
+    def __init__(self, source: Any, left: int) -> None:
+        self.source = source
+        self.left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.left <= 0:
+            return b""
+        data: bytes = self.source.read(self.left if size < 0 else min(size, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        return None
+
+
+def _fetch_pack(
+    codec: CodecConfig,
+    storage: Storage,
+    m: Manifest,
+    members: list[dict[str, Any]],
+    folder: str,
+    keep: Callable[[str], bool],
+    stop: threading.Event,
+    tally: _Tally | None,
+) -> int:
+    """Every file of one pack (``members``, by offset) from one read of the whole pack."""
+    key = members[0]["key"]
+    log.debug("reading the pack %s whole: %d files", key, len(members))
+    opened: list[Any] = []
+    position = 0
+
+    def part(entry: dict[str, Any]) -> Any:
+        nonlocal position
+        if not opened:
+            opened.append(storage.open(key))
+        gap = entry["offset"] - position
+        while gap > 0 and (skipped := opened[0].read(min(gap, CHUNK_BYTES))):
+            gap -= len(skipped)
+        position = entry["offset"] + entry["size_bytes"]
+        return _Part(opened[0], entry["size_bytes"])
+
+    total = 0
+    try:
+        for entry in members:
+            total += _fetch_one(
+                codec, storage, m, entry, folder, keep, stop, tally, lambda e=entry: part(e)
+            )
+    finally:
+        if opened:
+            opened[0].close()
+    return total
+
+
 def _fetch_one(
     codec: CodecConfig,
     storage: Storage,
@@ -156,6 +241,7 @@ def _fetch_one(
     keep: Callable[[str], bool],
     stop: threading.Event,
     tally: _Tally | None,
+    opener: Callable[[], Any] | None = None,
 ) -> int:
     name = entry["name"]
     if not SAFE_FILE_NAME.fullmatch(name):  # problem() refused it already; never a path
@@ -164,7 +250,7 @@ def _fetch_one(
         m, name=f"{m.name} ({name})", size_bytes=entry["size_bytes"], sha256=entry["sha256"]
     )
     try:
-        return _read_one(codec, storage, m, entry, expected, folder, keep, stop, tally)
+        return _read_one(codec, storage, m, entry, expected, folder, keep, stop, tally, opener)
     except ObjectNotFound as err:
         raise DamagedFile(
             f"{m.name} on {storage.url}: the object {entry['key']} ({name}) is missing",
@@ -194,9 +280,22 @@ def _read_one(
     keep: Callable[[str], bool],
     stop: threading.Event,
     tally: _Tally | None,
+    opener: Callable[[], Any] | None,
 ) -> int:
     name = entry["name"]
-    raw = storage.open(entry["key"])
+    if opener is not None:  # the next part of a pack read whole
+        raw = opener()
+    elif "offset" in entry:  # a file inside a pack: its range alone
+        log.debug(
+            "reading %s: %d bytes at %d of the pack %s",
+            name,
+            entry["size_bytes"],
+            entry["offset"],
+            entry["key"],
+        )
+        raw = storage.open_range(entry["key"], entry["offset"], entry["size_bytes"])
+    else:
+        raw = storage.open(entry["key"])
     try:
         shared = tally.for_file() if tally is not None else None
         verifying = VerifyingReader(raw, expected, storage.url, shared)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from backup.dirformat import damage
 from backup.dirformat.address import encoding_tag, file_addresses
 from backup.dirformat.spool import make_spool
 from backup.dump.commit import Pending
+from backup.dump.packs import Packer, packable
 from backup.dump.reuse import Stored, Target, prepare, recheck, still_whole
 from backup.dump.watch import FileWatch
 from backup.errors import BackupError, ConfigError, Interrupted, StorageError
@@ -175,6 +176,7 @@ class _Uploader:
         self.suffix = suffix
         self.folder = folder
         self.tag = encoding_tag(config.codec)
+        self.packer = Packer(config, targets, database, suffix, self.tag)
         self.pool = ThreadPoolExecutor(config.dump.jobs, thread_name_prefix="dir-upload")
         self.futures: list[Future[None]] = []
         self.submitted: set[str] = set()
@@ -206,6 +208,8 @@ class _Uploader:
         wait(self.futures)
         self.raise_failure()
         self.pool.shutdown()
+        self.packer.flush()
+        self.new_bytes += self.packer.new_bytes
 
     def abort(self) -> None:
         self.stop.set()
@@ -213,6 +217,11 @@ class _Uploader:
 
     def _store(self, name: str) -> None:
         path = os.path.join(self.folder, name)
+        if packable(name, os.path.getsize(path), self.config.dump.pack_below_bytes):
+            plain = self.packer.add(name, path, self.stop)
+            with self.lock:
+                self.raw_bytes += plain
+            return
         live = [t for t in self.targets if t.error is None]
         addresses, plain = file_addresses(path, [t.key for t in live], self.tag)
         pending: list[tuple[Target, str]] = []
@@ -309,7 +318,11 @@ def directory_manifest(base: Manifest, target: Target) -> Manifest:
     return replace(
         base,
         format="directory",
-        format_version=manifest.FORMAT_VERSION,
+        format_version=(
+            manifest.PACKED_FORMAT_VERSION
+            if any("offset" in f for f in files)
+            else manifest.DIRECTORY_FORMAT_VERSION
+        ),
         files=files,
         object_key=toc,
         size_bytes=sum(f["size_bytes"] for f in files),

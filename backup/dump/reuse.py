@@ -55,6 +55,8 @@ class Target:
     """Objects ``verify`` recorded as damaged (content key -> its record): never reused."""
     stale_records: list[str] = field(default_factory=list)
     """Records of damaged objects that are gone (nothing left to heal): removed at the commit."""
+    packs: dict[str, int] = field(default_factory=dict)
+    """The packs this run stored here (``dump/packs.py``): key -> stored bytes."""
 
 
 def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
@@ -70,6 +72,8 @@ def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
     for record in reversed(found.trusted):  # newest last: its record of an object wins
         if record.format == "directory" and record.database == database:
             for entry in record.files:
+                if "offset" in entry:  # a file inside a pack: packs are never reused
+                    continue
                 recorded[entry["key"]] = Stored(
                     entry["size_bytes"], entry["sha256"], entry.get("fingerprint"), record.name
                 )
@@ -149,7 +153,8 @@ def recheck(target: Target, database: str) -> None:
     gone = []
     for entry in target.files:
         info = present.get(entry["key"])
-        if info is None or info.size != entry["size_bytes"]:
+        size = target.packs.get(entry["key"], entry["size_bytes"])
+        if info is None or info.size != size:
             gone.append(entry)
             continue
         # A reused object (its fingerprint known when it was checked) must not have been

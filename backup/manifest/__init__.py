@@ -11,9 +11,11 @@ dump reached the destination, and ``list``, ``restore`` and retention read manif
 
 from backup.manifest.record import (
     CUSTOM_FORMAT_VERSION,
+    DIRECTORY_FORMAT_VERSION,
     FORMAT_VERSION,
     FORMATS,
     KINDS,
+    PACKED_FORMAT_VERSION,
     SAFE_FILE_NAME,
     Manifest,
     files_digest,
@@ -62,6 +64,7 @@ from backup.manifest.scheme import (
 __all__ = [
     "COMPRESSION_SUFFIX",
     "CUSTOM_FORMAT_VERSION",
+    "DIRECTORY_FORMAT_VERSION",
     "ENCRYPTION_SUFFIX",
     "FORMATS",
     "FORMAT_VERSION",
@@ -69,6 +72,7 @@ __all__ = [
     "GLOBALS_DIR",
     "KINDS",
     "MANIFEST_SUFFIX",
+    "PACKED_FORMAT_VERSION",
     "SAFE_FILE_NAME",
     "STATE_DIR",
     "TIMESTAMP_FORMAT",

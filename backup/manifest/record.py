@@ -10,6 +10,11 @@ only if every file has a safe name (``toc.dat``, ``NNNN.dat``, large objects' fi
 object lies in its own database's ``_objects/`` folder with the suffix of its encoding;
 ``object_key`` is then the ``toc.dat``'s object, ``size_bytes`` the sum of the stored sizes and
 ``sha256`` the digest of the file list (``files_digest``).
+
+A file stored inside a pack (``dump/packs.py``) has an ``offset`` too: its stored bytes are the
+``size_bytes`` from ``offset`` in the object ``key`` names (a pack). A manifest with such files
+has format version 3: an older job, which would read the whole pack as the file and call it
+damaged, refuses it instead (upgrade); without them a directory-format manifest stays version 2.
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ from backup.manifest.scheme import (
 )
 from backup.storage import Storage
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The newest manifest format this job reads; it writes 1 for custom-format backups (older
-jobs read them) and 2 for directory-format ones (older jobs refuse them: upgrade)."""
+jobs read them), 2 for directory-format ones (jobs before the directory format refuse them:
+upgrade) and 3 for directory-format ones with packed files (jobs before packs refuse them)."""
 CUSTOM_FORMAT_VERSION = 1
+DIRECTORY_FORMAT_VERSION = 2
+PACKED_FORMAT_VERSION = 3
 KINDS = ("database", "globals")
 FORMATS = ("custom", "directory")
 # The files pg_dump -Fd -Z0 writes: its table of contents, one NNNN.dat per table's data, and
@@ -78,7 +86,8 @@ class Manifest:
     """``custom`` (one object, ``pg_dump -Fc``) or ``directory`` (``files``, ``pg_dump -Fd``)."""
     files: list[dict[str, Any]] = field(default_factory=list)
     """Directory format: ``name``, ``key`` (content object), ``plain_bytes``, ``size_bytes``
-    and ``sha256`` (of the stored bytes), ``new`` (uploaded by this backup)."""
+    and ``sha256`` (of the stored bytes), ``new`` (uploaded by this backup); a file inside a
+    pack also ``offset`` (its stored bytes' start in the pack ``key`` names)."""
     format_version: int = CUSTOM_FORMAT_VERSION
     source: dict[str, Any] = field(default_factory=dict)
     """Where the dump was taken: ``standby`` (a hot standby or not) and, from a standby,
@@ -307,6 +316,9 @@ def _files_problem(data: dict[str, Any]) -> str | None:
                 return f"{name} of {entry['name']} is {entry[name]!r}, not a byte count"
         if not isinstance(entry["sha256"], str) or not _SHA256.match(entry["sha256"]):
             return f"sha256 of {entry['name']} is {entry['sha256']!r}, not 64 lowercase hex digits"
+        offset = entry.get("offset", 0)
+        if not _is_int(offset) or offset < 0:
+            return f"offset of {entry['name']} is {offset!r}, not a byte offset"
         if not isinstance(entry["new"], bool):
             return f"new of {entry['name']} is {entry['new']!r}, not true or false"
     return None

@@ -9,6 +9,10 @@ Every backend promises:
   Azure: block list never committed, staged blocks discarded). Memory is bounded by the part
   size times the parts in flight; the whole stream is never held.
 - ``open(key)`` returns a readable binary stream; a missing key raises ``ObjectNotFound``.
+- ``open_range(key, offset, length)`` returns a readable stream of the ``length`` bytes of
+  ``key`` from byte ``offset`` (one ranged request: a file inside a directory-format pack is
+  read alone); a missing key raises ``ObjectNotFound``; a range past the object's end yields
+  only the bytes it has (the reader's size check sees the difference). ``length`` 0 reads nothing.
 - ``list(prefix)`` returns every object whose key starts with ``prefix``, paging through all of
   them (never just the first 1,000). Each ``ObjectInfo`` carries a ``fingerprint``: a value the
   store changes whenever the object is written again (S3's ETag, B2's file id, GCS's
@@ -67,6 +71,8 @@ class Storage(Protocol):
 
     def open(self, key: str) -> BinaryIO: ...
 
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO: ...
+
     def list(self, prefix: str = "") -> list[ObjectInfo]: ...
 
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -89,6 +95,53 @@ def join_key(prefix: str, key: str) -> str:
     """Join a destination prefix and a relative key with exactly one slash."""
     prefix = prefix.strip("/")
     return f"{prefix}/{key}" if prefix else key
+
+
+class EmptyReader:
+    """What ``open_range`` of 0 bytes returns: no request is made."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        return b""
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> EmptyReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class LimitedReader:
+    """At most ``length`` bytes of ``source`` (a file already at its offset)."""
+
+    def __init__(self, source: BinaryIO, length: int) -> None:
+        self.source = source
+        self.left = length
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.left <= 0:
+            return b""
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.source.read(want)
+        self.left -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> LimitedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def check_key(url: str, key: str) -> str:

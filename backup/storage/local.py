@@ -13,10 +13,10 @@ import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from backup.errors import ObjectNotFound, StorageError
-from backup.storage.base import ObjectInfo, Readable, age_s, check_key
+from backup.storage.base import EmptyReader, LimitedReader, ObjectInfo, Readable, age_s, check_key
 
 if TYPE_CHECKING:
     from backup.config import Destination, StorageConfig
@@ -92,6 +92,14 @@ class LocalStorage:
             raise StorageError(
                 f"{self.url}: cannot read {key}: {err.strerror}", hint=self._hint(err, "readable")
             ) from err
+
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO:
+        source = self.open(key)
+        if length <= 0:
+            source.close()
+            return cast(BinaryIO, EmptyReader())
+        source.seek(offset)
+        return cast(BinaryIO, LimitedReader(source, length))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.exists():

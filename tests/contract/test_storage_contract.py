@@ -233,3 +233,37 @@ def test_url_has_no_credentials(backend: Harness) -> None:
     url = backend.storage.url
     assert url.startswith(("file://", "s3://", "b2://", "gs://", "azure://"))
     assert "@" not in url
+
+
+def read_range(backend: Harness, key: str, offset: int, length: int, chunk: int = 1000) -> bytes:
+    stream = backend.storage.open_range(key, offset, length)
+    try:
+        parts = []
+        while data := stream.read(chunk):
+            assert len(data) <= chunk
+            parts.append(data)
+        return b"".join(parts)
+    finally:
+        stream.close()
+
+
+def test_open_range_reads_only_that_range(backend: Harness) -> None:
+    """A file inside a directory-format pack is read alone: its offset and length."""
+    data = payload(100_000, seed=7)
+    backend.storage.put("db/_objects/ab/pack", io.BytesIO(data))
+    for offset, length in [(0, 10), (12_345, 4_321), (99_990, 10), (0, 100_000), (5, 1)]:
+        assert (
+            read_range(backend, "db/_objects/ab/pack", offset, length)
+            == data[offset : offset + length]
+        ), (offset, length)
+    assert read_range(backend, "db/_objects/ab/pack", 50, 0) == b""
+    whole = backend.storage.open_range("db/_objects/ab/pack", 90_000, 10_000)
+    try:
+        assert whole.read() == data[90_000:]
+    finally:
+        whole.close()
+
+
+def test_open_range_of_a_missing_key_raises_object_not_found(backend: Harness) -> None:
+    with pytest.raises(ObjectNotFound):
+        backend.storage.open_range("db/none", 0, 10).read(10)

@@ -23,7 +23,9 @@ from tests.e2e.helpers import fake_pg_dump, manifests, processes_running, wait_f
 from tests.e2e.test_encryption import keys  # noqa: F401 (a fixture)
 from tests.fixtures.compare import fingerprint_db
 
-DIR_ENV = {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2"}
+# One object per file (no packs: tests/e2e/test_directory_packs.py has them), so that each
+# table's object and its reuse can be seen.
+DIR_ENV = {"BACKUP_FORMAT": "directory", "BACKUP_JOBS": "2", "BACKUP_PACK_BELOW_KB": "0"}
 DEDUP_KEY = "0123456789abcdef" * 4
 
 
@@ -195,6 +197,8 @@ def test_a_failed_dump_leaves_no_backup_no_object_and_no_spool(
         ("BACKUP_JOBS", "0"),
         ("BACKUP_JOBS", "65"),
         ("BACKUP_DEDUP_KEY", "too-short"),
+        ("BACKUP_PACK_BELOW_KB", "8193"),
+        ("BACKUP_PACK_BELOW_KB", "1MB"),
     ],
 )
 def test_bad_settings_are_exit_2_naming_the_variable(job_env, backup_dir, name, value):
@@ -249,6 +253,7 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
         "BACKUP_DESTINATIONS": f"s3://{bucket}/nightly",
         "BACKUP_AGE_RECIPIENTS": keys["public"],
         "BACKUP_DEDUP_KEY": DEDUP_KEY,
+        "BACKUP_PACK_BELOW_KB": "1024",  # the small tables in packs: the recipe reads ranges
     }
     assert run_job("backup", env=env).returncode == 0
     [entry] = json.loads(run_job("list", "--json", env=env).stdout)
@@ -262,7 +267,7 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
     script = (
         _readme_recipe()
         .replace("shop-20251110T030000Z.manifest.json", manifest_name)
-        .replace("s3://bucket/prefix/", f"s3://{bucket}/nightly/")
+        .replace("BUCKET=bucket PREFIX=prefix", f"BUCKET={bucket} PREFIX=nightly")
         .replace("key.txt", str(keys["key"]))
         .replace("shop_restored", target)
     )
@@ -275,6 +280,8 @@ def test_the_readme_recipe_by_hand_restores_an_encrypted_s3_backup(
         "AWS_ENDPOINT_URL": s3_server.endpoint_url,
         "PATH": f"/usr/lib/postgresql/15/bin:{os.environ['PATH']}",
     }
+    files = json.loads((work / manifest_name).read_text())["files"]
+    assert any("offset" in f for f in files) and any("offset" not in f for f in files)
     done = subprocess.run(
         ["bash", "-c", script], cwd=work, env=shell_env, capture_output=True, text=True
     )

@@ -90,7 +90,7 @@ def test_bad_file_fields_are_invalid() -> None:
     with pytest.raises(IntegrityError, match="size_bytes"):
         Manifest.from_json(json.dumps(data).encode())
     data = json.loads(directory().to_json())
-    data["format_version"] = 3
+    data["format_version"] = 4
     with pytest.raises(IntegrityError, match="newer than this job"):
         Manifest.from_json(json.dumps(data).encode())
 
@@ -115,3 +115,28 @@ def test_the_address_depends_on_who_can_decrypt() -> None:
     tags = {encoding_tag(c) for c in (plain, one, two, secret, gzip)}
     assert len(tags) == 5
     assert b"pw" not in encoding_tag(secret)
+
+
+def test_a_manifest_with_packed_files_is_format_3_and_checks_offsets() -> None:
+    """Files inside a pack name the pack, their offset and size: format 3 (a job before packs
+    would read the whole pack as the file and call it damaged, so it must refuse it); without
+    packed files a directory-format manifest stays format 2, which older jobs read."""
+    pack = manifest.content_key("shop", B, ".zst")
+    target = Target(storage=None)  # type: ignore[arg-type]
+    target.files = [
+        {"name": "toc.dat", "key": manifest.content_key("shop", A, ".zst"), "plain_bytes": 10,
+         "size_bytes": 7, "sha256": "c" * 64, "new": True},
+        {"name": "3456.dat", "key": pack, "offset": 0, "plain_bytes": 10, "size_bytes": 5,
+         "sha256": "d" * 64, "new": True},
+        {"name": "3457.dat", "key": pack, "offset": 5, "plain_bytes": 10, "size_bytes": 6,
+         "sha256": "e" * 64, "new": True},
+    ]  # fmt: skip
+    m = directory_manifest(record("shop", NOW), target)
+    assert m.format_version == manifest.PACKED_FORMAT_VERSION == 3
+    assert m.problem() is None and m.size_bytes == 18
+    assert Manifest.from_json(m.to_json()) == m
+    data = json.loads(m.to_json())
+    data["files"][1]["offset"] = -1
+    with pytest.raises(IntegrityError, match=r"offset of 3457\.dat"):
+        Manifest.from_json(json.dumps(data).encode())
+    assert directory().format_version == manifest.DIRECTORY_FORMAT_VERSION == 2

@@ -15,7 +15,15 @@ from backup.notify import FACTORIES, Delivery, build_notifiers
 from backup.notify.base import Notifier
 from backup.storage.base import Storage
 
-STORAGE_MEMBERS = ("put", "open", "list", "delete", "cleanup_incomplete", "from_destination")
+STORAGE_MEMBERS = (
+    "put",
+    "open",
+    "open_range",
+    "list",
+    "delete",
+    "cleanup_incomplete",
+    "from_destination",
+)
 
 
 def backend_class(scheme: str) -> type:

@@ -218,6 +218,39 @@ class AzureStorage:
         )
         return cast(BinaryIO, reader)
 
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO:
+        """``length`` bytes of ``key`` from ``offset``, pinned to the ETag first found."""
+        name = self._name(key)
+        blob = self.container.get_blob_client(name)
+        props = self._call("download", key, blob.get_blob_properties)
+        etag = props.etag
+        size = min(length, max(0, int(props.size) - offset))
+
+        def open_at(done: int) -> Any:
+            if done >= size:
+                return _Empty()
+            return _Download(
+                blob.download_blob(
+                    offset=offset + done,
+                    length=size - done,
+                    max_concurrency=1,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            )
+
+        first = self._call("download", key, open_at, 0)
+        reader = ResumingReader(
+            first,
+            open_at,
+            size,
+            self.retry,
+            is_permanent=is_permanent,
+            translate=lambda err: self._error(err, "download", key),
+            what=f"{self.url}: download of {key} [{offset}+{length}]",
+        )
+        return cast(BinaryIO, reader)
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every blob whose relative key starts with ``prefix``, page by page (each page one
         request, retried on its own); ``fingerprint`` is the blob's ETag."""

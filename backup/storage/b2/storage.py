@@ -36,7 +36,7 @@ from backup.errors import StorageError
 from backup.storage.b2.errors import is_body_error, storage_error
 from backup.storage.b2.large_file import B2_MAX_PARTS, PARTS_PER_STEP, LargeFileUploader
 from backup.storage.b2.streams import CountingReader, ResponseReader, from_millis
-from backup.storage.base import ObjectInfo, Readable, age_s, check_key, join_key
+from backup.storage.base import EmptyReader, ObjectInfo, Readable, age_s, check_key, join_key
 from backup.storage.retry import ResumingReader
 
 if TYPE_CHECKING:
@@ -192,6 +192,36 @@ class B2Storage:
             is_permanent=lambda err: not is_body_error(err),
             translate=lambda err: self._error(err, "download", key),
             what=f"{self.url}: download of {key}",
+        )
+        return cast(BinaryIO, reader)
+
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO:
+        """``length`` bytes of ``key`` from ``offset``: one ranged download, resumed like
+        ``open`` (in the same file version)."""
+        name = self._name(key)
+        bucket = self._get_bucket()
+        if length <= 0:
+            self.open(key).close()  # a missing object is still ObjectNotFound
+            return cast(BinaryIO, EmptyReader())
+        end = offset + length - 1
+        try:
+            downloaded = bucket.download_file_by_name(name, range_=(offset, end))
+        except Exception as err:
+            raise self._error(err, "download", key) from err
+        file_id = downloaded.download_version.id_
+
+        def open_at(done: int) -> ResponseReader:
+            again = bucket.download_file_by_id(file_id, range_=(offset + done, end))
+            return ResponseReader(again.response)
+
+        reader = ResumingReader(
+            ResponseReader(downloaded.response),
+            open_at,
+            min(length, max(0, downloaded.download_version.size - offset)),
+            self.retry,
+            is_permanent=lambda err: not is_body_error(err),
+            translate=lambda err: self._error(err, "download", key),
+            what=f"{self.url}: download of {key} [{offset}+{length}]",
         )
         return cast(BinaryIO, reader)
 

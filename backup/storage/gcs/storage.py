@@ -30,7 +30,7 @@ from google.oauth2 import service_account
 
 from backup.config import MIB, GCSConfig, RetryConfig
 from backup.errors import ConfigError
-from backup.storage.base import ObjectInfo, Readable, check_key, join_key
+from backup.storage.base import EmptyReader, ObjectInfo, Readable, check_key, join_key
 from backup.storage.gcs.errors import is_permanent, storage_error
 from backup.storage.gcs.resumable import CONTENT_TYPE, TIMEOUT_S, ResumableUploader, read_part
 from backup.storage.retry import ResumingReader, delete_each, retrying
@@ -183,6 +183,46 @@ class GCSStorage:
         )
         return cast(BinaryIO, reader)
 
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO:
+        """``length`` bytes of ``key`` from ``offset``, pinned to the generation first found."""
+        name = self._name(key)
+        blob = self.bucket.blob(name)
+        self._call("download", key, blob.reload, retry=None)
+        size = min(length, max(0, int(blob.size or 0) - offset))
+        if size <= 0:
+            return cast(BinaryIO, EmptyReader())
+        end = offset + size - 1
+        media = (
+            f"{self.endpoint}/download/storage/v1/b/{quote(self.bucket_name, safe='')}/o/"
+            f"{quote(name, safe='')}?alt=media&generation={blob.generation}"
+        )
+
+        def open_at(done: int) -> Any:
+            headers = {"Range": f"bytes={offset + done}-{end}"}
+            response = self.session.get(media, headers=headers, stream=True, timeout=TIMEOUT_S)
+            if response.status_code not in (200, 206):
+                response.close()
+                raise gexc.from_http_response(response)
+            if response.status_code == 200:  # the whole object: skip to the range
+                body = _Body(response)
+                _skip(body, offset + done)
+                return _Limited(body, end + 1 - offset - done)
+            return _Body(response)
+
+        first = self._call("download", key, open_at, 0)
+        reader = ResumingReader(
+            first,
+            open_at,
+            size,
+            self.retry,
+            is_permanent=is_permanent,
+            translate=lambda err: storage_error(
+                err, url=self.url, bucket=self.bucket_name, action="download", key=key
+            ),
+            what=f"{self.url}: download of {key} [{offset}+{length}]",
+        )
+        return cast(BinaryIO, reader)
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose relative key starts with ``prefix``, page by page (each page one
         request, retried on its own); ``fingerprint`` is the object's generation."""
@@ -282,3 +322,29 @@ class _Body:
 
     def close(self) -> None:
         self.response.close()
+
+
+def _skip(body: Any, count: int) -> None:
+    while count > 0:
+        data = body.read(min(count, MIB))
+        if not data:
+            return
+        count -= len(data)
+
+
+class _Limited:
+    def __init__(self, body: Any, left: int) -> None:
+        self.body = body
+        self.left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.left <= 0:
+            return b""
+        data: bytes = self.body.read(
+            self.left if size is None or size < 0 else min(size, self.left)
+        )
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.body.close()

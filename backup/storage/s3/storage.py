@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from backup.config import MIB, RetryConfig
 from backup.errors import StorageError
-from backup.storage.base import ObjectInfo, Readable, age_s, join_key
+from backup.storage.base import EmptyReader, ObjectInfo, Readable, age_s, join_key
 from backup.storage.retry import ResumingReader
 from backup.storage.s3 import client as s3_client
 from backup.storage.s3.client import BucketClient, client_config
@@ -173,6 +173,36 @@ class S3Storage:
             is_permanent=is_permanent,
             translate=lambda err: self._api.error(err, "download", key),
             what=f"{self.url}: download of {key}",
+        )
+        return cast(BinaryIO, reader)
+
+    def open_range(self, key: str, offset: int, length: int) -> BinaryIO:
+        """``length`` bytes of ``key`` from ``offset``: one ranged GET, resumed like ``open``."""
+        if length <= 0:
+            self.open(key).close()  # a missing object is still ObjectNotFound
+            return cast(BinaryIO, EmptyReader())
+        name = self._api.name(key)
+        end = offset + length - 1
+
+        def open_at(done: int) -> Any:
+            extra = {"IfMatch": etag[0]} if etag else {}
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=name, Range=f"bytes={offset + done}-{end}", **extra
+            )
+            if not etag and response.get("ETag"):
+                etag.append(response["ETag"])
+            return response["Body"]
+
+        etag: list[str] = []
+        first = self._api.call("download", key, open_at, done=0)
+        reader = ResumingReader(
+            first,
+            open_at,
+            length,
+            self._api.retry,
+            is_permanent=is_permanent,
+            translate=lambda err: self._api.error(err, "download", key),
+            what=f"{self.url}: download of {key} [{offset}+{length}]",
         )
         return cast(BinaryIO, reader)
 
