@@ -23,6 +23,7 @@ import stat
 import tempfile
 
 from backup.config import Config
+from backup.postgres.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +93,7 @@ def _left_by_a_dead_run(path: str, tag: str) -> bool:
         return False
     if owner.get("job") != tag or owner.get("host") != socket.gethostname():
         return False
-    return pid != os.getpid() and not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 def _size(path: str) -> int:

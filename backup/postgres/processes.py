@@ -292,3 +292,15 @@ def pump(source: Readable, sink: IO[bytes], drain: Callable[[], None]) -> None:
     drain()
     with contextlib.suppress(BrokenPipeError, OSError):
         sink.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's counts: it exists). What
+    a run left behind (a spool, a replay pause) is taken back only when its process is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -45,6 +45,7 @@ import psycopg
 from backup.config import Config, PostgresConfig
 from backup.errors import ConfigError, DatabaseError
 from backup.postgres import server as pg_server
+from backup.postgres.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def resume_left_over(config: Config) -> None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             record = json.loads(path.read_text())
             pid = int(record["pid"])
-            if pid == os.getpid() or not _alive(pid):
+            if pid == os.getpid() or not pid_alive(pid):
                 markers.append((path, record))
     if not markers:
         return
@@ -364,16 +365,6 @@ def _write_marker(path: Path, pg: PostgresConfig, lsn: str) -> None:
             err.strerror,
             RESUME_COMMAND,
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _quietly(action: Any) -> None:
