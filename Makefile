@@ -1,7 +1,7 @@
 # make demo: a throwaway PostgreSQL, a backup to ./backups, list, restore, verify.
 # make test: installs what the tests need (Debian and pip packages) and runs every test, on
 #   TEST_WORKERS workers (pytest-xdist; most tests wait on PostgreSQL, S3 or a child process).
-# make test-fast: lint, then the unit and storage-contract tests only (about 2 minutes): daily work.
+# make test-fast: lint, then the unit and storage-contract tests not marked slow (under a minute): daily work.
 # make docs: the docs site (mkdocs-material) into site/, --strict: a broken link fails it.
 # make bench: the benchmark (bench/README.md); options through BENCH_ARGS="--gb 1.5 --rounds 5";
 # the many-databases one (bench/many.py) through MANY_ARGS="--databases 50".
@@ -36,10 +36,10 @@ format: deps ## ruff format and ruff check --fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint ## lint, then every test (about 8 minutes on 2 cores)
+test: lint ## lint, then every test (about 13 minutes on 2 cores)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=15
 
-test-fast: lint ## lint, then the unit and storage-contract tests (about 2 minutes)
+test-fast: lint ## lint, then the unit and storage-contract tests not marked slow (under a minute)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal -m 'not slow' tests/unit tests/contract \
 		tests/test_architecture_doc.py tests/test_layers.py
 
