@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import itertools
 import os
 import subprocess
@@ -45,6 +46,15 @@ _SCRUBBED_PREFIXES = (
     "ADMIN_USER_ID",
     "ALERT_AFTER",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Most tests run the job as users do, a new ``python entrypoint.py`` each time. Where
+    PYTHONDONTWRITEBYTECODE is set (this machine, CI, the image), each of those would compile
+    the whole ``backup`` package from source again: it is compiled once here, before the
+    workers start (the image's pip install does the same at build time)."""
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(REPO / "backup", quiet=2)
 
 
 def clean_environ() -> dict[str, str]:
@@ -119,9 +129,7 @@ def unique_name(prefix: str) -> str:
 def sample_db(pg15) -> str:
     """A fresh database on PostgreSQL 15 filled with many kinds of objects."""
     name = unique_name("shop")
-    pg15.create_database(name)
-    pg15.load_sample(name)
-    return name
+    return pg15.create_sample_database(name)
 
 
 @pytest.fixture

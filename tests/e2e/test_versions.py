@@ -28,9 +28,7 @@ def _env(cluster, database, backup_dir, tmp_path, **extra):
 
 def _fill(cluster) -> str:
     name = unique_name("shop")
-    cluster.create_database(name)
-    cluster.load_sample(name)
-    return name
+    return cluster.create_sample_database(name)
 
 
 def test_pg_dump_older_than_the_server_is_refused(pg17, backup_dir, tmp_path):

@@ -254,8 +254,7 @@ def test_pg18_archive_and_its_own_options(pg18, backup_dir, tmp_path):
     from tests.fixtures.pgcluster import client_bindir
 
     database = unique_name("shop18")
-    pg18.create_database(database)
-    pg18.load_sample(database)
+    pg18.create_sample_database(database)
     env = pg18.env(
         database,
         BACKUP_DESTINATIONS=f"file://{backup_dir}",
