@@ -52,7 +52,7 @@ LIST_PAGE_SIZE = 1000
 class GCSStorage:
     """A ``gs://bucket/prefix`` destination.
 
-    Memory: ``put`` holds at most two chunks of ``part_size_bytes`` (``resumable.py``); an
+    Memory: ``put`` holds one chunk of ``part_size_bytes`` (``resumable.py``); an
     object smaller than one part is sent in one request. ``cleanup_incomplete`` has nothing to
     find: see its docstring.
     """
@@ -140,7 +140,7 @@ class GCSStorage:
             self._call("upload", key, self._upload_small, blob, data)
             return len(data)
         handed = [first]
-        del first  # the uploader holds the only reference: memory stays two chunks
+        del first  # the uploader holds the only reference: memory stays one chunk
         return self._uploader.put(key, blob, handed, stream)
 
     @staticmethod
