@@ -9,14 +9,18 @@ import pytest
 
 from tests.conftest import unique_name
 from tests.e2e import test_memory
-from tests.e2e.test_memory import ROWS, S3_BACKUP_BOUND_MIB, _assert_bounded, _count, run_measured
+from tests.e2e.test_memory import ROWS, _assert_bounded, _count, run_measured
 
 blank_db = test_memory.blank_db
-# S3's bound (test_memory.S3_BACKUP_BOUND_MIB): the 100 MiB target is met only just (measured
-# here: 96-100 MiB for the tree): the libraries' imports alone hold 21-25 MiB (google-cloud-storage
-# with google-auth, or azure-storage-blob; both load cryptography's 9 MiB), then two 8 MiB parts
-# and two zstd workers. This bound catches a regression, not the target.
-CLOUD_BACKUP_BOUND_MIB = S3_BACKUP_BOUND_MIB
+# Measured here: 96-100 MiB for the tree (gs a little above az), like S3's backup. What it
+# holds (docs/performance.md): the client libraries' imports, 20-23 MiB (google-cloud-storage
+# with google-auth and requests, or azure-storage-blob with requests; both load cryptography's
+# 7 MiB), pg_dump's 13 MiB, two zstd workers and one 8 MiB part: gs:// and az:// send their
+# parts one at a time (tests/contract/test_gcs.py and test_azure.py check it). The emulators
+# answer at once, so the second part S3 holds while one is in flight hardly shows here; on a
+# real network it is 8 MiB. This bound catches a regression of a few MiB (a second part held,
+# a library imported for nothing), not the 100 MB target.
+CLOUD_BACKUP_BOUND_MIB = 106
 
 
 @pytest.mark.parametrize("cloud", ["gs", "az"])
