@@ -4,7 +4,10 @@ and checked before anything runs (the dataclasses are in ``model.py``).
 Google Cloud Storage: ``GOOGLE_APPLICATION_CREDENTIALS`` names a service-account key file (or
 holds its JSON; ``GOOGLE_APPLICATION_CREDENTIALS_FILE`` names the file too, as every secret's
 ``_FILE``); it must be a JSON object of ``"type": "service_account"`` with its ``client_email``,
-``private_key`` and ``token_uri``. Without a key, Application Default Credentials
+``private_key`` and ``token_uri``, or of ``"type": "external_account"`` (workload identity
+federation: a token of another identity provider, such as a Kubernetes service account token,
+exchanged at Google's STS) with its ``audience``, ``subject_token_type``, ``token_url`` and
+``credential_source``. Without a key, Application Default Credentials
 (``google.auth.default``: GKE Workload Identity through the metadata server, a VM's service
 account, gcloud's login), found when the backend opens (``storage/gcs``: none found is exit 2).
 ``GCS_ENDPOINT_URL`` is a private endpoint (same credentials); ``STORAGE_EMULATOR_HOST``
@@ -35,6 +38,8 @@ from backup.config.reader import Reader
 GCS_SCHEMES = frozenset({"gs"})
 AZURE_SCHEMES = frozenset({"azure", "az"})
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
+# https://google.aip.dev/auth/4117 (external account credentials)
+EXTERNAL_ACCOUNT_FIELDS = ("audience", "subject_token_type", "token_url")
 # https://learn.microsoft.com/azure/storage/common/storage-account-overview#storage-account-name
 AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 S3_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -73,8 +78,9 @@ def read_gcs(r: Reader, schemes: set[str]) -> GCSConfig:
             r.problems.append(f"{name}: {problem}")
             r.hints.append(
                 "GOOGLE_APPLICATION_CREDENTIALS names a service-account key file (JSON, "
-                "created under IAM > Service accounts > Keys), or holds that JSON; leave it "
-                "unset to use the pod's Workload Identity"
+                "created under IAM > Service accounts > Keys) or a workload identity "
+                "federation configuration (external_account), or holds that JSON; leave it "
+                "unset to use GKE's Workload Identity"
             )
             path, inline = None, None
     return GCSConfig(
@@ -104,8 +110,8 @@ def service_account_problem(path: str) -> str | None:
 
 
 def service_account_json_problem(text: str, path: str) -> str | None:
-    """Why ``text`` (named ``path`` in the problem) is not a service-account key; never
-    quotes it."""
+    """Why ``text`` (named ``path`` in the problem) is neither a service-account key nor an
+    ``external_account`` configuration (workload identity federation); never quotes it."""
     try:
         info = json.loads(text)
     except ValueError:
@@ -113,15 +119,30 @@ def service_account_json_problem(text: str, path: str) -> str | None:
     if not isinstance(info, dict):
         return f"{path} is not a JSON object"
     kind = info.get("type")
+    if kind == "external_account":
+        return _external_account_problem(info, path)
     if kind != "service_account":
         shown = syntax.shown(kind) if isinstance(kind, str) else "missing"
         return (
-            f"{path} is not a service-account key (its type is {shown}, not service_account; "
-            "for Workload Identity, leave GOOGLE_APPLICATION_CREDENTIALS unset)"
+            f"{path} is not a service-account key (its type is {shown}, not service_account "
+            "nor external_account; for GKE Workload Identity, leave "
+            "GOOGLE_APPLICATION_CREDENTIALS unset)"
         )
     missing = [f for f in SERVICE_ACCOUNT_FIELDS if not isinstance(info.get(f), str)]
     if missing:
         return f"{path} lacks {', '.join(missing)}"
+    return None
+
+
+def _external_account_problem(info: dict[str, object], path: str) -> str | None:
+    """What google-auth needs of an ``external_account`` file (``gcloud iam
+    workload-identity-pools create-cred-config`` writes one): the pool's audience, the subject
+    token's type and where to read it (a file, a URL, AWS or an executable)."""
+    missing = [f for f in EXTERNAL_ACCOUNT_FIELDS if not isinstance(info.get(f), str)]
+    if not isinstance(info.get("credential_source"), dict):
+        missing.append("credential_source")
+    if missing:
+        return f"{path} (an external_account configuration) lacks {', '.join(missing)}"
     return None
 
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.parse
 
 import pytest
 
 from tests.conftest import run_job, unique_name
 from tests.contract.test_gcs import key_file
 from tests.fixtures.clouds import (
+    FakeEntraTokenEndpoint,
     FakeManagedIdentity,
     FakeMetadataServer,
     GCSServer,
-    running_azurite,
-    self_signed_certificate,
+    TLSAzurite,
 )
 from tests.fixtures.compare import fingerprint_db
 from tests.fixtures.http import RecordingServer
@@ -58,6 +59,72 @@ def test_gke_workload_identity_backs_up_and_restores(
     restored = run_job("restore", "--target-db", target, "--force", env=env)
     assert restored.returncode == 0, restored.output
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+
+
+def test_gcs_workload_identity_federation_backs_up_and_restores(
+    pg15, sample_db, job_env, tmp_path, gcs_server: GCSServer, recording_server: RecordingServer
+):
+    """GOOGLE_APPLICATION_CREDENTIALS naming an external_account configuration (workload
+    identity federation, as gcloud writes it for a pod on another cloud): google-auth reads
+    the projected service account token from its file, exchanges it at the STS token_url,
+    then for the service account it impersonates; the token never shows in the output."""
+    subject = "eyJhbGciOiJSUzI1NiJ9.kubernetes-service-account-token.c2ln"
+    (tmp_path / "token").write_text(subject)
+    impersonate = "/v1/projects/-/serviceAccounts/pgbackup@p.iam.gserviceaccount.com"
+    recording_server.respond(
+        "/v1/token",
+        body={
+            "access_token": "ya29.federated",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+        },
+    )
+    recording_server.respond(
+        impersonate + ":generateAccessToken",
+        body={"accessToken": "ya29.impersonated", "expireTime": "2099-01-01T00:00:00Z"},
+    )
+    audience = (
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k"
+    )
+    config = tmp_path / "federation.json"
+    config.write_text(
+        json.dumps(
+            {
+                "type": "external_account",
+                "audience": audience,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": recording_server.url + "/v1/token",
+                "service_account_impersonation_url": recording_server.url
+                + impersonate
+                + ":generateAccessToken",
+                "credential_source": {"file": str(tmp_path / "token")},
+            }
+        )
+    )
+    env = {
+        **job_env,
+        **_no_metadata(),
+        "HOME": str(tmp_path),
+        "GCS_ENDPOINT_URL": gcs_server.endpoint_url,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(config),
+        "BACKUP_DESTINATIONS": f"gs://{gcs_server.create_bucket()}/pg",
+    }
+    result = run_job("backup", env=env)
+    assert result.returncode == 0, result.output
+    target = unique_name("from_wif")
+    restored = run_job("restore", "--target-db", target, "--force", env=env)
+    assert restored.returncode == 0, restored.output
+    assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+    exchanges = recording_server.requests_to("/v1/token")
+    assert exchanges
+    form = urllib.parse.parse_qs(exchanges[0].text)
+    assert form["subject_token"] == [subject] and form["audience"] == [audience]
+    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    [first, *_] = recording_server.requests_to(impersonate + ":generateAccessToken")
+    headers = {name.lower(): value for name, value in first.headers.items()}
+    assert headers.get("authorization") == "Bearer ya29.federated", headers
+    assert subject not in result.output + restored.output
 
 
 def test_no_google_credentials_is_exit_2_naming_the_variable(job_env, tmp_path):
@@ -173,37 +240,78 @@ def test_a_cloud_url_the_cloud_would_refuse_is_exit_2(job_env, destination, expe
     assert "Traceback" not in result.output
 
 
-def test_an_azure_managed_identity_backs_up_and_restores(pg15, sample_db, job_env, tmp_path):
+def test_an_azure_managed_identity_backs_up_and_restores(
+    pg15, sample_db, job_env, tmp_path, azurite_tls: TLSAzurite
+):
     """AZURE_STORAGE_ACCOUNT alone: DefaultAzureCredential gets a token from the managed
     identity endpoint, and Azurite (over TLS, checking bearer tokens) takes the backup."""
-    from azure.storage.blob import BlobServiceClient
-
-    cert, key = self_signed_certificate(tmp_path)
     identity = FakeManagedIdentity()
-    with running_azurite(tmp_path, tls=(cert, key)) as azurite:
-        try:
-            container = unique_name("wi").replace("_", "-").lower()
-            BlobServiceClient.from_connection_string(
-                azurite.connection_string, connection_verify=str(cert)
-            ).create_container(container)
-            env = {
-                **job_env,
-                **identity.env,
-                "HOME": str(tmp_path),
-                "REQUESTS_CA_BUNDLE": str(cert),  # trust the local server's certificate
-                "BACKUP_DESTINATIONS": f"az://{container}/pg",
-                "AZURE_STORAGE_ACCOUNT": azurite.account,
-                "AZURE_STORAGE_ENDPOINT": azurite.endpoint_url,
-            }
-            result = run_job("backup", env=env)
-            assert result.returncode == 0, result.output
-            assert identity.tokens >= 1
-            target = unique_name("from_mi")
-            restored = run_job("restore", "--target-db", target, "--force", env=env)
-            assert restored.returncode == 0, restored.output
-            assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
-        finally:
-            identity.close()
+    try:
+        env = {
+            **job_env,
+            **identity.env,
+            **_identity_destination(azurite_tls, tmp_path),
+        }
+        result = run_job("backup", env=env)
+        assert result.returncode == 0, result.output
+        assert identity.tokens >= 1
+        target = unique_name("from_mi")
+        restored = run_job("restore", "--target-db", target, "--force", env=env)
+        assert restored.returncode == 0, restored.output
+        assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+    finally:
+        identity.close()
+
+
+def test_aks_workload_identity_backs_up_and_restores(
+    pg15, sample_db, job_env, tmp_path, azurite_tls: TLSAzurite
+):
+    """AKS workload identity, as its webhook sets the pod up: AZURE_CLIENT_ID, AZURE_TENANT_ID
+    and AZURE_FEDERATED_TOKEN_FILE (the projected service account token). DefaultAzureCredential
+    exchanges that token at AZURE_AUTHORITY_HOST's token endpoint for an access token, which
+    Azurite (over TLS, checking bearer tokens) accepts; the token is never printed."""
+    tenant, client_id = (
+        "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "5f2b7a3c-0c2d-4a55-9d1e-3b1f0e6a7c11",
+    )
+    assertion = "eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.c2ln"
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(assertion)
+    entra = FakeEntraTokenEndpoint(azurite_tls.cert, azurite_tls.key, tenant, client_id, assertion)
+    try:
+        env = {
+            **job_env,
+            **_identity_destination(azurite_tls, tmp_path),
+            "AZURE_CLIENT_ID": client_id,
+            "AZURE_TENANT_ID": tenant,
+            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "AZURE_AUTHORITY_HOST": entra.authority,
+            # No managed identity to fall back on: only the federated token can give a token.
+            "IDENTITY_ENDPOINT": f"http://127.0.0.1:{_closed_port()}/msi/token",
+            "IDENTITY_HEADER": "test",
+        }
+        result = run_job("backup", env=env)
+        assert result.returncode == 0, result.output
+        target = unique_name("from_aks_wi")
+        restored = run_job("restore", "--target-db", target, "--force", env=env)
+        assert restored.returncode == 0, restored.output
+        assert fingerprint_db(pg15, target) == fingerprint_db(pg15, sample_db)
+    finally:
+        entra.close()
+    assert entra.requests, "the federated token was never exchanged"
+    assert all(r["client_assertion"] == assertion for r in entra.requests)
+    assert assertion not in result.output + restored.output
+
+
+def _identity_destination(azurite_tls: TLSAzurite, tmp_path) -> dict[str, str]:
+    """An az:// destination on the TLS Azurite named by its account alone (an identity's)."""
+    return {
+        "HOME": str(tmp_path),  # no Azure CLI login to find
+        "REQUESTS_CA_BUNDLE": str(azurite_tls.cert),  # trust the local servers' certificate
+        "BACKUP_DESTINATIONS": f"az://{azurite_tls.create_container()}/pg",
+        "AZURE_STORAGE_ACCOUNT": azurite_tls.server.account,
+        "AZURE_STORAGE_ENDPOINT": azurite_tls.server.endpoint_url,
+    }
 
 
 IDENTITY_PROBE = """

@@ -225,3 +225,44 @@ def test_azure_container_names(container: str) -> None:
     assert "invalid container name" in refused(
         {"BACKUP_DESTINATIONS": f"azure://{container}/p", "AZURE_STORAGE_ACCOUNT": "acct"}
     )
+
+
+FEDERATION = {
+    "type": "external_account",
+    "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/"
+    "providers/k",
+    "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "token_url": "https://sts.googleapis.com/v1/token",
+    "credential_source": {"file": "/var/run/secrets/tokens/gcp-ksa/token"},
+}
+
+
+def test_gcs_external_account_is_accepted_as_a_file_or_inline(tmp_path: Path) -> None:
+    """Workload identity federation: an external_account configuration, named or inline."""
+    path = tmp_path / "federation.json"
+    path.write_text(json.dumps(FEDERATION))
+    named = load(
+        {**BASE, "BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": str(path)}
+    )
+    assert (named.storage.gcs.auth, named.storage.gcs.credentials_file) == ("key_file", str(path))
+    inline = load(
+        {
+            **BASE,
+            "BACKUP_DESTINATIONS": "gs://bkt/p",
+            "GOOGLE_APPLICATION_CREDENTIALS": json.dumps(FEDERATION),
+        }
+    )
+    assert inline.storage.gcs.auth == "key_json"
+
+
+@pytest.mark.parametrize(
+    "missing", ["audience", "subject_token_type", "token_url", "credential_source"]
+)
+def test_gcs_external_account_lacking_a_field_is_refused(tmp_path: Path, missing: str) -> None:
+    path = tmp_path / "federation.json"
+    path.write_text(json.dumps({k: v for k, v in FEDERATION.items() if k != missing}))
+    message = refused(
+        {"BACKUP_DESTINATIONS": "gs://bkt/p", "GOOGLE_APPLICATION_CREDENTIALS": str(path)}
+    )
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in message
+    assert f"(an external_account configuration) lacks {missing}" in message

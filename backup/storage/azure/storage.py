@@ -44,9 +44,8 @@ DOWNLOAD_CHUNK_BYTES = 4 * MIB
 class AzureStorage:
     """An ``azure://container/prefix`` destination.
 
-    Memory: ``put`` holds at most ``parts_in_flight`` blocks of ``part_size_bytes``
-    (``blocks.py``); an object smaller than one part is one ``Put Blob``. A download holds one
-    range of ``DOWNLOAD_CHUNK_BYTES``.
+    Memory: ``put`` holds one block of ``part_size_bytes`` (``blocks.py``); an object smaller
+    than one part is one ``Put Blob``. A download holds one range of ``DOWNLOAD_CHUNK_BYTES``.
     """
 
     def __init__(
@@ -55,7 +54,6 @@ class AzureStorage:
         url: str,
         prefix: str = "",
         part_size_bytes: int = 8 * MIB,
-        parts_in_flight: int = 2,
         retry: RetryConfig | None = None,
         secrets: tuple[str, ...] = (),
     ) -> None:
@@ -66,7 +64,7 @@ class AzureStorage:
         self.part_size_bytes = min(part_size_bytes, MAX_BLOCK_BYTES)
         self.retry = retry or RetryConfig()
         self._secrets = secrets
-        self._blocks = BlockUploader(self._error, self.retry, parts_in_flight)
+        self._blocks = BlockUploader(self._error, self.retry)
 
     @classmethod
     def from_destination(cls, destination: Destination, config: StorageConfig) -> AzureStorage:
@@ -107,7 +105,6 @@ class AzureStorage:
             destination.url,
             destination.prefix,
             part_size_bytes=config.part_size_bytes,
-            parts_in_flight=config.parts_in_flight,
             retry=config.retry,
             secrets=tuple(secrets),
         )
@@ -152,7 +149,7 @@ class AzureStorage:
             self._call("upload", key, self._upload_small, blob, data)
             return len(data)
         handed = [first]
-        del first  # the uploader holds the only reference: memory stays parts in flight
+        del first  # the uploader holds the only reference: memory stays one block
         try:
             return self._blocks.put(key, blob, handed, stream)
         except BaseException:

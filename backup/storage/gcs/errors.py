@@ -72,7 +72,9 @@ def storage_error(
             "check GOOGLE_APPLICATION_CREDENTIALS: the key may be deleted, disabled or of "
             "another project (IAM > Service accounts > Keys); with Workload Identity (no key), "
             "the Kubernetes service account's iam.gke.io/gcp-service-account annotation and "
-            "the Google service account's roles/iam.workloadIdentityUser binding (docs/gcs.md)"
+            "the Google service account's roles/iam.workloadIdentityUser binding; with "
+            "workload identity federation (an external_account file), its pool provider, the "
+            "subject token file and the principal's binding (docs/gcs.md)"
         )
     elif status == 403:
         detail = f"{status}: {_message(err)}"

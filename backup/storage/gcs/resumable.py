@@ -11,8 +11,12 @@ rest of the chunk is sent again. On any failure the session is cancelled (``DELE
 upload can never be completed; a session nobody cancels (a killed run) expires after a week,
 holds nothing anyone can list or read, and cannot be found by anyone without its URL.
 
-Memory: two chunks at most, the one being sent (by a worker thread) and the one being read from
-the stream; a chunk is dropped once the server has confirmed it.
+Memory: one chunk. The protocol sends chunks one after the other anyway, so a chunk is read,
+sent (and retried) and dropped once the server confirmed it, before the next is read; while it
+is sent, the dump keeps running into the destination's bounded queue (``stream/fanout.py``,
+4 MiB), which the next chunk's read empties again at once. A second chunk read
+during the ``PUT`` (as this module once did, in a worker thread) would overlap a little more
+reading with sending for a whole chunk of memory more.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -65,31 +68,21 @@ class ResumableUploader:
             raise storage_error(
                 err, url=self.url, bucket=self.bucket, action="upload", key=key
             ) from err
-        stop = threading.Event()
-        executor = ThreadPoolExecutor(1, thread_name_prefix="gcs-chunk")
-        pending: Future[None] | None = None
+        stop = threading.Event()  # never set: no other thread sends this upload's chunks
         offset = 0
         try:
             data = handed.pop()
             while len(data) == chunk_size:
-                if pending is not None:
-                    pending.result()
-                pending = executor.submit(self._send, key, session_url, offset, data, None, stop)
+                self._send(key, session_url, offset, data, None, stop)
                 offset += len(data)
-                del data  # the worker holds the only reference now: two chunks at most
+                del data  # confirmed by the server: dropped before the next chunk is read
                 data = read_part(stream, chunk_size)
-            if pending is not None:
-                pending.result()
             total = offset + len(data)
             self._send(key, session_url, offset, data, total, stop)
             return total
         except BaseException:
-            stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
             self._cancel(key, session_url)
             raise  # the stream's own exception unchanged, or a StorageError from a chunk
-        finally:
-            executor.shutdown(wait=True)
 
     def _send(
         self,

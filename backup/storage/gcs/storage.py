@@ -12,6 +12,7 @@ request.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -47,12 +48,14 @@ SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 # objects.list returns at most 1,000 objects per page:
 # https://cloud.google.com/storage/docs/json_api/v1/objects/list
 LIST_PAGE_SIZE = 1000
+# An external_account's subject token from AWS (google-auth's own constant, _default.py).
+AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"  # noqa: S105 (a name)
 
 
 class GCSStorage:
     """A ``gs://bucket/prefix`` destination.
 
-    Memory: ``put`` holds at most two chunks of ``part_size_bytes`` (``resumable.py``); an
+    Memory: ``put`` holds one chunk of ``part_size_bytes`` (``resumable.py``); an
     object smaller than one part is sent in one request. ``cleanup_incomplete`` has nothing to
     find: see its docstring.
     """
@@ -140,7 +143,7 @@ class GCSStorage:
             self._call("upload", key, self._upload_small, blob, data)
             return len(data)
         handed = [first]
-        del first  # the uploader holds the only reference: memory stays two chunks
+        del first  # the uploader holds the only reference: memory stays one chunk
         return self._uploader.put(key, blob, handed, stream)
 
     @staticmethod
@@ -290,12 +293,10 @@ def _credentials(settings: GCSConfig) -> Any:
     if settings.auth == "anonymous":
         return AnonymousCredentials()
     if settings.auth == "key_json" and settings.credentials_json:
-        info = json.loads(settings.credentials_json.reveal())
-        return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+        return _from_info(json.loads(settings.credentials_json.reveal()))
     if settings.auth == "key_file" and settings.credentials_file:
-        return service_account.Credentials.from_service_account_file(
-            settings.credentials_file, scopes=[SCOPE]
-        )
+        with open(settings.credentials_file, encoding="utf-8") as file:
+            return _from_info(json.load(file))
     try:
         credentials, _project = google.auth.default(scopes=[SCOPE])
     except authexc.DefaultCredentialsError as err:
@@ -307,6 +308,33 @@ def _credentials(settings: GCSConfig) -> Any:
         ) from err
     logger.debug("gs://: Application Default Credentials: %s", type(credentials).__name__)
     return credentials
+
+
+def _from_info(info: dict[str, Any]) -> Any:
+    """The credentials of a JSON the configuration checked: a service-account key, or an
+    ``external_account`` configuration (workload identity federation), built as google-auth's
+    own ``load_credentials_from_file`` would, without its project lookup (a token exchange
+    and a Resource Manager request when the backend opens; the job never needs the project).
+    No token is asked for yet."""
+    if info.get("type") != "external_account":
+        return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+    source = info.get("credential_source") or {}
+    if info.get("subject_token_type") == AWS_SUBJECT_TOKEN_TYPE:
+        module = "aws"
+    elif isinstance(source, dict) and source.get("executable") is not None:
+        module = "pluggable"  # needs GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1
+    else:
+        module = "identity_pool"  # a file (the projected service account token) or a URL
+    try:
+        kind = importlib.import_module(f"google.auth.{module}")
+        return kind.Credentials.from_info(info, scopes=[SCOPE])
+    except ValueError as err:
+        raise ConfigError(
+            f"GOOGLE_APPLICATION_CREDENTIALS: the external_account configuration was refused "
+            f"by google-auth: {err}",
+            hint="make it again with gcloud iam workload-identity-pools create-cred-config "
+            "(docs/gcs.md)",
+        ) from err
 
 
 class _Body:
