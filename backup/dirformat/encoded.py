@@ -85,7 +85,9 @@ class _StoppableFile:
     def read(self, size: int = -1) -> bytes:
         if self.stop.is_set():
             raise Interrupted("the directory-format backup was stopped")
-        return self.source.read(size)
+        # a storage that reads a part in large reads (S3: 1 MiB) gets it in pieces: each read
+        # is a new bytes object, held until the storage copied it
+        return self.source.read(READ_BYTES if size is None or size < 0 else min(size, READ_BYTES))
 
 
 def put_file(

@@ -8,9 +8,10 @@ still in the run (or was already there); the caller writes the manifests, the co
 
 A failed run removes the spool and the objects it uploaded that no manifest names.
 
-Memory: per file in flight (``jobs``), a read buffer and its encoder (``dirformat/encoded.py``:
-zstd's context, compressing in that thread); one upload at a time (``UPLOADS_AT_ONCE``), which
-holds the storage's parts in flight; the small file being packed per thread (``packs.py``).
+Memory: per file in flight (``jobs``), a read buffer; one large file encoded at a time
+(``ENCODES_AT_ONCE``, ``dirformat/encoded.py``: zstd's context, compressing in that thread)
+and one upload at a time (``UPLOADS_AT_ONCE``), which holds the storage's parts in flight; the
+small file being packed per thread (``packs.py``).
 Spool: with inotify, the files in flight (about ``jobs`` tables at once, uncompressed) and
 their encoded copies; without, the whole dump.
 """
@@ -53,6 +54,9 @@ UPLOADS_AT_ONCE = 1
 """Files (or packs) uploaded at once: each holds the storage's parts in flight (S3: the object,
 up to 2 x 8 MiB), the run's largest share of memory; the others are hashed and encoded
 meanwhile."""
+ENCODES_AT_ONCE = 1
+"""Large files compressed at once, each with its zstd context (about 3.5 MiB at level 3): one,
+overlapping the upload of the one before; the other threads hash or pack meanwhile."""
 
 
 @dataclass
@@ -194,6 +198,7 @@ class _Uploader:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.storing = threading.Semaphore(UPLOADS_AT_ONCE)
+        self.encoding = threading.Semaphore(ENCODES_AT_ONCE)
         self.packer = Packer(
             config, targets, database, suffix, self.tag, encoded, self.storing, self.stop
         )
@@ -293,7 +298,8 @@ class _Uploader:
     def _upload(self, name: str, path: str, plain: int, pending: list[tuple[Target, str]]) -> None:
         encoded = os.path.join(self.encoded, name)
         try:
-            size, sha256 = encode_file(self.config.codec, path, encoded, self.stop)
+            with self.encoding:
+                size, sha256 = encode_file(self.config.codec, path, encoded, self.stop)
             with self.storing:
                 errors = put_file(encoded, [(t.storage, key) for t, key in pending], self.stop)
         finally:
