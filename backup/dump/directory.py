@@ -50,13 +50,11 @@ from backup.stream.progress import Progress
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
+# Files (or packs) uploaded at once, each holding the storage's parts in flight (S3: the object,
+# up to 2 x 8 MiB); large files compressed at once, each with its zstd context (about 3.5 MiB):
+# one of each, overlapping; the other threads hash or pack meanwhile.
 UPLOADS_AT_ONCE = 1
-"""Files (or packs) uploaded at once: each holds the storage's parts in flight (S3: the object,
-up to 2 x 8 MiB), the run's largest share of memory; the others are hashed and encoded
-meanwhile."""
 ENCODES_AT_ONCE = 1
-"""Large files compressed at once, each with its zstd context (about 3.5 MiB at level 3): one,
-overlapping the upload of the one before; the other threads hash or pack meanwhile."""
 
 
 @dataclass
