@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (min 1)")
     parser.add_argument("--json", metavar="PATH", help="every measurement as JSON ('-': stdout)")
     parser.add_argument("--logs", metavar="DIR", help="keep the stderr of every run in DIR")
+    parser.add_argument(
+        "--pure-psycopg",
+        action="store_true",
+        help="psycopg's pure-Python build on the system's libpq (PSYCOPG_IMPL=python), as the "
+        "image runs it, not the test environment's binary build (4 MiB more)",
+    )
     return parser.parse_args(argv)
 
 
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     "AWS_REGION": s3.region,
                     "S3_ENDPOINT_URL": s3.endpoint_url,
                     **WAYS[way],
+                    **({"PSYCOPG_IMPL": "python"} if args.pure_psycopg else {}),
                 }
                 log = work / "logs" / f"backup-{way}-round{round_no}.log"
                 measured = run_measured(

@@ -1,5 +1,6 @@
-"""Content addresses of a directory-format backup's files: HMAC-SHA256 of the plain file, keyed
-by a secret of the destination, over a tag of the encoding, so that
+"""Content addresses of a directory-format backup's files: a keyed hash of the plain file (BLAKE3
+in keyed mode; HMAC-SHA256 before), keyed by a secret of the destination, over a tag of the
+encoding, so that
 
 - an object's name says nothing about what it holds to whoever can only list or read the
   bucket (without the key nobody can test "does this table hold exactly these bytes");
@@ -16,6 +17,12 @@ Where the key comes from (``address_key``):
   made on first use: whoever reads the bucket reads the data anyway.
 
 Restore never needs the key: a manifest names each file's object.
+
+The keyed hash: BLAKE3's keyed mode (``ADDRESS_HASH``), 2.5x as fast as HMAC-SHA256 here
+(``bench/keyed_hash.py``), under a key derived from the address key (BLAKE3's derive-key mode,
+so no key is ever used by both functions). Jobs before it used HMAC-SHA256; a manifest records
+which (``Manifest.address_hash``), and an object is reused only by a backup whose addresses use
+the same hash (``dump/reuse.prepare``): an address is never matched under the wrong hash.
 """
 
 from __future__ import annotations
@@ -26,17 +33,43 @@ import io
 import logging
 import secrets
 from collections.abc import Iterable
+from typing import Protocol
+
+import blake3
 
 from backup.config import CodecConfig, DumpConfig
 from backup.errors import IntegrityError, ObjectNotFound
-from backup.manifest import dedup_key_key
+from backup.manifest import LEGACY_ADDRESS_HASH, dedup_key_key
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 
 _KEY_DOMAIN = b"pgbackup-job directory-format content address key v1\0"
+_BLAKE3_CONTEXT = "pgbackup-job 2026-12 directory-format content address, BLAKE3 keyed mode"
+BLAKE3 = "blake3"
+HMAC_SHA256 = LEGACY_ADDRESS_HASH
+ADDRESS_HASH = BLAKE3
+"""The keyed hash this job names content objects with (recorded in the manifest)."""
+
+
+class KeyedHash(Protocol):
+    def update(self, data: bytes, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def keyed_hash(key: bytes, tag: bytes, algorithm: str = ADDRESS_HASH) -> KeyedHash:
+    """A hasher of addresses under the address key ``key``, fed ``tag`` first."""
+    if algorithm == BLAKE3:
+        derived = blake3.blake3(key, derive_key_context=_BLAKE3_CONTEXT).digest()
+        return blake3.blake3(tag, key=derived)
+    if algorithm == HMAC_SHA256:
+        return hmac.new(key, tag, "sha256")
+    raise ValueError(f"no keyed hash {algorithm!r}")
+
+
 KEY_BYTES = 32
-READ_BYTES = 1024 * 1024
+READ_BYTES = 256 * 1024
 
 
 def encoding_tag(codec: CodecConfig) -> bytes:
@@ -53,7 +86,7 @@ def encoding_tag(codec: CodecConfig) -> bytes:
 
 
 def address_key(storage: Storage, database: str, dump: DumpConfig, codec: CodecConfig) -> bytes:
-    """The HMAC key of ``database``'s content addresses on ``storage`` (see the module)."""
+    """The key of ``database``'s content addresses on ``storage`` (see the module)."""
     if dump.dedup_key is not None:
         return hashlib.sha256(_KEY_DOMAIN + dump.dedup_key.reveal().encode()).digest()
     if codec.age_passphrase is not None:
@@ -88,11 +121,13 @@ def _stored_key(storage: Storage, database: str) -> bytes:
 
 def file_addresses(path: str, keys: Iterable[bytes], tag: bytes) -> tuple[dict[bytes, str], int]:
     """The content address of the file at ``path`` under each key, and its size: one read."""
-    macs = {key: hmac.new(key, tag, "sha256") for key in set(keys)}
+    macs = {key: keyed_hash(key, tag) for key in set(keys)}
     size = 0
+    buffer = bytearray(READ_BYTES)  # one buffer, read into: no new 1 MiB object per read
+    view = memoryview(buffer)
     with open(path, "rb") as source:
-        while chunk := source.read(READ_BYTES):
-            size += len(chunk)
+        while count := source.readinto(buffer):
+            size += count
             for mac in macs.values():
-                mac.update(chunk)
+                mac.update(view[:count])
     return {key: mac.hexdigest() for key, mac in macs.items()}, size

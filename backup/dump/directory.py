@@ -8,9 +8,12 @@ still in the run (or was already there); the caller writes the manifests, the co
 
 A failed run removes the spool and the objects it uploaded that no manifest names.
 
-Memory: one 1 MiB read buffer per file in flight (``jobs``) plus each upload's parts.
-Spool: with inotify, the files in flight (about ``jobs`` tables at once, uncompressed);
-without, the whole dump.
+Memory: per file in flight (``jobs``), a read buffer; one large file encoded at a time
+(``ENCODES_AT_ONCE``, ``dirformat/encoded.py``: zstd's context, compressing in that thread)
+and one upload at a time (``UPLOADS_AT_ONCE``), which holds the storage's parts in flight; the
+small file being packed per thread (``packs.py``).
+Spool: with inotify, the files in flight (about ``jobs`` tables at once, uncompressed) and
+their encoded copies; without, the whole dump.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Any
 from backup import manifest
 from backup.config import Config
 from backup.dirformat import damage
-from backup.dirformat.address import encoding_tag, file_addresses
+from backup.dirformat.address import ADDRESS_HASH, encoding_tag, file_addresses
+from backup.dirformat.encoded import encode_file, put_file, remove
 from backup.dirformat.spool import make_spool
 from backup.dump.commit import Pending
 from backup.dump.packs import Packer, packable
@@ -40,14 +44,17 @@ from backup.errors import BackupError, ConfigError, Interrupted, StorageError
 from backup.manifest import Manifest
 from backup.postgres.processes import ChildGroup
 from backup.storage import Storage
-from backup.stream.codec import object_suffix, open_encoder
-from backup.stream.fanout import Fanout
+from backup.stream.codec import object_suffix
 from backup.stream.progress import Progress
 
 log = logging.getLogger(__name__)
 
-READ_BYTES = 1024 * 1024
 POLL_S = 0.2
+# Files (or packs) uploaded at once, each holding the storage's parts in flight (S3: the object,
+# up to 2 x 8 MiB); large files compressed at once, each with its zstd context (about 3.5 MiB):
+# one of each, overlapping; the other threads hash or pack meanwhile.
+UPLOADS_AT_ONCE = 1
+ENCODES_AT_ONCE = 1
 
 
 @dataclass
@@ -108,7 +115,9 @@ def dump_directory(
     spool = make_spool(config)
     folder = os.path.join(spool, "dump")
     os.mkdir(folder, 0o700)
-    uploader = _Uploader(config, targets, database, suffix, folder)
+    encoded = os.path.join(spool, "stored")  # not pg_dump's folder: it lists only its files
+    os.mkdir(encoded, 0o700)
+    uploader = _Uploader(config, targets, database, suffix, folder, encoded)
     watch = FileWatch(folder)
     try:
         with ChildGroup() as children:
@@ -165,23 +174,37 @@ def remove_uploaded(target: Target) -> None:
 
 
 class _Uploader:
-    """Stores each submitted file of ``folder`` on every live target, ``jobs`` at a time."""
+    """Stores each submitted file of ``folder`` on every live target: ``jobs`` files hashed and
+    encoded (into ``encoded``, the spool's) at a time, ``UPLOADS_AT_ONCE`` of them uploaded."""
 
     def __init__(
-        self, config: Config, targets: list[Target], database: str, suffix: str, folder: str
+        self,
+        config: Config,
+        targets: list[Target],
+        database: str,
+        suffix: str,
+        folder: str,
+        encoded: str,
     ) -> None:
         self.config = config
         self.targets = targets
         self.database = database
         self.suffix = suffix
         self.folder = folder
+        self.encoded = encoded
         self.tag = encoding_tag(config.codec)
-        self.packer = Packer(config, targets, database, suffix, self.tag)
-        self.pool = ThreadPoolExecutor(config.dump.jobs, thread_name_prefix="dir-upload")
-        self.futures: list[Future[None]] = []
-        self.submitted: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.storing = threading.Semaphore(UPLOADS_AT_ONCE)
+        self.encoding = threading.Semaphore(ENCODES_AT_ONCE)
+        self.packer = Packer(
+            config, targets, database, suffix, self.tag, encoded, self.storing, self.stop
+        )
+        self.pool = ThreadPoolExecutor(config.dump.jobs, thread_name_prefix="dir-upload")
+        # only the futures not yet seen done: 3,000 finished ones (a Condition and a lock
+        # each) would be memory held for nothing
+        self.futures: list[Future[None]] = []
+        self.submitted: set[str] = set()
         self.raw_bytes = 0
         self.new_bytes = 0
         # Two files of one dump may have the same content (two empty tables): one upload per
@@ -198,9 +221,13 @@ class _Uploader:
         self.futures.append(self.pool.submit(self._store, name))
 
     def raise_failure(self) -> None:
+        running = []
         for future in self.futures:
-            if future.done() and future.exception() is not None:
+            if not future.done():
+                running.append(future)
+            elif future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
+        self.futures = running
 
     def finish(self) -> None:
         wait(self.futures, return_when=FIRST_EXCEPTION)
@@ -214,6 +241,7 @@ class _Uploader:
     def abort(self) -> None:
         self.stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.packer.discard()
 
     def _store(self, name: str) -> None:
         path = os.path.join(self.folder, name)
@@ -266,36 +294,31 @@ class _Uploader:
             self.raw_bytes += plain
 
     def _upload(self, name: str, path: str, plain: int, pending: list[tuple[Target, str]]) -> None:
-        fanout = Fanout([(t.storage, key) for t, key in pending])
-        encoder = open_encoder(self.config.codec, fanout)
+        encoded = os.path.join(self.encoded, name)
         try:
-            with open(path, "rb") as source:
-                while chunk := source.read(READ_BYTES):
-                    if self.stop.is_set():
-                        raise Interrupted("the directory-format backup was stopped")
-                    encoder.write(chunk)
-            encoder.close()
-        except BaseException as err:
-            encoder.abort()
-            fanout.abort(err)
-            raise
-        uploads = fanout.commit()
-        sha256 = fanout.sha256.hexdigest()
+            with self.encoding:
+                size, sha256 = encode_file(self.config.codec, path, encoded, self.stop)
+            with self.storing:
+                errors = put_file(encoded, [(t.storage, key) for t, key in pending], self.stop)
+        finally:
+            remove(encoded)
+        for error in errors:
+            if isinstance(error, Interrupted) or not isinstance(error, Exception | None):
+                raise error  # the run is stopping: not one destination's failure
         with self.lock:
-            for (target, key), upload in zip(pending, uploads, strict=True):
-                if upload.ok:
+            for (target, key), error in zip(pending, errors, strict=True):
+                if error is None:
                     target.uploaded.append(key)
                     target.suspect.pop(key, None)
-                    target.known[key] = Stored(fanout.size, sha256, None, "")
+                    target.known[key] = Stored(size, sha256, None, "")
                     target.files.append(_entry(name, key, plain, target.known[key], True))
                 elif target.error is None:
-                    error = upload.error
                     target.error = (
                         error
                         if isinstance(error, BackupError)
                         else StorageError(f"{target.storage.url}: upload of {name}: {error}")
                     )
-            self.new_bytes += fanout.size
+            self.new_bytes += size
 
 
 def _entry(name: str, key: str, plain: int, stored: Stored, new: bool) -> dict[str, Any]:
@@ -318,6 +341,7 @@ def directory_manifest(base: Manifest, target: Target) -> Manifest:
     return replace(
         base,
         format="directory",
+        address_hash=ADDRESS_HASH,
         format_version=(
             manifest.PACKED_FORMAT_VERSION
             if any("offset" in f for f in files)

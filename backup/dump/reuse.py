@@ -20,7 +20,7 @@ from typing import Any
 from backup import manifest
 from backup.config import Config
 from backup.dirformat import damage
-from backup.dirformat.address import address_key
+from backup.dirformat.address import ADDRESS_HASH, address_key
 from backup.errors import BackupError, Interrupted, ObjectNotFound, StorageError
 from backup.storage import Storage
 
@@ -70,7 +70,13 @@ def prepare(target: Target, config: Config, database: str, suffix: str) -> None:
     found = manifest.scan(storage, scope=manifest.Scope(frozenset({database})))
     recorded: dict[str, Stored] = {}
     for record in reversed(found.trusted):  # newest last: its record of an object wins
-        if record.format == "directory" and record.database == database:
+        # an address is matched only under the hash that made it: a manifest whose objects
+        # another hash named (or that claims so) offers nothing to reuse
+        if (
+            record.format == "directory"
+            and record.database == database
+            and record.keyed_hash == ADDRESS_HASH
+        ):
             for entry in record.files:
                 if "offset" in entry:  # a file inside a pack: packs are never reused
                     continue

@@ -47,6 +47,8 @@ upgrade) and 3 for directory-format ones with packed files (jobs before packs re
 CUSTOM_FORMAT_VERSION = 1
 DIRECTORY_FORMAT_VERSION = 2
 PACKED_FORMAT_VERSION = 3
+LEGACY_ADDRESS_HASH = "hmac-sha256"
+"""What named the content objects of a directory-format manifest without ``address_hash``."""
 KINDS = ("database", "globals")
 FORMATS = ("custom", "directory")
 # The files pg_dump -Fd -Z0 writes: its table of contents, one NNNN.dat per table's data, and
@@ -94,6 +96,18 @@ class Manifest:
     ``replay_timestamp`` (the primary's commit time of the last transaction it had replayed)
     and ``replay_lag_s`` when the dump began. Empty for the globals and older manifests."""
 
+    address_hash: str = ""
+    """Directory format: the keyed hash that named its content objects (``blake3``; absent,
+    from a job before it: ``hmac-sha256``). A later backup reuses an object only under the
+    hash its own addresses use (``dump/reuse.py``); restore and verify never need it."""
+
+    @property
+    def keyed_hash(self) -> str:
+        """The keyed hash of this directory-format backup's addresses ("" for the custom format)."""
+        if self.format != "directory":
+            return ""
+        return self.address_hash or LEGACY_ADDRESS_HASH
+
     @property
     def new_bytes(self) -> int:
         """Bytes this backup stored itself: all of them in the custom format."""
@@ -114,6 +128,8 @@ class Manifest:
         data = asdict(self)
         data["created_at"] = iso(self.created_at)
         data["finished_at"] = iso(self.finished_at)
+        if not data["address_hash"]:
+            del data["address_hash"]  # the custom format's: no content addresses
         ordered = {"format_version": data.pop("format_version"), **data}
         return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -285,6 +301,8 @@ def _field_problem(data: dict[str, Any]) -> str | None:
         return "excluded is not an object"
     if not isinstance(data.get("source", {}), dict):
         return "source is not an object"
+    if not isinstance(data.get("address_hash", ""), str):
+        return "address_hash is not a string"
     problem = _files_problem(data)
     if problem:
         return problem

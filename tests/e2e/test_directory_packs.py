@@ -222,3 +222,34 @@ def test_encrypted_packs_restore_with_the_identity(
     restored = run_job("restore", "--target-db", target, "--force", env=opened)
     assert restored.returncode == 0, restored.output
     assert fingerprint_db(pg15, target) == fingerprint_db(pg15, database)
+
+
+def test_many_tables_to_s3_stay_under_the_memory_target(pg15, s3_server, tmp_path):
+    """Issue 23's shape, shortened: many small tables and large ones, BACKUP_JOBS=2, to S3.
+    The job's tree (the job and pg_dump) stays under the issue's 100 MiB: one large file
+    encoded and one object uploaded at a time, the encoded bytes in the spool, not queued."""
+    from tests.e2e.test_memory import run_measured
+
+    database = unique_name("packs_mem")
+    pg15.create_database(database)
+    pg15.execute(database, SETUP)
+    for name in ("large_c", "large_d"):  # about 20 MB of COPY text each: a real upload
+        pg15.execute(
+            database,
+            f"CREATE TABLE public.{name} AS SELECT g AS id, md5(g::text) || "
+            f"repeat('{name[-1]}', 100) AS pad FROM generate_series(1, 140000) g",
+        )
+    env = pg15.env(
+        database,
+        BACKUP_LOCK_DIR=str(tmp_path),
+        BACKUP_FORMAT="directory",
+        BACKUP_JOBS="2",
+        AWS_ACCESS_KEY_ID=s3_server.access_key,
+        AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
+        AWS_REGION=s3_server.region,
+        S3_ENDPOINT_URL=s3_server.endpoint_url,
+        BACKUP_DESTINATIONS=f"s3://{s3_server.create_bucket()}/pg",
+    )
+    peak = run_measured("backup", env=env)
+    assert peak.returncode == 0, peak.output[-3000:]
+    assert peak.tree_mib < 100, f"the job's process tree peaked at {peak.tree_mib:.0f} MiB"

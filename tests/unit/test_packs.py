@@ -33,9 +33,10 @@ def test_small_files_fill_several_packs_each_range_decodes_alone(tmp_path, monke
     )
     good = Target(LocalStorage(tmp_path / "a"), key=b"k" * 32)
     bad = Target(Broken(tmp_path / "b"), key=b"k" * 32)
-    packer = packs.Packer(config, [good, bad], "shop", ".zst", b"tag")
-    spool = tmp_path / "spool"
+    spool, packing = tmp_path / "spool", tmp_path / "packing"
     spool.mkdir()
+    packing.mkdir()
+    packer = packs.Packer(config, [good, bad], "shop", ".zst", b"tag", str(packing))
     contents = {}
     rng = random.Random(3)
     for n in range(40):
@@ -46,6 +47,7 @@ def test_small_files_fill_several_packs_each_range_decodes_alone(tmp_path, monke
         assert not (spool / name).exists()
     packer.flush()
     assert isinstance(bad.error, StorageError) and not bad.files
+    assert not list(packing.iterdir())  # each pack's file removed once stored
     assert sorted(f["name"] for f in good.files) == sorted(contents)
     assert len(good.packs) >= 3 and set(good.uploaded) == set(good.packs)
     for entry in good.files:
