@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -65,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (min 1)")
     parser.add_argument("--json", metavar="PATH", help="every measurement as JSON ('-': stdout)")
     parser.add_argument("--logs", metavar="DIR", help="keep the stderr of every run in DIR")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also run the job of another checkout (e.g. `git worktree add DIR main`), "
+        "interleaved with this one's on the same cluster, for a before/after under one load",
+    )
     return parser.parse_args(argv)
 
 
@@ -156,6 +163,30 @@ def bare_dumps(bindir: Path, cluster: Cluster, names: list[str]) -> tuple[float,
     return total_s, total_bytes
 
 
+def print_table(
+    out, code: str, medians: dict[int, dict[str, float]], runs: list[dict], bare_s: float
+) -> None:
+    """One code's medians per N: wall (and spread), speed-up, CPU per database, memory."""
+    base = next(iter(medians.values()))["wall_s"]
+    print(file=out)
+    print(
+        f"{code:>7} {'N':>3} {'wall s':>8} {'spread s':>13} {'speed-up':>9} {'x bare':>7} "
+        f"{'CPU ms/db':>10} {'own ms/db':>10} {'PG ms/db':>9} {'S3 ms/db':>9} "
+        f"{'peak tree MiB':>14} {'max proc MiB':>13}",
+        file=out,
+    )
+    for level, m in medians.items():
+        walls = [r["wall_s"] for r in runs if r["parallel"] == level and r["code"] == code]
+        print(
+            f"{code:>7} {level:>3} {m['wall_s']:>8.1f} {min(walls):>6.1f}-{max(walls):<6.1f} "
+            f"{base / m['wall_s']:>8.2f}x {m['wall_s'] / bare_s:>7.2f} "
+            f"{m['tree_cpu_ms_per_db']:>10.1f} {m['own_cpu_ms_per_db']:>10.1f} "
+            f"{m['server_cpu_ms_per_db']:>9.1f} {m['s3_cpu_ms_per_db']:>9.1f} "
+            f"{m['peak_tree_rss_mib']:>14.0f} {m['max_process_rss_mib']:>13.0f}",
+            file=out,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = sys.stderr if args.json == "-" else sys.stdout
@@ -198,81 +229,77 @@ def main(argv: list[str] | None = None) -> int:
         (work / "logs").mkdir()
         wrappers = ToolWrappers(work / "bin", bindir)
         excluded = ",".join(["postgres", *(f"template_{mb}mb" for mb in TEMPLATE_MB)])
-        for round_no in range(1, max(1, args.rounds) + 1):
-            for level in levels:
-                bucket = s3.create_bucket(f"many-{level}-{round_no}")
-                env = {
-                    "PATH": "/usr/local/bin:/usr/bin:/bin",
-                    "HOME": str(work),
-                    "LANG": "C.UTF-8",
-                    **cluster.env("postgres"),
-                    "BACKUP_DATABASES": "all",
-                    "BACKUP_EXCLUDE_DATABASES": excluded,
-                    "BACKUP_DESTINATIONS": f"s3://{bucket}/pg",
-                    "BACKUP_PARALLEL_DATABASES": str(level),
-                    "BACKUP_LOCK_DIR": str(work / "lock"),
-                    "BACKUP_PROGRESS_SECONDS": "0",
-                    "BACKUP_PG_BIN_DIRS": str(wrappers.bindir),
-                    "AWS_ACCESS_KEY_ID": s3.access_key,
-                    "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                    "AWS_REGION": s3.region,
-                    "S3_ENDPOINT_URL": s3.endpoint_url,
-                }
-                log = work / "logs" / f"backup-n{level}-round{round_no}.log"
-                services_before = services_cpu_s(cluster)
-                measured = run_measured(
-                    [sys.executable, str(REPO / "entrypoint.py"), "backup"],
-                    env,
-                    wrappers,
-                    REPO,
-                    stderr_path=log,
-                )
-                postgres_s, weed_s = (
-                    after - before
-                    for after, before in zip(services_cpu_s(cluster), services_before, strict=True)
-                )
-                row = {
-                    "parallel": level,
-                    "round": round_no,
-                    "wall_s": round(measured.wall_s, 2),
-                    "tree_cpu_ms_per_db": round(1000 * measured.tree_cpu_s / len(names), 1),
-                    "tools_cpu_ms_per_db": round(1000 * measured.tools_cpu_s / len(names), 1),
-                    "own_cpu_ms_per_db": round(1000 * measured.own_cpu_s / len(names), 1),
-                    "server_cpu_ms_per_db": round(1000 * postgres_s / len(names), 1),
-                    "s3_cpu_ms_per_db": round(1000 * weed_s / len(names), 1),
-                    "peak_tree_rss_mib": round(measured.peak_tree_rss_mib, 1),
-                    "max_process_rss_mib": round(measured.max_process_rss_mib, 1),
-                    "exit_code": measured.exit_code,
-                }
-                runs.append(row)
-                print(json.dumps(row), file=out, flush=True)
+        codes = {
+            "this": REPO,
+            **({"compare": Path(args.compare).resolve()} if args.compare else {}),
+        }
+        for round_no, (code, code_dir), level in itertools.product(
+            range(1, max(1, args.rounds) + 1), codes.items(), levels
+        ):
+            bucket = s3.create_bucket(f"many-{code}-{level}-{round_no}")
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": str(work),
+                "LANG": "C.UTF-8",
+                **cluster.env("postgres"),
+                "BACKUP_DATABASES": "all",
+                "BACKUP_EXCLUDE_DATABASES": excluded,
+                "BACKUP_DESTINATIONS": f"s3://{bucket}/pg",
+                "BACKUP_PARALLEL_DATABASES": str(level),
+                "BACKUP_LOCK_DIR": str(work / "lock"),
+                "BACKUP_PROGRESS_SECONDS": "0",
+                "BACKUP_PG_BIN_DIRS": str(wrappers.bindir),
+                "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_REGION": s3.region,
+                "S3_ENDPOINT_URL": s3.endpoint_url,
+            }
+            log = work / "logs" / f"backup-{code}-n{level}-round{round_no}.log"
+            services_before = services_cpu_s(cluster)
+            measured = run_measured(
+                [sys.executable, str(code_dir / "entrypoint.py"), "backup"],
+                env,
+                wrappers,
+                code_dir,
+                stderr_path=log,
+            )
+            postgres_s, weed_s = (
+                after - before
+                for after, before in zip(services_cpu_s(cluster), services_before, strict=True)
+            )
+            row = {
+                "code": code,
+                "parallel": level,
+                "round": round_no,
+                "wall_s": round(measured.wall_s, 2),
+                "tree_cpu_ms_per_db": round(1000 * measured.tree_cpu_s / len(names), 1),
+                "tools_cpu_ms_per_db": round(1000 * measured.tools_cpu_s / len(names), 1),
+                "own_cpu_ms_per_db": round(1000 * measured.own_cpu_s / len(names), 1),
+                "server_cpu_ms_per_db": round(1000 * postgres_s / len(names), 1),
+                "s3_cpu_ms_per_db": round(1000 * weed_s / len(names), 1),
+                "peak_tree_rss_mib": round(measured.peak_tree_rss_mib, 1),
+                "max_process_rss_mib": round(measured.max_process_rss_mib, 1),
+                "exit_code": measured.exit_code,
+            }
+            runs.append(row)
+            print(json.dumps(row), file=out, flush=True)
         info = machine.describe(REPO, bindir, cluster.version, sys.executable)
         if args.logs:
             shutil.copytree(work / "logs", args.logs, dirs_exist_ok=True)
     medians = {
-        level: {
-            key: statistics.median(r[key] for r in runs if r["parallel"] == level) for key in KEYS
+        code: {
+            level: {
+                key: statistics.median(
+                    r[key] for r in runs if r["parallel"] == level and r["code"] == code
+                )
+                for key in KEYS
+            }
+            for level in levels
         }
-        for level in levels
+        for code in codes
     }
-    base = medians[levels[0]]["wall_s"]
-    print(file=out)
-    print(
-        f"{'N':>3} {'wall s':>8} {'spread s':>13} {'speed-up':>9} {'x bare':>7} "
-        f"{'CPU ms/db':>10} {'own ms/db':>10} {'PG ms/db':>9} {'S3 ms/db':>9} "
-        f"{'peak tree MiB':>14} {'max proc MiB':>13}",
-        file=out,
-    )
-    for level, m in medians.items():
-        walls = [r["wall_s"] for r in runs if r["parallel"] == level]
-        print(
-            f"{level:>3} {m['wall_s']:>8.1f} {min(walls):>6.1f}-{max(walls):<6.1f} "
-            f"{base / m['wall_s']:>8.2f}x {m['wall_s'] / bare_s:>7.2f} "
-            f"{m['tree_cpu_ms_per_db']:>10.1f} {m['own_cpu_ms_per_db']:>10.1f} "
-            f"{m['server_cpu_ms_per_db']:>9.1f} {m['s3_cpu_ms_per_db']:>9.1f} "
-            f"{m['peak_tree_rss_mib']:>14.0f} {m['max_process_rss_mib']:>13.0f}",
-            file=out,
-        )
+    for code in codes:
+        print_table(out, code, medians[code], runs, bare_s)
     print(
         f"{len(names)} databases of 1-5 MB, bare pg_dump -Fc summed {bare_s:.1f} s; "
         f"medians of {args.rounds} round(s)",
@@ -282,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=out)
     failed = [r for r in runs if r["exit_code"] != 0]
     for row in failed:
-        print(f"FAILED: N={row['parallel']} in round {row['round']}", file=out)
+        print(f"FAILED: {row['code']} N={row['parallel']} in round {row['round']}", file=out)
     if args.json:
         document = {
             "machine": info,
