@@ -167,3 +167,27 @@ def test_one_listing_cleans_the_unfinished_uploads_of_the_jobs_folders_only(s3_s
     assert storage.cleanup_incomplete_in([f"{f}/" for f in scope.folders()], 0.0) == 2
     left = {u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
     assert left == {names["another database"], names["a name it prefixes"], names["another job"]}
+
+
+def test_a_dump_shorter_than_a_poll_opens_no_lock_watcher_session(cluster, tmp_path) -> None:
+    """The lock watcher connects at its first look, one poll after the dump starts: hundreds of
+    small databases cost no watcher session each, a dump that waits still gets one."""
+    from backup.config import load
+    from backup.postgres.lockwatch import LockWatcher
+
+    config = load({**cluster.env("postgres"), "BACKUP_DESTINATIONS": f"file://{tmp_path}"})
+
+    def watchers() -> int:
+        with cluster.connect() as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'pgbackup-job lock watcher'"
+            ).fetchone()[0]
+
+    with LockWatcher(config.postgres, DATABASES[0], "nobody", "a short dump", poll_s=30.0):
+        assert watchers() == 0
+    with LockWatcher(config.postgres, DATABASES[0], "nobody", "a long dump", poll_s=0.05):
+        deadline = time.monotonic() + 30
+        while watchers() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watchers() == 1
