@@ -215,11 +215,16 @@ def _clean_unfinished_uploads(
     for storage in storages:
         removed = 0
         try:
-            # A few folders at once: one listing each, hundreds with BACKUP_DATABASES=all.
-            clean = functools.partial(
-                storage.cleanup_incomplete, older_than_s=config.orphan_min_age_s
-            )
-            removed = sum(retry.each(folders, clean))
+            # One listing of the destination where the backend offers it (S3); else a few
+            # folders at once, one listing each: hundreds with BACKUP_DATABASES=all.
+            in_folders = getattr(storage, "cleanup_incomplete_in", None)
+            if in_folders is not None and len(folders) > 1:
+                removed = in_folders(folders, older_than_s=config.orphan_min_age_s)
+            else:
+                clean = functools.partial(
+                    storage.cleanup_incomplete, older_than_s=config.orphan_min_age_s
+                )
+                removed = sum(retry.each(folders, clean))
         except (Interrupted, RunTimedOut):
             raise
         except BackupError as err:

@@ -53,7 +53,7 @@ class Dump:
     """Where a standby's replay was when this dump started (the manifest's ``source``)."""
     argv: list[str] = field(default_factory=list)
     snapshot: str | None = None
-    snapshot_conn: psycopg.Connection | None = None
+    snapshot_conn: psycopg.Connection | None = None  # its own session (exact: its snapshot)
     catalog: dict[int, str] = field(default_factory=dict)
     watcher: LockWatcher | None = None
     conflicts: standby.Conflicts | None = None

@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 def open_snapshot(
     config: Config, stack: contextlib.ExitStack, database: str
 ) -> tuple[psycopg.Connection | None, str | None]:
-    """For exact row counts: one REPEATABLE READ transaction whose snapshot pg_dump imports,
-    kept open (by ``stack``) until the counts are taken in it after the dump, so counts and
-    dump see the same data."""
+    """The dump's own session, kept open (by ``stack``) until its row counts are taken after
+    the dump; for exact row counts one REPEATABLE READ transaction whose snapshot pg_dump
+    imports (its id returned too), so counts and dump see the same data."""
     if config.row_counts != "exact":
-        return None, None
+        # No snapshot; still one session for the tables before the dump and the estimates
+        # after it, held by ``stack`` (not one connection each: hundreds of small databases).
+        return stack.enter_context(server.connect(config.postgres, database)), None
     conn = stack.enter_context(server.connect(config.postgres, database, autocommit=False))
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -120,8 +122,8 @@ def describe(
     mode = config.row_counts
     if mode == "off":
         return {}, excluded
-    if snapshot_conn is not None:
-        counts = server.row_counts(snapshot_conn, "exact", only=with_data.__contains__)
+    if snapshot_conn is not None:  # exact: in the dump's snapshot (``open_snapshot``)
+        counts = server.row_counts(snapshot_conn, mode, only=with_data.__contains__)
     else:
         with server.connect(config.postgres, database) as conn:
             counts = server.row_counts(conn, "estimate", only=with_data.__contains__)

@@ -132,3 +132,62 @@ def test_a_stop_ends_every_dump_in_flight(cluster, backup_dir, tmp_path, how):
         assert "stopping 3 dump(s) in flight" in stderr, stderr
         assert manifests(backup_dir) == []
         _nothing_left(cluster, backup_dir)
+
+
+# -- the start-up cleanup of unfinished uploads over hundreds of folders -------------------------
+
+
+def test_one_listing_cleans_the_unfinished_uploads_of_the_jobs_folders_only(s3_server) -> None:
+    """On S3 the start-up cleanup lists the destination's unfinished uploads once, not once per
+    database folder, and still aborts only those of the job's own folders."""
+    from backup import dump, manifest
+    from backup.config import load
+    from backup.storage.s3 import S3Storage
+
+    bucket = s3_server.create_bucket()
+    client = s3_server.client()
+    names = {
+        "ours": "pg/tenant_1/tenant_1-20250101T000000Z.dump.zst",
+        "ours too": "pg/tenant_2/tenant_2-20250101T000000Z.dump.zst",
+        "another database": "pg/app/app-20250101T000000Z.dump.zst",
+        "a name it prefixes": "pg/tenant_10/tenant_10-20250101T000000Z.dump.zst",
+        "another job": "pg2/tenant_1/tenant_1-20250101T000000Z.dump.zst",
+    }
+    for name in names.values():
+        client.create_multipart_upload(Bucket=bucket, Key=name)
+    storage = S3Storage(s3_server.client(), bucket, "pg")
+    listings = []
+    storage.client.meta.events.register(
+        "before-call.s3.ListMultipartUploads", lambda **_: listings.append(1)
+    )
+    scope = manifest.Scope(frozenset({"tenant_1", "tenant_2", "tenant_3"}))
+    config = load({"PGHOST": "db", "PGDATABASE": "x", "BACKUP_DESTINATIONS": f"s3://{bucket}/pg"})
+    dump._clean_unfinished_uploads(config, [storage], scope)  # young: a live run's, kept
+    assert len(listings) == 1
+    assert storage.cleanup_incomplete_in([f"{f}/" for f in scope.folders()], 0.0) == 2
+    left = {u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+    assert left == {names["another database"], names["a name it prefixes"], names["another job"]}
+
+
+def test_a_dump_shorter_than_a_poll_opens_no_lock_watcher_session(cluster, tmp_path) -> None:
+    """The lock watcher connects at its first look, one poll after the dump starts: hundreds of
+    small databases cost no watcher session each, a dump that waits still gets one."""
+    from backup.config import load
+    from backup.postgres.lockwatch import LockWatcher
+
+    config = load({**cluster.env("postgres"), "BACKUP_DESTINATIONS": f"file://{tmp_path}"})
+
+    def watchers() -> int:
+        with cluster.connect() as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'pgbackup-job lock watcher'"
+            ).fetchone()[0]
+
+    with LockWatcher(config.postgres, DATABASES[0], "nobody", "a short dump", poll_s=30.0):
+        assert watchers() == 0
+    with LockWatcher(config.postgres, DATABASES[0], "nobody", "a long dump", poll_s=0.05):
+        deadline = time.monotonic() + 30
+        while watchers() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watchers() == 1
