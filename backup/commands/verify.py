@@ -16,7 +16,6 @@ from backup.manifest import catalog
 from backup.postgres import tools as pg_tools
 from backup.restore import table_check
 
-HELP = "check a backup: size, sha256, archive listing"
 NEEDS_DATABASES = False
 DESCRIPTION = (
     "Download a backup, check its size and sha256 against its manifest, decrypt and decode "
