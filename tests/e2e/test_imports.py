@@ -83,6 +83,11 @@ def test_help_imports_no_verb_no_engine_and_no_psycopg() -> None:
     assert _heavy(modules) == []
 
 
+def test_version_finds_the_client_tools_without_psycopg() -> None:
+    modules = _modules_of_a_run(clean_environ(), "--version")
+    assert "backup.postgres.tools" in modules and "psycopg" not in modules
+
+
 def test_a_verbs_help_imports_that_verb_alone() -> None:
     modules = _modules_of_a_run(clean_environ(), "contents", "--help")
     assert _verbs(modules) == ["contents"]
