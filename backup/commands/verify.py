@@ -14,7 +14,6 @@ from backup.errors import BackupError, ConfigError
 from backup.job.outcome import VerifyOutcome
 from backup.manifest import catalog
 from backup.postgres import tools as pg_tools
-from backup.restore import table_check
 
 NEEDS_DATABASES = False
 DESCRIPTION = (
@@ -98,6 +97,8 @@ def _verify_tables(
     outcome: VerifyOutcome,
 ) -> int:
     """``--table T --restore-test``: the tables alone, restored into a scratch database."""
+    from backup.restore import table_check  # the restore engine: only for --table
+
     entry = entries[0]
     try:
         test = table_check.test_restore_tables(

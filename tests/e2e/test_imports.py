@@ -6,7 +6,8 @@ memory (apprise about 0.5 s and 30 MB with its plugins).
 
 A run imports only the module of its own verb (``backup.commands.HELP`` gives ``--help`` its
 lines): ``--help`` imports no verb and no engine, not even psycopg (0.3 s of CPU and 24 MB on
-its own, asyncio included); a backup to file:// no other verb's module and no restore engine.
+its own, asyncio included); a backup to file:// no other verb's module and no restore engine;
+a verify without ``--restore-test`` never connects, so imports no psycopg.
 """
 
 from __future__ import annotations
@@ -99,4 +100,11 @@ def test_a_backup_to_a_file_destination_imports_its_own_verb_and_engine_only(job
     assert _verbs(modules) == ["backup"]
     assert "backup.dump" in modules  # the probe saw the run
     assert not {"backup.restore", "backup.restore.tables", "backup.storage.s3"} & modules
+    # the directory format's hash, Telegram's HTML, suggestions for a typo: none used here
+    assert not {"blake3", "html", "difflib"} & modules
     assert _heavy(modules) == []
+
+    # verify without --restore-test reads the archive alone: no database, so no psycopg
+    modules = _modules_of_a_run(job_env, "verify")
+    assert _verbs(modules) == ["verify"] and "backup.verify" in modules
+    assert not {"psycopg", "backup.dump", "backup.restore"} & modules
