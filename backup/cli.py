@@ -1,7 +1,7 @@
 """Command line: the verbs of ``backup.commands``, and the one place errors become exit codes.
 
 Each error is one ``error:`` line and one ``hint:`` line; the traceback goes to the debug log.
-Then the commands that run unattended (``reporting.UNATTENDED``) tell how they ended: metrics
+Then the commands that run unattended (``commands.UNATTENDED``) tell how they ended: metrics
 after every run, a failure report through every notifier when they failed, a configuration
 error included (through the channels that could still be read).
 """
@@ -26,11 +26,9 @@ from typing import Any, NoReturn, TextIO
 from backup import __version__, commands
 from backup import config as config_module
 from backup import log as log_module
-from backup.commands import reporting
 from backup.config import variables
 from backup.config.environment import parse_for_reports
 from backup.errors import BackupError, ConfigError, Interrupted
-from backup.postgres import tools
 
 log = logging.getLogger("backup")
 
@@ -89,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=_VersionAction,
         help="show the job's version, Python's and every PostgreSQL client found, and exit",
     )
-    commands.add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    commands.add_parsers(parser)
     return parser
 
 
@@ -101,6 +99,8 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from backup.postgres import tools  # psycopg, for this option only
+
         found = tools.installed_tools()
         clients = ", ".join(f"{t.version} ({t.bindir})" for t in found) or "none found"
         print(f"pgbackup-job {__version__}")
@@ -247,7 +247,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if error is not None:
         exit_code = _report_error(error)
     # Unattended commands tell how they ended (metrics; notifications when they failed).
-    reporting.tell_outcome(config, name, started_at, error, manual)
+    if name in commands.UNATTENDED:
+        from backup.commands import reporting  # notifiers and metrics: only when told
+
+        reporting.tell_outcome(config, name, started_at, error, manual)
     return exit_code
 
 
@@ -261,7 +264,10 @@ def _report_config_error(err: ConfigError, command: str, started_at: datetime, m
         return _report_error(err)
     log_module.setup(config_module.log_format(), secrets=settings.secrets)
     exit_code = _report_error(err)
-    reporting.tell_config_error(settings, command, started_at, err, manual)
+    if command in commands.UNATTENDED:
+        from backup.commands import reporting
+
+        reporting.tell_config_error(settings, command, started_at, err, manual)
     return exit_code
 
 

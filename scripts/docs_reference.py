@@ -103,14 +103,14 @@ def cli_page() -> str:
     for name, sub in _subparsers(parser).items():
         module = commands.load(name)
         default = ""
-        if name == commands.DEFAULT and "default" not in module.HELP:
+        if name == commands.DEFAULT and "default" not in commands.HELP[name]:
             default = " (the default command)"
         used = [v for v in variables.VARIABLES if name in v.commands]
         lines += [
             "",
             f"### {name}",
             "",
-            f"{_text(module.HELP)}{default}.",
+            f"{_text(commands.HELP[name])}{default}.",
             "",
             "```",
             sub.format_usage().strip(),

@@ -35,7 +35,6 @@ from backup.stream.codec import DEFAULT_LEVEL
 
 log = logging.getLogger(__name__)
 
-HELP = "one backup run (the default command)"
 NEEDS_DATABASES = True
 DESCRIPTION = (
     "Back up every database of the job (BACKUP_DATABASES) to every destination "

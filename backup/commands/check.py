@@ -34,7 +34,6 @@ from backup.notify import Delivery, NotificationFailed
 from backup.postgres import contents, replay, standby
 from backup.storage import Storage
 
-HELP = "config, database, pg_dump/server versions, destinations"
 NEEDS_DATABASES = True
 DESCRIPTION = (
     "Check the deployment without making a backup: the configuration; BACKUP_LOCK_DIR (the "

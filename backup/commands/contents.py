@@ -12,7 +12,6 @@ from backup.config import Config
 from backup.manifest import catalog
 from backup.restore.contents import Contents, TableContents, read_contents
 
-HELP = "what a backup holds: schemas, tables (rows, sizes), views, functions"
 NEEDS_DATABASES = False
 DESCRIPTION = (
     "Show what a backup holds without restoring it, from its manifest and the archive's own "

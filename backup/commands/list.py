@@ -20,7 +20,6 @@ from backup.config import Config
 from backup.manifest import catalog
 from backup.manifest.catalog import Entry, Flagged, Usage
 
-HELP = "complete backups of every database, newest first"
 NEEDS_DATABASES = False
 DESCRIPTION = (
     "List the complete backups (those with a manifest), newest first, from the first "

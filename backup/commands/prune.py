@@ -17,7 +17,6 @@ from backup.retention import prune as engine
 
 log = logging.getLogger(__name__)
 
-HELP = "apply retention alone"
 NEEDS_DATABASES = True
 DESCRIPTION = (
     "Apply retention alone (BACKUP_RETENTION_DAYS, BACKUP_KEEP_*), to this job's databases "

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 from backup import log as log_module
 from backup import metrics, notify
+from backup.commands import UNATTENDED
 from backup.config import Config, MetricsConfig, NotifyConfig
 from backup.config.environment import ReportingSettings
 from backup.errors import BackupError, LockedError, PartialError
@@ -48,7 +49,6 @@ from backup.storage import Storage
 
 log = logging.getLogger(__name__)
 
-UNATTENDED = ("backup", "verify", "prune", "status")
 LOG_TAIL_LINES = 30
 _TOLD = "_pgbackup_told"
 

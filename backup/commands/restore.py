@@ -12,7 +12,6 @@ from backup.errors import ConfigError
 from backup.manifest import catalog
 from backup.restore import tables as table_restore
 
-HELP = "restore a backup (asks for YES; --force without a terminal)"
 NEEDS_DATABASES = False
 DESCRIPTION = (
     "Restore into a fresh database, then swap names: the current database is kept as "

@@ -23,7 +23,6 @@ from backup.job import scope as job_scope
 from backup.manifest import Scope
 from backup.storage import Storage
 
-HELP = "age of the newest complete backup; exit 1 when too old"
 NEEDS_DATABASES = True
 DESCRIPTION = (
     "The newest complete backup of each database of the job on each destination, its age "

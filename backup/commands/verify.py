@@ -14,9 +14,7 @@ from backup.errors import BackupError, ConfigError
 from backup.job.outcome import VerifyOutcome
 from backup.manifest import catalog
 from backup.postgres import tools as pg_tools
-from backup.restore import table_check
 
-HELP = "check a backup: size, sha256, archive listing"
 NEEDS_DATABASES = False
 DESCRIPTION = (
     "Download a backup, check its size and sha256 against its manifest, decrypt and decode "
@@ -99,6 +97,8 @@ def _verify_tables(
     outcome: VerifyOutcome,
 ) -> int:
     """``--table T --restore-test``: the tables alone, restored into a scratch database."""
+    from backup.restore import table_check  # the restore engine: only for --table
+
     entry = entries[0]
     try:
         test = table_check.test_restore_tables(

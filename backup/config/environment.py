@@ -8,7 +8,6 @@ the notification and metrics settings that still work, so a configuration error 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 from collections.abc import Mapping
@@ -140,6 +139,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[st
     found = []
     for name in sorted(os.environ if environ is None else environ):
         if name.startswith(PREFIXES) and name not in known:
+            import difflib  # only for a typo: every run reads the configuration
+
             close = difflib.get_close_matches(name[:100], sorted(known), n=1, cutoff=0.6)
             found.append((name, close[0] if close else None))
     return found

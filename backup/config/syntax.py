@@ -8,7 +8,6 @@ a value, and the callers never pass a secret to ``shown``.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import zoneinfo
@@ -174,6 +173,8 @@ def timezone_problem(value: str) -> str | None:
             pass
         else:
             return None
+    import difflib  # only for a wrong time zone
+
     close = difflib.get_close_matches(value[:100], sorted(zoneinfo.available_timezones()), n=1)
     suggestion = f"; did you mean {close[0]}?" if close else ""
     return (

@@ -35,8 +35,6 @@ import secrets
 from collections.abc import Iterable
 from typing import Protocol
 
-import blake3
-
 from backup.config import CodecConfig, DumpConfig
 from backup.errors import IntegrityError, ObjectNotFound
 from backup.manifest import LEGACY_ADDRESS_HASH, dedup_key_key
@@ -61,6 +59,8 @@ class KeyedHash(Protocol):
 def keyed_hash(key: bytes, tag: bytes, algorithm: str = ADDRESS_HASH) -> KeyedHash:
     """A hasher of addresses under the address key ``key``, fed ``tag`` first."""
     if algorithm == BLAKE3:
+        import blake3  # the directory format's only: a custom-format run never loads it
+
         derived = blake3.blake3(key, derive_key_context=_BLAKE3_CONTEXT).digest()
         return blake3.blake3(tag, key=derived)
     if algorithm == HMAC_SHA256:

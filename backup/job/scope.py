@@ -17,7 +17,6 @@ from backup import manifest
 from backup.config import Config
 from backup.errors import DatabaseError
 from backup.manifest import Scope
-from backup.postgres import server as pg_server
 from backup.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,8 @@ def configured_scope(config: Config) -> Scope:
     pg = config.postgres
     if not pg.all_databases:
         return scope_of(config, pg.databases)
+    from backup.postgres import server as pg_server  # psycopg: only to connect
+
     with pg_server.connect(pg, pg.database or "postgres") as conn:
         return scope_of(config, pg_server.list_databases(conn))
 

@@ -18,7 +18,6 @@ failure. ``event(report)`` names which message a report is:
 
 from __future__ import annotations
 
-import html as html_lib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -135,7 +134,11 @@ class _Markup:
         self.html = html
 
     def esc(self, text: object) -> str:
-        return html_lib.escape(str(text), quote=False) if self.html else str(text)
+        if not self.html:
+            return str(text)
+        import html  # Telegram's HTML only: html.entities is 0.4 MiB every other run would keep
+
+        return html.escape(str(text), quote=False)
 
     def bold(self, text: str) -> str:
         return f"<b>{self.esc(text)}</b>" if self.html else text

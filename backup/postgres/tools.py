@@ -20,10 +20,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backup.errors import DatabaseError
 from backup.postgres.processes import child_env
-from backup.postgres.server import ServerInfo
+
+if TYPE_CHECKING:  # not psycopg for --version, nor for the verbs that read archives alone
+    from backup.postgres.server import ServerInfo
 
 SYSTEM_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 

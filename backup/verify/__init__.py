@@ -19,8 +19,7 @@ from backup.dirformat.damage import DamagedFile
 from backup.dirformat.fetch import fetch_folder
 from backup.errors import BackupError, ConfigError, IntegrityError
 from backup.manifest.catalog import Entry
-from backup.postgres import pg_restore, pooler
-from backup.postgres import server as pg_server
+from backup.postgres import pg_restore
 from backup.postgres import tools as pg_tools
 from backup.postgres.pg_restore import (
     HeadRecorder,
@@ -200,6 +199,10 @@ def restore_test(config: Config, storages: dict[str, Storage], entry: Entry) -> 
     """Restore ``entry`` into a scratch database, check every table of the archive exists and,
     when the manifest has exact counts, that row counts match; drop the scratch database
     whatever happens. Returns what was measured and checked."""
+    # psycopg: only the test restore connects (a plain verify reads the archive alone)
+    from backup.postgres import pooler
+    from backup.postgres import server as pg_server
+
     m = entry.manifest
     if m.kind != "database":
         raise ConfigError("--restore-test applies to database backups, not globals")
@@ -263,6 +266,8 @@ def _restore_and_list(
     scratch: str,
     reopen: Callable[[str], tuple[VerifyingReader, Readable]],
 ) -> tuple[list[str], DatabaseProperties]:
+    from backup.postgres import server as pg_server
+
     verifying, archive = reopen("test restore")
     with HeadRecorder(archive) as head:
         run_pg_restore(tools, pg, scratch, head, verifying, ["--no-owner", "--no-privileges"], 1)
@@ -279,6 +284,8 @@ def _give_properties(
     """The database's own properties (owner, settings, comment, grants) given to the scratch
     database, as a restore gives them: proof that they apply. A role missing on this server is
     a warning, not a failure of the test; any other failure is."""
+    from backup.postgres import server as pg_server
+
     for statement in props.skipped:
         log.warning("test restore of %s: database property not understood: %s", name, statement)
     statements = [(s.kind, s.for_database(scratch)) for s in props.statements]
@@ -313,6 +320,8 @@ def _restore_folder_and_list(
     pg: PostgresConfig,
     scratch: str,
 ) -> tuple[list[str], DatabaseProperties]:
+    from backup.postgres import server as pg_server
+
     jobs = config.dump.jobs
     with tempfile.TemporaryDirectory(prefix="pgbackup-verify-") as folder:
         fetch_folder(
@@ -332,6 +341,8 @@ def _restore_folder_and_list(
 
 
 def _compare(pg: PostgresConfig, scratch: str, recorded: dict, restored_tables: list[str]) -> int:
+    from backup.postgres import server as pg_server
+
     tables = recorded.get("tables", {}) if recorded else {}
     # Tables the backup holds without their rows (BACKUP_EXCLUDE_TABLE_DATA) must exist too.
     without_data = recorded.get("without_data", []) if recorded else []

@@ -69,7 +69,7 @@ def test_every_notifier_is_a_notifier_and_only_healthchecks_is_a_heartbeat() -> 
 @pytest.mark.parametrize("name", commands.COMMANDS)
 def test_every_command_has_help_arguments_and_a_run(name: str, capsys) -> None:
     module = commands.load(name)
-    assert module.HELP and callable(module.configure) and callable(module.run)
+    assert commands.HELP[name] and callable(module.configure) and callable(module.run)
     assert isinstance(module.NEEDS_DATABASES, bool)
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([name, "--help"])
