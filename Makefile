@@ -36,11 +36,11 @@ format: deps ## ruff format and ruff check --fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint ## lint, then every test (about 13 minutes on 2 cores)
+test: lint ## lint, then every test (about 8 minutes on 2 cores)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-fast: lint ## lint, then the unit and storage-contract tests not marked slow (under a minute)
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal -m 'not slow' tests/unit tests/contract \
+	PGBACKUP_TEST_FAST=1 $(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal -m 'not slow' tests/unit tests/contract \
 		tests/test_architecture_doc.py tests/test_layers.py
 
 docs: deps-docs ## the docs site into site/ (mkdocs --strict)

@@ -22,6 +22,10 @@ pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.b2sim", "tests.fixtu
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+# make test-fast, the daily loop, tries a fifth of the examples (tests/fixtures/examples.py).
+if os.environ.get("PGBACKUP_TEST_FAST"):
+    hypothesis_settings.register_profile("fast", hypothesis_settings(), max_examples=20)
+    hypothesis_settings.load_profile("fast")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SQL = (REPO / "tests" / "fixtures" / "sample.sql").read_text()

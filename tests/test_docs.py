@@ -5,6 +5,7 @@ missing from the navigation. Its two reference pages are generated from the code
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -53,7 +54,7 @@ def test_every_command_and_option_is_on_the_cli_page(site: Path) -> None:
     page = (site / "reference" / "cli.html").read_text(encoding="utf-8")
     assert "generated:" not in page
     parser = cli.build_parser()
-    [sub] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert list(sub.choices) == list(commands.COMMANDS)
     for name, command in sub.choices.items():
         assert f'id="{name}"' in page, name

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from backup.config import load
 from backup.errors import ConfigError
+from tests.fixtures.examples import examples
 from tests.unit.test_readme_configuration import documented, read_by_code
 
 # What the other variables are set to, so that a problem can only come from the one under test:
@@ -64,7 +65,7 @@ def check(name: str, env: dict[str, str], secret: str | None = None) -> None:
 
 
 @pytest.mark.parametrize("name", VARIABLES)
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=values)
 def test_every_variable_is_refused_by_name_or_accepted(name: str, value: str) -> None:
     check(name, {name: value}, secret=value if name in SECRETS else None)
@@ -84,7 +85,7 @@ def special_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 @pytest.mark.parametrize("name", SECRETS)
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -101,7 +102,7 @@ def test_every_secret_file_is_refused_by_name_or_accepted(
     check(name, {f"{name}_FILE": path}, secret=secret)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(env=st.dictionaries(st.sampled_from(VARIABLES), values, min_size=2, max_size=8))
 def test_several_bad_values_are_all_reported_each_by_name(env: dict[str, str]) -> None:
     try:

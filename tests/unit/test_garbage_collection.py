@@ -23,6 +23,7 @@ from backup.dump.reuse import Target, prepare, recheck
 from backup.manifest import Scope
 from backup.retention import prune
 from backup.storage.local import LocalStorage
+from tests.fixtures.examples import examples
 from tests.unit.test_manifest_trust import record
 
 DB = "shop"
@@ -102,7 +103,7 @@ class World:
             assert set(present) <= referenced  # and nothing unreferenced is left
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(backups, prunes), min_size=1, max_size=12))
 def test_collection_never_deletes_a_referenced_object(steps) -> None:
     with tempfile.TemporaryDirectory() as root:

@@ -21,6 +21,7 @@ from backup.config.dump_options import (
 from backup.errors import ConfigError, IntegrityError
 from backup.manifest import Manifest
 from backup.postgres.pg_restore import toc_tables
+from tests.fixtures.examples import examples
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,7 @@ def _dangerous(draw) -> list[str]:
     return [f"-{flags}{letter}" + (draw(_VALUE) if draw(st.booleans()) else "")]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(st.tuples(st.booleans(), _safe(), _dangerous()), min_size=1, max_size=5))
 def test_accepted_exactly_when_no_refused_option_is_spelled(pieces):
     """Words are built from allowed options (any unambiguous abbreviation, values that look

@@ -15,6 +15,7 @@ from backup import log
 from backup.log import MIN_SECRET_CHARS, REDACTED, RedactingFilter, Redactor
 from backup.storage.b2.errors import storage_error as b2_storage_error
 from backup.storage.s3.errors import storage_error as s3_storage_error
+from tests.fixtures.examples import examples
 
 # Secrets are made of letters and digits; the text around them of characters no secret has and
 # no pattern of the redactor reacts to (no ':', '=', '@', '-'): the expected output is exact.
@@ -26,7 +27,7 @@ SECRET = st.text(
 FILLER = st.text(alphabet=" \t\n.,;!?()[]{}/\\'\"#%^*_~|<>éü中文😀\x00\x7f", max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     secrets=st.lists(SECRET, min_size=1, max_size=6),
     pieces=st.lists(st.tuples(FILLER, st.integers(min_value=0, max_value=5)), max_size=12),
@@ -40,7 +41,7 @@ def test_every_occurrence_masked_nothing_else_changed(
     assert Redactor(secrets).redact(text) == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     secrets=st.lists(
         st.text(st.characters(blacklist_characters="*"), min_size=MIN_SECRET_CHARS), max_size=5

@@ -21,6 +21,7 @@ from backup.storage.azure.errors import storage_error as azure_storage_error
 from backup.storage.b2.errors import storage_error as b2_storage_error
 from backup.storage.gcs.errors import storage_error as gcs_storage_error
 from backup.storage.s3.errors import storage_error as s3_storage_error
+from tests.fixtures.examples import examples
 
 # Secrets as operators' files hold them: newlines, quotes, backslashes, unicode, controls.
 NASTY = st.sampled_from(list("\n\r\t'\"\\%+/=:@ éü中😀\x00\x7f\x1b"))
@@ -84,7 +85,7 @@ def _leaks(secret: str, text: str) -> list[str]:
     return found
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(secret=SECRET, user=st.text(alphabet="abcdefgh", max_size=7), before=CONTEXT, after=CONTEXT)
 def test_every_form_of_a_secret_is_masked(secret: str, user: str, before: str, after: str) -> None:
     redactor = Redactor([secret])
@@ -93,7 +94,7 @@ def test_every_form_of_a_secret_is_masked(secret: str, user: str, before: str, a
         assert not _leaks(secret, out), (name, out)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     head=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=9, max_size=30),
     tail=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=9, max_size=30),
@@ -119,7 +120,7 @@ def test_the_header_error_of_a_two_line_session_token() -> None:
     assert "second-line" not in message and "FwoGZXIv" not in message, message
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(secret=SECRET)
 def test_every_backends_error_text_masks_every_form(secret: str) -> None:
     """The error paths of S3, B2, GCS and Azure, each fed an exception whose text quotes the

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from backup.config import RetentionPolicy
 from backup.retention import FUTURE_TOLERANCE, Decision, plan, to_delete
+from tests.fixtures.examples import examples
 
 NOW = datetime(2025, 11, 10, 3, 0, tzinfo=UTC)
 
@@ -210,7 +211,7 @@ def must_keep(backups: list[Manifest], policy: RetentionPolicy, now: datetime) -
     return keep
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(backups=backup_lists, policy=policies, now=times)
 def test_properties(backups: list[Manifest], policy: RetentionPolicy, now: datetime) -> None:
     decisions = plan(backups, policy, now)
