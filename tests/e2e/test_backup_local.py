@@ -515,8 +515,9 @@ def test_gfs_rules_keep_what_they_promise(job_env, backup_dir):
     older_kept = [m for m in kept if m not in young]
     assert 1 <= len(older_kept) <= 4 + 3  # only what the weekly and monthly rules keep
     assert any(
-        m["created_at"] < (datetime.now(UTC) - timedelta(days=40)).isoformat() for m in older_kept
-    )  # a monthly one, beyond the weeklies
+        datetime.fromisoformat(m["created_at"]) < datetime.now(UTC) - timedelta(days=40)
+        for m in older_kept
+    )  # a monthly one, beyond the weeklies (as times: "...:07Z" sorts after "...:07.5+00:00")
     again = run_job("prune", "--dry-run", env=env)
     assert "would delete" not in again.stderr  # idempotent
 
